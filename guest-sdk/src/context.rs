@@ -1,0 +1,184 @@
+//! Records in, records out: the incoming [`Record`], the [`Output`] builder and
+//! the [`Context`] a processor forwards and schedules through.
+
+use std::time::Duration;
+
+use crate::bindings::weir::streams::context as wit;
+use crate::bindings::weir::streams::types;
+use crate::codec::Codec;
+use crate::error::Error;
+
+pub use types::Header;
+
+/// Whether a schedule follows record timestamps or the host's clock.
+pub use types::PunctuationType;
+
+/// A record from a source topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Where it came from, as declared in `describe()`: a source topic's
+    /// declared name or a repartition's name.
+    pub source: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Record {
+    pub(crate) fn from_wit(r: types::IncomingRecord) -> Self {
+        Record {
+            source: r.source,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp: r.timestamp,
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+        }
+    }
+
+    /// The key decoded as `T` (`None` for a null key).
+    pub fn key_as<T: Codec>(&self) -> Result<Option<T>, Error> {
+        self.decode(self.key.as_deref(), "key")
+    }
+
+    /// The value decoded as `T` (`None` for a null value, a tombstone).
+    pub fn value_as<T: Codec>(&self) -> Result<Option<T>, Error> {
+        self.decode(self.value.as_deref(), "value")
+    }
+
+    /// The value as UTF-8 text (`None` for a null value).
+    pub fn value_str(&self) -> Result<Option<&str>, Error> {
+        self.value
+            .as_deref()
+            .map(|v| std::str::from_utf8(v).map_err(|e| self.error("value", e)))
+            .transpose()
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.value.as_slice())
+    }
+
+    fn decode<T: Codec>(&self, bytes: Option<&[u8]>, part: &str) -> Result<Option<T>, Error> {
+        bytes
+            .map(|b| T::decode(b).map_err(|e| self.error(part, e)))
+            .transpose()
+    }
+
+    fn error(&self, part: &str, e: impl std::fmt::Display) -> Error {
+        Error::msg(format!(
+            "record {}/{}@{}: {part}: {e}",
+            self.topic, self.partition, self.offset
+        ))
+    }
+}
+
+/// A record for a sink.
+///
+/// ```
+/// # use weir_sdk::Output;
+/// let out = Output::new().key(&"apple".to_string()).value(&"3".to_string()).header("source", b"wc");
+/// # let _ = out;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    timestamp: Option<i64>,
+}
+
+impl Output {
+    /// An output with no key, value or headers.
+    pub fn new() -> Self {
+        Output::default()
+    }
+
+    /// Sets the key (which picks the partition).
+    pub fn key<K: Codec>(mut self, key: &K) -> Self {
+        self.key = Some(key.encode());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value<V: Codec>(mut self, value: &V) -> Self {
+        self.value = Some(value.encode());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &[u8]) -> Self {
+        self.headers.push(Header {
+            key: name.to_string(),
+            value: value.to_vec(),
+        });
+        self
+    }
+
+    /// Sets the timestamp (default: the timestamp of the record being
+    /// processed, or the punctuation time).
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+}
+
+/// A handle to a schedule made with [`Context::schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScheduleId(pub u32);
+
+/// What a processor can do besides touching its stores: forward records,
+/// schedule punctuations, ask the time.
+pub struct Context {
+    /// Timestamp given to outputs that set none.
+    pub(crate) timestamp: Option<i64>,
+}
+
+impl Context {
+    /// Sends `output` to the sink called `sink`.
+    pub fn forward(&mut self, sink: &str, output: Output) -> Result<(), Error> {
+        let record = types::OutgoingRecord {
+            key: output.key,
+            value: output.value,
+            headers: output.headers,
+            timestamp: output.timestamp.or(self.timestamp),
+        };
+        wit::forward(sink, &record).map_err(Error::msg)
+    }
+
+    /// This task's id, e.g. `0_3`.
+    pub fn task_id(&self) -> String {
+        wit::task_id()
+    }
+
+    /// The highest record timestamp this task has seen (-1 before any).
+    pub fn stream_time(&self) -> i64 {
+        wit::stream_time()
+    }
+
+    /// The host's clock, in milliseconds since the Unix epoch.
+    pub fn wall_clock_time(&self) -> i64 {
+        wit::wall_clock_time()
+    }
+
+    /// Calls [`Processor::punctuate`](crate::Processor::punctuate) every
+    /// `interval` of stream time or wall-clock time.
+    pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> ScheduleId {
+        ScheduleId(wit::schedule(interval.as_millis() as u64, kind))
+    }
+
+    /// Stops a schedule.
+    pub fn cancel(&mut self, schedule: ScheduleId) {
+        wit::cancel(schedule.0)
+    }
+}

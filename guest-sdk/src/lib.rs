@@ -1,0 +1,177 @@
+//! # Weir guest SDK
+//!
+//! Write a stream processor as a plain Rust type, compile it to a WebAssembly
+//! component (`cargo build --release --target wasm32-wasip2`), and run it on a
+//! Weir host, which owns Kafka, state stores, changelogs, commits and restore.
+//!
+//! A processor:
+//! - declares its sources, sinks and stores in [`Processor::describe`];
+//! - builds itself for one task (one source partition) in [`Processor::init`],
+//!   opening its stores;
+//! - handles records one at a time in [`Processor::process`], in partition
+//!   order, reading and writing typed [`KvStore`]s and forwarding [`Output`]s
+//!   to named sinks;
+//! - optionally reacts to schedules in [`Processor::punctuate`] and cleans up
+//!   in [`Processor::close`] (both default to doing nothing).
+//!
+//! [`export_processor!`] makes the type the component's export.
+//!
+//! ## A complete processor: word count
+//!
+//! Lines come in on any partition; each word is re-keyed through the
+//! repartition topic `words` so every occurrence of a word reaches the one
+//! task that owns it, which counts it.
+//!
+//! ```
+//! use weir_sdk::{Context, Error, KvStore, Output, Processor, Record, StoreSpec, TaskInfo, Topology};
+//!
+//! pub struct WordCount {
+//!     counts: KvStore<String, u64>,
+//! }
+//!
+//! impl Processor for WordCount {
+//!     fn describe() -> Topology {
+//!         Topology::new("word-count")
+//!             .source("text-lines")
+//!             .repartition("words")
+//!             .sink("counts", "word-counts")
+//!             .store(StoreSpec::kv("counts"))
+//!     }
+//!
+//!     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
+//!         Ok(WordCount { counts: KvStore::open("counts")? })
+//!     }
+//!
+//!     fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error> {
+//!         if record.source == "words" {
+//!             let Some(word) = record.key_as::<String>()? else { return Ok(()) };
+//!             let count = self.counts.get(&word)?.unwrap_or(0) + 1;
+//!             self.counts.put(&word, &count)?;
+//!             return ctx.forward("counts", Output::new().key(&word).value(&count.to_string()));
+//!         }
+//!         let Some(line) = record.value_str()? else { return Ok(()) };
+//!         for word in line.split_whitespace().map(str::to_lowercase) {
+//!             ctx.forward("words", Output::new().key(&word))?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! weir_sdk::export_processor!(WordCount);
+//! # fn main() {}
+//! ```
+//!
+//! Put that in `src/lib.rs` of a crate with `crate-type = ["cdylib"]` and a
+//! dependency on this SDK, and `cargo build --release --target
+//! wasm32-wasip2` gives `target/wasm32-wasip2/release/<crate>.wasm`, ready for
+//! `weir run --component` or `weir deploy`.
+//!
+//! ## Errors, panics and limits
+//! An `Err` from `process` fails the task with its message and the offending
+//! record's topic, partition and offset; so does a panic (the SDK reports the
+//! panic message to the host before the instance traps). Nothing of the batch
+//! is committed, so a fixed processor picks up from the last commit. The host
+//! caps each instance's memory and the time one call may take.
+//!
+//! ## Codecs
+//! Keys and values are bytes on the wire; [`Codec`] turns them into types.
+//! Provided: `Vec<u8>`, `String`, integers (order-preserving big-endian, so
+//! integer keys range-scan in numeric order) and [`Json<T>`] for serde types.
+
+#[doc(hidden)]
+pub mod bindings;
+mod codec;
+mod context;
+mod error;
+pub mod log;
+#[doc(hidden)]
+pub mod runtime;
+mod store;
+mod topology;
+
+pub use codec::{Codec, CodecError, Json};
+pub use context::{Context, Header, Output, PunctuationType, Record, ScheduleId};
+pub use error::Error;
+pub use store::{Iter, KvStore, StoreError};
+pub use topology::{StoreSpec, Topology};
+
+/// Who an instance is: application, task id (`<subtopology>_<partition>`),
+/// partition and topology name.
+pub use bindings::weir::streams::types::TaskInfo;
+
+/// A stream processor. One value is built per task by [`Processor::init`].
+pub trait Processor: Sized + 'static {
+    /// Sources, sinks and stores. Called by the host to validate a component
+    /// and plan tasks; must be pure (no state, no forwarding).
+    fn describe() -> Topology;
+
+    /// Builds the processor for one task: open stores, set schedules.
+    fn init(task: &TaskInfo, ctx: &mut Context) -> Result<Self, Error>;
+
+    /// Handles one record. Records of a partition arrive in offset order.
+    fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error>;
+
+    /// A schedule made with [`Context::schedule`] fired at `timestamp`.
+    fn punctuate(
+        &mut self,
+        schedule: ScheduleId,
+        kind: PunctuationType,
+        timestamp: i64,
+        ctx: &mut Context,
+    ) -> Result<(), Error> {
+        let _ = (schedule, kind, timestamp, ctx);
+        Ok(())
+    }
+
+    /// The task is closing: rebalance, shutdown or a new version.
+    fn close(&mut self) {}
+}
+
+/// Makes a [`Processor`] type the export of this component.
+///
+/// Use it once, at the crate root: `weir_sdk::export_processor!(MyProcessor);`
+#[macro_export]
+macro_rules! export_processor {
+    ($processor:ty) => {
+        #[doc(hidden)]
+        static __WEIR_PROCESSOR: $crate::runtime::Slot<$processor> = $crate::runtime::Slot::new();
+
+        #[doc(hidden)]
+        struct __WeirExports;
+
+        impl $crate::__private::bindings::Guest for __WeirExports {
+            fn describe() -> $crate::__private::bindings::Topology {
+                $crate::runtime::describe::<$processor>()
+            }
+            fn init(
+                task: $crate::__private::bindings::TaskInfo,
+            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+                $crate::runtime::init(&__WEIR_PROCESSOR, task)
+            }
+            fn process(
+                batch: Vec<$crate::__private::bindings::IncomingRecord>,
+            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+                $crate::runtime::process(&__WEIR_PROCESSOR, batch)
+            }
+            fn punctuate(
+                schedule: u32,
+                kind: $crate::__private::bindings::PunctuationType,
+                timestamp: i64,
+            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+                $crate::runtime::punctuate(&__WEIR_PROCESSOR, schedule, kind, timestamp)
+            }
+            fn close() {
+                $crate::runtime::close(&__WEIR_PROCESSOR)
+            }
+        }
+
+        $crate::__private::bindings::__export_processor_world!(
+            __WeirExports with_types_in $crate::__private::bindings
+        );
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings;
+}

@@ -1,0 +1,111 @@
+//! Glue between the generated `Guest` exports and a [`Processor`]: keeps the
+//! one processor value of this instance, turns errors into `processing-error`,
+//! and reports panics to the host before the instance traps.
+//!
+//! Public only so that [`export_processor!`](crate::export_processor) can
+//! reach it; not part of the SDK's API.
+
+use std::cell::RefCell;
+use std::sync::Once;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::Processor;
+use crate::bindings::weir::streams::{context as wit_context, types as wit};
+use crate::context::{Context, Record, ScheduleId};
+
+/// The processor value of this instance. A component instance is entered by
+/// one caller at a time, so the cell is never borrowed twice.
+pub struct Slot<P>(RefCell<Option<P>>);
+
+// SAFETY: WebAssembly component instances are single-threaded; the host never
+// enters one instance from two threads, and `Slot` is not shared otherwise.
+unsafe impl<P> Sync for Slot<P> {}
+
+impl<P> Slot<P> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Slot(RefCell::new(None))
+    }
+}
+
+/// Index in the current batch of the record being processed (-1: none), for
+/// the panic hook to report.
+static CURRENT: AtomicI64 = AtomicI64::new(-1);
+
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let index = CURRENT.load(Ordering::Relaxed);
+            let index = u32::try_from(index).ok();
+            wit_context::abort_reason(&format!("guest panicked: {info}"), index);
+        }))
+    });
+}
+
+fn error(e: crate::Error, batch_index: Option<u32>) -> wit::ProcessingError {
+    wit::ProcessingError {
+        message: e.message().to_string(),
+        batch_index,
+    }
+}
+
+fn uninitialised() -> wit::ProcessingError {
+    wit::ProcessingError {
+        message: "the host called the processor before init".to_string(),
+        batch_index: None,
+    }
+}
+
+pub fn describe<P: Processor>() -> wit::Topology {
+    P::describe().into_wit()
+}
+
+pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> Result<(), wit::ProcessingError> {
+    install_panic_hook();
+    let mut ctx = Context { timestamp: None };
+    let processor = P::init(&task, &mut ctx).map_err(|e| error(e, None))?;
+    *slot.0.borrow_mut() = Some(processor);
+    Ok(())
+}
+
+pub fn process<P: Processor>(
+    slot: &Slot<P>,
+    batch: Vec<wit::IncomingRecord>,
+) -> Result<(), wit::ProcessingError> {
+    let mut guard = slot.0.borrow_mut();
+    let processor = guard.as_mut().ok_or_else(uninitialised)?;
+    let mut ctx = Context { timestamp: None };
+    for (i, record) in batch.into_iter().enumerate() {
+        CURRENT.store(i as i64, Ordering::Relaxed);
+        let record = Record::from_wit(record);
+        ctx.timestamp = Some(record.timestamp);
+        processor
+            .process(record, &mut ctx)
+            .map_err(|e| error(e, Some(i as u32)))?;
+    }
+    CURRENT.store(-1, Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn punctuate<P: Processor>(
+    slot: &Slot<P>,
+    schedule: u32,
+    kind: wit::PunctuationType,
+    timestamp: i64,
+) -> Result<(), wit::ProcessingError> {
+    let mut guard = slot.0.borrow_mut();
+    let processor = guard.as_mut().ok_or_else(uninitialised)?;
+    let mut ctx = Context {
+        timestamp: Some(timestamp),
+    };
+    processor
+        .punctuate(ScheduleId(schedule), kind, timestamp, &mut ctx)
+        .map_err(|e| error(e, None))
+}
+
+pub fn close<P: Processor>(slot: &Slot<P>) {
+    if let Some(mut processor) = slot.0.borrow_mut().take() {
+        processor.close();
+    }
+}

@@ -1,0 +1,370 @@
+//! Typed access to the state stores a processor declared in `describe`.
+//!
+//! A [`KvStore`] is a handle to a store the host owns (RocksDB or in-memory,
+//! with a changelog). The guest never sees files: every call goes through the
+//! `weir:streams/state` interface. Writes are visible to the same task at once
+//! and become durable at the host's next commit.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+use crate::bindings::weir::streams::state as wit;
+use crate::codec::{Codec, CodecError};
+
+/// How many entries an iterator asks the host for at a time.
+const PAGE: u32 = 256;
+
+/// A store operation that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The topology did not declare a store of this name.
+    UnknownStore(String),
+    /// The host could not read or write the store (the task will fail).
+    Backend { store: String, reason: String },
+    /// A stored key or value did not decode as the store's type.
+    Codec { store: String, error: CodecError },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::UnknownStore(name) => {
+                write!(f, "store `{name}` is not declared in describe()")
+            }
+            StoreError::Backend { store, reason } => write!(f, "store `{store}`: {reason}"),
+            StoreError::Codec { store, error } => write!(f, "store `{store}`: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
+    match e {
+        wit::StoreError::UnknownStore(name) => StoreError::UnknownStore(name),
+        wit::StoreError::Backend(reason) => StoreError::Backend {
+            store: store.to_string(),
+            reason,
+        },
+    }
+}
+
+/// Where a store's bytes live: the host, or (in this crate's own unit tests)
+/// a map standing in for it.
+enum Raw {
+    Host(wit::KvStore),
+    #[cfg(test)]
+    Memory(std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>>),
+}
+
+/// A key-value store with typed keys and values.
+///
+/// Keys sort by their encoded bytes, which for the SDK's codecs is the natural
+/// order of strings, byte strings and integers.
+///
+/// ```no_run
+/// # use weir_sdk::{KvStore, Error};
+/// # fn demo() -> Result<(), Error> {
+/// let counts: KvStore<String, u64> = KvStore::open("counts")?;
+/// let n = counts.get(&"apple".to_string())?.unwrap_or(0);
+/// counts.put(&"apple".to_string(), &(n + 1))?;
+/// for entry in counts.range("a".to_string().."b".to_string())? {
+///     let (word, count) = entry?;
+///     # let _ = (word, count);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct KvStore<K, V> {
+    name: String,
+    raw: Raw,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Codec, V: Codec> KvStore<K, V> {
+    /// Opens the store `name`, which `describe()` must declare.
+    pub fn open(name: &str) -> Result<Self, StoreError> {
+        let raw = wit::KvStore::open(name).map_err(|e| from_wit(name, e))?;
+        Ok(KvStore {
+            name: name.to_string(),
+            raw: Raw::Host(raw),
+            _types: PhantomData,
+        })
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
+        let bytes = match &self.raw {
+            Raw::Host(s) => s.get(&key.encode()).map_err(|e| from_wit(&self.name, e))?,
+            #[cfg(test)]
+            Raw::Memory(m) => m.borrow().get(&key.encode()).cloned(),
+        };
+        bytes.map(|b| self.decode::<V>(&b)).transpose()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
+        match &self.raw {
+            Raw::Host(s) => s
+                .put(&key.encode(), &value.encode())
+                .map_err(|e| from_wit(&self.name, e)),
+            #[cfg(test)]
+            Raw::Memory(m) => {
+                m.borrow_mut().insert(key.encode(), value.encode());
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `key` (a tombstone in the changelog).
+    pub fn delete(&self, key: &K) -> Result<(), StoreError> {
+        match &self.raw {
+            Raw::Host(s) => s.delete(&key.encode()).map_err(|e| from_wit(&self.name, e)),
+            #[cfg(test)]
+            Raw::Memory(m) => {
+                m.borrow_mut().remove(&key.encode());
+                Ok(())
+            }
+        }
+    }
+
+    /// Entries whose keys fall in `range`, in key order:
+    /// `store.range(a..b)`, `store.range(a..=b)`, `store.range(..)`.
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> Result<Iter<K, V>, StoreError> {
+        let start = wit_bound(range.start_bound());
+        let end = wit_bound(range.end_bound());
+        let cursor = match &self.raw {
+            Raw::Host(s) => {
+                Cursor::Host(s.range(&start, &end).map_err(|e| from_wit(&self.name, e))?)
+            }
+            #[cfg(test)]
+            Raw::Memory(m) => Cursor::Memory(
+                m.borrow()
+                    .iter()
+                    .filter(|(k, _)| in_bounds(k, &start, &end))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        };
+        Ok(self.iter(cursor))
+    }
+
+    /// Every entry, in key order.
+    pub fn all(&self) -> Result<Iter<K, V>, StoreError> {
+        self.range::<(Bound<K>, Bound<K>)>((Bound::Unbounded, Bound::Unbounded))
+    }
+
+    /// Entries whose encoded key starts with the encoding of `prefix`
+    /// (for string keys: keys that start with `prefix`).
+    pub fn prefix_scan<P: Codec>(&self, prefix: &P) -> Result<Iter<K, V>, StoreError> {
+        let prefix = prefix.encode();
+        let cursor = match &self.raw {
+            Raw::Host(s) => Cursor::Host(
+                s.prefix_scan(&prefix)
+                    .map_err(|e| from_wit(&self.name, e))?,
+            ),
+            #[cfg(test)]
+            Raw::Memory(m) => Cursor::Memory(
+                m.borrow()
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        };
+        Ok(self.iter(cursor))
+    }
+
+    fn iter(&self, cursor: Cursor) -> Iter<K, V> {
+        Iter {
+            store: self.name.clone(),
+            cursor,
+            buffered: VecDeque::new(),
+            done: false,
+            _types: PhantomData,
+        }
+    }
+
+    fn decode<T: Codec>(&self, bytes: &[u8]) -> Result<T, StoreError> {
+        T::decode(bytes).map_err(|error| StoreError::Codec {
+            store: self.name.clone(),
+            error,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_memory(name: &str) -> Self {
+        KvStore {
+            name: name.to_string(),
+            raw: Raw::Memory(Default::default()),
+            _types: PhantomData,
+        }
+    }
+}
+
+fn wit_bound<K: Codec>(bound: Bound<&K>) -> wit::Bound {
+    match bound {
+        Bound::Included(k) => wit::Bound::Included(k.encode()),
+        Bound::Excluded(k) => wit::Bound::Excluded(k.encode()),
+        Bound::Unbounded => wit::Bound::Unbounded,
+    }
+}
+
+#[cfg(test)]
+fn in_bounds(key: &[u8], start: &wit::Bound, end: &wit::Bound) -> bool {
+    let after_start = match start {
+        wit::Bound::Unbounded => true,
+        wit::Bound::Included(s) => key >= s.as_slice(),
+        wit::Bound::Excluded(s) => key > s.as_slice(),
+    };
+    let before_end = match end {
+        wit::Bound::Unbounded => true,
+        wit::Bound::Included(e) => key <= e.as_slice(),
+        wit::Bound::Excluded(e) => key < e.as_slice(),
+    };
+    after_start && before_end
+}
+
+enum Cursor {
+    Host(wit::KvIterator),
+    #[cfg(test)]
+    Memory(VecDeque<(Vec<u8>, Vec<u8>)>),
+}
+
+/// Entries of a range or prefix scan, fetched from the host a page at a time.
+pub struct Iter<K, V> {
+    store: String,
+    cursor: Cursor,
+    buffered: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Codec, V: Codec> Iter<K, V> {
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let page: Vec<(Vec<u8>, Vec<u8>)> = match &mut self.cursor {
+            Cursor::Host(it) => it
+                .next(PAGE)
+                .map_err(|e| from_wit(&self.store, e))?
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
+            #[cfg(test)]
+            Cursor::Memory(rest) => {
+                let n = rest.len().min(PAGE as usize);
+                rest.drain(..n).collect()
+            }
+        };
+        self.done = page.is_empty();
+        self.buffered.extend(page);
+        Ok(())
+    }
+}
+
+impl<K: Codec, V: Codec> Iterator for Iter<K, V> {
+    type Item = Result<(K, V), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffered.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let (k, v) = self.buffered.pop_front()?;
+        let decoded = K::decode(&k)
+            .and_then(|k| V::decode(&v).map(|v| (k, v)))
+            .map_err(|error| StoreError::Codec {
+                store: self.store.clone(),
+                error,
+            });
+        Some(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Json;
+
+    #[test]
+    fn put_get_delete() {
+        let store: KvStore<String, u64> = KvStore::in_memory("counts");
+        let k = "apple".to_string();
+        assert_eq!(store.get(&k).unwrap(), None);
+        store.put(&k, &3).unwrap();
+        assert_eq!(store.get(&k).unwrap(), Some(3));
+        store.delete(&k).unwrap();
+        assert_eq!(store.get(&k).unwrap(), None);
+    }
+
+    #[test]
+    fn ranges_honour_bounds_and_numeric_order() {
+        let store: KvStore<i64, String> = KvStore::in_memory("by-number");
+        for n in [-300i64, -2, 0, 5, 9, 10, 700] {
+            store.put(&n, &format!("v{n}")).unwrap();
+        }
+        let keys = |it: Iter<i64, String>| it.map(|e| e.unwrap().0).collect::<Vec<_>>();
+        assert_eq!(keys(store.range(-2..9).unwrap()), vec![-2, 0, 5]);
+        assert_eq!(keys(store.range(-2..=9).unwrap()), vec![-2, 0, 5, 9]);
+        assert_eq!(keys(store.range(..0).unwrap()), vec![-300, -2]);
+        assert_eq!(keys(store.range(10..).unwrap()), vec![10, 700]);
+        assert_eq!(keys(store.range(6..6).unwrap()), Vec::<i64>::new());
+        assert_eq!(keys(store.all().unwrap()), vec![-300, -2, 0, 5, 9, 10, 700]);
+    }
+
+    #[test]
+    fn iteration_pages_through_large_ranges() {
+        let store: KvStore<u32, u32> = KvStore::in_memory("many");
+        for n in 0..(PAGE * 3 + 7) {
+            store.put(&n, &(n * 2)).unwrap();
+        }
+        let all: Vec<(u32, u32)> = store.all().unwrap().map(Result::unwrap).collect();
+        assert_eq!(all.len(), (PAGE * 3 + 7) as usize);
+        assert!(all.iter().all(|(k, v)| *v == k * 2));
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn prefix_scan_matches_string_prefixes() {
+        let store: KvStore<String, Json<Vec<u8>>> = KvStore::in_memory("profiles");
+        for k in ["user:1", "user:2", "usex", "team:1"] {
+            store
+                .put(&k.to_string(), &Json(k.as_bytes().to_vec()))
+                .unwrap();
+        }
+        let keys: Vec<String> = store
+            .prefix_scan(&"user:".to_string())
+            .unwrap()
+            .map(|e| e.unwrap().0)
+            .collect();
+        assert_eq!(keys, vec!["user:1", "user:2"]);
+    }
+
+    #[test]
+    fn undecodable_values_name_the_store() {
+        let raw: KvStore<String, Vec<u8>> = KvStore::in_memory("mixed");
+        raw.put(&"k".to_string(), &vec![1, 2, 3]).unwrap();
+        let typed: KvStore<String, u64> = KvStore {
+            name: raw.name.clone(),
+            raw: match &raw.raw {
+                Raw::Memory(m) => Raw::Memory(m.clone()),
+                Raw::Host(_) => unreachable!(),
+            },
+            _types: PhantomData,
+        };
+        let err = typed.get(&"k".to_string()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("store `mixed`: cannot decode u64"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The topology a processor declares in `describe()`: its sources, sinks and
+//! stores. The host derives tasks, topics and store directories from this and
+//! nothing else, so it must not depend on state or configuration.
+
+use crate::bindings::weir::streams::types as wit;
+
+/// What a processor reads, writes and keeps.
+///
+/// ```
+/// use weir_sdk::{StoreSpec, Topology};
+/// let topology = Topology::new("word-count")
+///     .source("text-lines")
+///     .sink("counts", "word-counts")
+///     .store(StoreSpec::kv("counts"));
+/// # let _ = topology;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    name: String,
+    sources: Vec<String>,
+    sinks: Vec<(String, String)>,
+    stores: Vec<StoreSpec>,
+    repartitions: Vec<String>,
+}
+
+impl Topology {
+    /// A topology called `name` (used in logs, metrics and the admin API).
+    pub fn new(name: &str) -> Self {
+        Topology {
+            name: name.to_string(),
+            sources: Vec::new(),
+            sinks: Vec::new(),
+            stores: Vec::new(),
+            repartitions: Vec::new(),
+        }
+    }
+
+    /// Reads `topic`. Several sources must have the same partition count.
+    pub fn source(mut self, topic: &str) -> Self {
+        self.sources.push(topic.to_string());
+        self
+    }
+
+    /// A sink called `name` that writes to `topic` unless the host's
+    /// configuration maps the topic elsewhere.
+    pub fn sink(mut self, name: &str, topic: &str) -> Self {
+        self.sinks.push((name.to_string(), topic.to_string()));
+        self
+    }
+
+    /// A repartition topic called `name`: forward to it (as to a sink called
+    /// `name`) with a new key, and its records come back to the task that
+    /// owns that key, with [`Record::source`](crate::Record::source) equal
+    /// to `name`. The host creates `<application.id>-<name>-repartition`.
+    pub fn repartition(mut self, name: &str) -> Self {
+        self.repartitions.push(name.to_string());
+        self
+    }
+
+    /// Keeps the store described by `spec`.
+    pub fn store(mut self, spec: StoreSpec) -> Self {
+        self.stores.push(spec);
+        self
+    }
+
+    pub(crate) fn into_wit(self) -> wit::Topology {
+        wit::Topology {
+            name: self.name,
+            sources: self.sources,
+            sinks: self
+                .sinks
+                .into_iter()
+                .map(|(name, topic)| wit::SinkSpec { name, topic })
+                .collect(),
+            stores: self
+                .stores
+                .into_iter()
+                .map(|s| wit::StoreSpec {
+                    name: s.name,
+                    kind: wit::StoreKind::KeyValue,
+                    logged: s.logged,
+                    persistent: s.persistent,
+                })
+                .collect(),
+            repartitions: self.repartitions,
+        }
+    }
+}
+
+/// A state store declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSpec {
+    name: String,
+    logged: bool,
+    persistent: bool,
+}
+
+impl StoreSpec {
+    /// A key-value store on disk (RocksDB) with a changelog topic: the
+    /// default that survives both restarts and the loss of local disk.
+    pub fn kv(name: &str) -> Self {
+        StoreSpec {
+            name: name.to_string(),
+            logged: true,
+            persistent: true,
+        }
+    }
+
+    /// Keep the store in memory; with a changelog it is rebuilt on start.
+    pub fn in_memory(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
+    /// No changelog topic: state is lost with the local disk (or, in memory,
+    /// on every restart).
+    pub fn without_changelog(mut self) -> Self {
+        self.logged = false;
+        self
+    }
+}

@@ -1,0 +1,330 @@
+//! Restoring stores from their changelog topics ([`ChangelogReader`]).
+//!
+//! A store with a recorded changelog offset (local RocksDB after a restart:
+//! RocksDB has already replayed its WAL on open) reads only the tail after
+//! that offset; a store without one (no local state, or in-memory) replays
+//! the whole changelog. A recorded offset outside the changelog's current
+//! range means the local copy cannot be trusted: the caller wipes it and
+//! restores in full.
+//!
+//! One assign-only consumer per changelog topic (so an end-of-partition
+//! event names an unambiguous partition), polled a bounded amount per stream
+//! loop so a long restore never starves the group consumer. Owns no offsets
+//! and writes no store: it hands records to the task manager.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::store::Write;
+use crate::topology::TaskId;
+
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("changelog `{topic}` partition {partition}: {source}")]
+    Kafka {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error("cannot create the restore consumer for `{topic}`: {source}")]
+    Create { topic: String, source: KafkaError },
+}
+
+/// How a store's restoration begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStart {
+    /// Local state already matches the changelog's end.
+    UpToDate,
+    /// Records will follow from `poll`, then `Done`.
+    Restoring { from: i64, end: i64 },
+    /// The recorded offset lies outside the changelog: wipe and re-register
+    /// with no offset.
+    Corrupted { recorded: i64, low: i64, high: i64 },
+}
+
+/// What one poll produced for one (task, store).
+#[derive(Debug)]
+pub enum RestoreEvent {
+    Records {
+        task: TaskId,
+        store: usize,
+        records: Vec<Write>,
+        next_offset: i64,
+    },
+    Done {
+        task: TaskId,
+        store: usize,
+        restored: u64,
+        elapsed: Duration,
+    },
+}
+
+struct Restoring {
+    task: TaskId,
+    store: usize,
+    store_name: String,
+    next: i64,
+    end: i64,
+    restored: u64,
+    started: Instant,
+    last_report: Instant,
+}
+
+struct TopicReader {
+    consumer: BaseConsumer,
+    partitions: BTreeMap<i32, Restoring>,
+    assigned: bool,
+}
+
+pub struct ChangelogReader {
+    config: Config,
+    thread: usize,
+    topics: HashMap<String, TopicReader>,
+}
+
+impl ChangelogReader {
+    pub fn new(config: &Config, thread: usize) -> Self {
+        ChangelogReader {
+            config: config.clone(),
+            thread,
+            topics: HashMap::new(),
+        }
+    }
+
+    fn reader(&mut self, topic: &str) -> Result<&mut TopicReader, RestoreError> {
+        if !self.topics.contains_key(topic) {
+            let consumer: BaseConsumer = crate::kafka::restore_consumer(&self.config, self.thread)
+                .create()
+                .map_err(|source| RestoreError::Create {
+                    topic: topic.to_string(),
+                    source,
+                })?;
+            self.topics.insert(
+                topic.to_string(),
+                TopicReader {
+                    consumer,
+                    partitions: BTreeMap::new(),
+                    assigned: false,
+                },
+            );
+        }
+        Ok(self.topics.get_mut(topic).expect("inserted above"))
+    }
+
+    /// Starts restoring store `store` (named `store_name`) of `task` from
+    /// `topic`/`partition`, after `recorded` if the store has an offset.
+    pub fn register(
+        &mut self,
+        task: TaskId,
+        store: usize,
+        store_name: &str,
+        topic: &str,
+        partition: i32,
+        recorded: Option<i64>,
+    ) -> Result<RestoreStart, RestoreError> {
+        let reader = self.reader(topic)?;
+        let (low, high) = reader
+            .consumer
+            .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
+            .map_err(|source| RestoreError::Kafka {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })?;
+        let from = match recorded {
+            Some(r) if r > high || r < low => {
+                return Ok(RestoreStart::Corrupted {
+                    recorded: r,
+                    low,
+                    high,
+                });
+            }
+            Some(r) => r,
+            None => low,
+        };
+        if from >= high {
+            return Ok(RestoreStart::UpToDate);
+        }
+        tracing::info!(
+            task_id = %task, store = store_name, topic, partition, from, end = high,
+            "restoring store from changelog ({} records at most)", high - from
+        );
+        let now = Instant::now();
+        reader.partitions.insert(
+            partition,
+            Restoring {
+                task,
+                store,
+                store_name: store_name.to_string(),
+                next: from,
+                end: high,
+                restored: 0,
+                started: now,
+                last_report: now,
+            },
+        );
+        reader.assigned = false;
+        Ok(RestoreStart::Restoring { from, end: high })
+    }
+
+    /// Stops restoring everything of `task` (it was revoked mid-restore).
+    pub fn unregister(&mut self, task: TaskId) {
+        for reader in self.topics.values_mut() {
+            let before = reader.partitions.len();
+            reader.partitions.retain(|_, r| r.task != task);
+            if reader.partitions.len() != before {
+                reader.assigned = false;
+            }
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.topics.values().all(|r| r.partitions.is_empty())
+    }
+
+    /// Records still to restore, summed over every partition (an upper
+    /// bound: compaction leaves gaps).
+    pub fn remaining(&self) -> i64 {
+        self.topics
+            .values()
+            .flat_map(|r| r.partitions.values())
+            .map(|p| (p.end - p.next).max(0))
+            .sum()
+    }
+
+    /// Reads up to `max_records` changelog records across all restoring
+    /// partitions, waiting at most `wait` for the first.
+    pub fn poll(
+        &mut self,
+        max_records: usize,
+        wait: Duration,
+    ) -> Result<Vec<RestoreEvent>, RestoreError> {
+        let mut events = Vec::new();
+        for (topic, reader) in self.topics.iter_mut() {
+            if reader.partitions.is_empty() {
+                continue;
+            }
+            if !reader.assigned {
+                let mut tpl = TopicPartitionList::new();
+                for (partition, r) in &reader.partitions {
+                    tpl.add_partition_offset(topic, *partition, Offset::Offset(r.next))
+                        .map_err(|source| RestoreError::Kafka {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            source,
+                        })?;
+                }
+                reader
+                    .consumer
+                    .assign(&tpl)
+                    .map_err(|source| RestoreError::Kafka {
+                        topic: topic.clone(),
+                        partition: -1,
+                        source,
+                    })?;
+                reader.assigned = true;
+            }
+            read_topic(topic, reader, max_records, wait, &mut events)?;
+        }
+        Ok(events)
+    }
+}
+
+fn read_topic(
+    topic: &str,
+    reader: &mut TopicReader,
+    max_records: usize,
+    wait: Duration,
+    events: &mut Vec<RestoreEvent>,
+) -> Result<(), RestoreError> {
+    let mut batches: BTreeMap<i32, Vec<Write>> = BTreeMap::new();
+    let mut finished = Vec::new();
+    let mut timeout = wait;
+    let mut read = 0;
+    while read < max_records {
+        let Some(result) = reader.consumer.poll(timeout) else {
+            break;
+        };
+        timeout = Duration::ZERO;
+        match result {
+            Ok(message) => {
+                let partition = message.partition();
+                let Some(r) = reader.partitions.get_mut(&partition) else {
+                    continue;
+                };
+                if message.offset() < r.next {
+                    continue;
+                }
+                r.next = message.offset() + 1;
+                r.restored += 1;
+                read += 1;
+                if let Some(key) = message.key() {
+                    let value = message.payload().map(<[u8]>::to_vec);
+                    batches
+                        .entry(partition)
+                        .or_default()
+                        .push((key.to_vec(), value));
+                }
+            }
+            Err(KafkaError::PartitionEOF(partition)) => {
+                if reader.partitions.contains_key(&partition) {
+                    finished.push(partition);
+                }
+            }
+            Err(source) => {
+                return Err(RestoreError::Kafka {
+                    topic: topic.to_string(),
+                    partition: -1,
+                    source,
+                });
+            }
+        }
+    }
+    for (partition, records) in batches {
+        let r = &reader.partitions[&partition];
+        events.push(RestoreEvent::Records {
+            task: r.task,
+            store: r.store,
+            records,
+            next_offset: r.next,
+        });
+    }
+    for r in reader.partitions.values_mut() {
+        if r.last_report.elapsed() >= PROGRESS_EVERY {
+            r.last_report = Instant::now();
+            let secs = r.started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                task_id = %r.task, store = %r.store_name, restored = r.restored,
+                remaining = (r.end - r.next).max(0), rate = (r.restored as f64 / secs) as u64,
+                "restore progress (records, records/s)"
+            );
+        }
+    }
+    for partition in finished {
+        if let Some(r) = reader.partitions.remove(&partition) {
+            let elapsed = r.started.elapsed();
+            let rate = r.restored as f64 / elapsed.as_secs_f64().max(0.001);
+            tracing::info!(
+                task_id = %r.task, store = %r.store_name, restored = r.restored,
+                elapsed_ms = elapsed.as_millis() as u64, rate = rate as u64,
+                "restore complete"
+            );
+            events.push(RestoreEvent::Done {
+                task: r.task,
+                store: r.store,
+                restored: r.restored,
+                elapsed,
+            });
+            reader.assigned = false;
+        }
+    }
+    Ok(())
+}

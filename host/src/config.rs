@@ -1,0 +1,641 @@
+//! Host configuration: Kafka-Streams-style keys from a TOML file, then
+//! `WEIR_*` environment overrides, validated into a typed [`Config`].
+//!
+//! Keys are the Kafka Streams names wherever the concept is the same
+//! (`application.id`, `commit.interval.ms`, …). In TOML they may be written
+//! dotted (`application.id = "x"`, which TOML reads as nested tables) or
+//! quoted (`"application.id" = "x"`); both flatten to the same key. Every key
+//! can be overridden by `WEIR_` + the key upper-cased with `.`/`-` as `_`
+//! (`WEIR_BOOTSTRAP_SERVERS`). Unknown keys are an error naming the key, so a
+//! typo never silently falls back to a default.
+//!
+//! Must never read configuration anywhere else: the rest of the host takes a
+//! `Config`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a bad configuration looks like, always naming the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("unknown config key `{key}`{hint}")]
+    UnknownKey { key: String, hint: String },
+    #[error("config key `{key}` is required")]
+    Missing { key: &'static str },
+    #[error("config key `{key}` has invalid value {value}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Delivery guarantee, as Kafka Streams' `processing.guarantee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    AtLeastOnce,
+    ExactlyOnceV2,
+}
+
+/// The validated host configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `application.id`: consumer group, changelog topic prefix, state subdir.
+    pub application_id: String,
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `client.id`; default `<application.id>-<HOSTNAME>` so a StatefulSet
+    /// pod keeps its identity across restarts.
+    pub client_id: String,
+    /// `group.instance.id` for static membership; default `client.id`.
+    pub group_instance_id: String,
+    /// `application.server`: `host:port` other instances route queries to.
+    pub application_server: Option<String>,
+    /// `num.stream.threads`.
+    pub num_stream_threads: usize,
+    /// `state.dir`; stores live under `<state.dir>/<application.id>/`.
+    pub state_dir: PathBuf,
+    /// `commit.interval.ms` (30000, or 100 under exactly-once).
+    pub commit_interval: Duration,
+    /// `processing.guarantee`: `at_least_once` or `exactly_once_v2`.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// `replication.factor` for topics the host creates (-1: broker default).
+    pub replication_factor: i32,
+    /// `max.poll.records`: most records handed to tasks per poll loop.
+    pub max_poll_records: usize,
+    /// `statestore.cache.max.bytes`: uncommitted store writes buffered per
+    /// stream thread before a commit is forced.
+    pub statestore_cache_max_bytes: usize,
+    /// `state.cleanup.delay.ms`: unowned task directories older than this are
+    /// deleted.
+    pub state_cleanup_delay: Duration,
+    /// `shutdown.timeout.ms`: the grace period for the ordered shutdown.
+    pub shutdown_timeout: Duration,
+    /// `rocksdb.block.cache.bytes`: one block cache for every store.
+    pub rocksdb_block_cache_bytes: usize,
+    /// `rocksdb.write.buffer.bytes`: one memtable budget for every store.
+    pub rocksdb_write_buffer_bytes: usize,
+    /// `wasm.max.memory.bytes`: linear memory cap per processor instance.
+    pub wasm_max_memory_bytes: usize,
+    /// `wasm.max.call.ms`: CPU deadline for one call into a processor.
+    pub wasm_max_call: Duration,
+    /// `topics.<name>`: renames a topic the component declares.
+    pub topics: BTreeMap<String, String>,
+    /// `kafka.<property>`: passed to the Kafka clients as is.
+    pub kafka: BTreeMap<String, String>,
+}
+
+/// Every plain key: name, default shown in docs, description.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "application.id",
+        "(required)",
+        "consumer group, topic prefix and state subdirectory",
+    ),
+    (
+        "bootstrap.servers",
+        "(required)",
+        "Kafka brokers, host:port[,host:port]",
+    ),
+    (
+        "client.id",
+        "<application.id>-$HOSTNAME",
+        "stable identity of this process",
+    ),
+    (
+        "group.instance.id",
+        "client.id",
+        "static group membership id",
+    ),
+    (
+        "application.server",
+        "(none)",
+        "host:port other instances use to reach this one",
+    ),
+    ("num.stream.threads", "1", "processing threads"),
+    (
+        "num.standby.replicas",
+        "0",
+        "standby replicas (only 0 is supported yet)",
+    ),
+    ("state.dir", "/tmp/weir", "where stores live"),
+    (
+        "commit.interval.ms",
+        "30000 (100 with exactly_once_v2)",
+        "commit cycle period",
+    ),
+    (
+        "processing.guarantee",
+        "at_least_once",
+        "at_least_once | exactly_once_v2",
+    ),
+    (
+        "replication.factor",
+        "-1",
+        "replication of topics the host creates",
+    ),
+    ("max.poll.records", "1000", "records per poll loop"),
+    (
+        "statestore.cache.max.bytes",
+        "10485760",
+        "uncommitted store writes before a forced commit",
+    ),
+    (
+        "state.cleanup.delay.ms",
+        "600000",
+        "age before unowned task directories are deleted",
+    ),
+    (
+        "shutdown.timeout.ms",
+        "30000",
+        "grace period of the ordered shutdown",
+    ),
+    (
+        "rocksdb.block.cache.bytes",
+        "67108864",
+        "block cache shared by all stores",
+    ),
+    (
+        "rocksdb.write.buffer.bytes",
+        "67108864",
+        "memtable budget shared by all stores",
+    ),
+    (
+        "wasm.max.memory.bytes",
+        "268435456",
+        "memory cap per processor instance",
+    ),
+    (
+        "wasm.max.call.ms",
+        "10000",
+        "CPU deadline per call into a processor",
+    ),
+];
+
+/// Key prefixes that take any suffix.
+const PREFIXES: &[&str] = &["topics.", "kafka."];
+
+impl Config {
+    /// Reads `path` (if given), applies `WEIR_*` overrides from `env`, and
+    /// validates. `env` is the process environment in production.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = BTreeMap::new();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            raw = parse_toml(&text).map_err(|message| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        }
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        apply_env(&mut raw, &env);
+        Config::from_map(raw, env.get("HOSTNAME").map(String::as_str))
+    }
+
+    /// Validates flattened `key -> value` settings. `hostname` seeds the
+    /// default `client.id`.
+    pub fn from_map(
+        mut raw: BTreeMap<String, String>,
+        hostname: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        for key in raw.keys() {
+            let known = KEYS.iter().any(|(k, _, _)| k == key)
+                || PREFIXES
+                    .iter()
+                    .any(|p| key.starts_with(p) && key.len() > p.len());
+            if !known {
+                return Err(ConfigError::UnknownKey {
+                    key: key.clone(),
+                    hint: suggestion(key),
+                });
+            }
+        }
+        let mut take = |key: &str| raw.remove(key);
+
+        let application_id = take("application.id").ok_or(ConfigError::Missing {
+            key: "application.id",
+        })?;
+        check_name("application.id", &application_id)?;
+        let bootstrap_servers = take("bootstrap.servers").ok_or(ConfigError::Missing {
+            key: "bootstrap.servers",
+        })?;
+        if bootstrap_servers.trim().is_empty() {
+            return Err(invalid(
+                "bootstrap.servers",
+                &bootstrap_servers,
+                "must not be empty",
+            ));
+        }
+        let host = hostname
+            .map(str::to_string)
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(local_hostname);
+        let client_id = take("client.id").unwrap_or_else(|| format!("{application_id}-{host}"));
+        let group_instance_id = take("group.instance.id").unwrap_or_else(|| client_id.clone());
+        let application_server = take("application.server");
+        if let Some(server) = &application_server
+            && server
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
+            return Err(invalid("application.server", server, "expected host:port"));
+        }
+        let num_stream_threads =
+            number(take("num.stream.threads"), "num.stream.threads", 1, 1..=64)?;
+        let standbys: usize = number(
+            take("num.standby.replicas"),
+            "num.standby.replicas",
+            0,
+            0..=8,
+        )?;
+        if standbys != 0 {
+            return Err(invalid(
+                "num.standby.replicas",
+                &standbys.to_string(),
+                "standby replicas are not implemented yet; only 0 is accepted",
+            ));
+        }
+        let processing_guarantee = match take("processing.guarantee").as_deref() {
+            None | Some("at_least_once") => ProcessingGuarantee::AtLeastOnce,
+            Some("exactly_once_v2") => ProcessingGuarantee::ExactlyOnceV2,
+            Some(other) => {
+                return Err(invalid(
+                    "processing.guarantee",
+                    other,
+                    "expected at_least_once or exactly_once_v2",
+                ));
+            }
+        };
+        let default_commit = match processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => 30_000,
+            ProcessingGuarantee::ExactlyOnceV2 => 100,
+        };
+        let ms = |v: Option<String>, key: &str, default: u64| -> Result<Duration, ConfigError> {
+            number(v, key, default, 0..=u64::MAX / 2).map(Duration::from_millis)
+        };
+        let config = Config {
+            commit_interval: ms(
+                take("commit.interval.ms"),
+                "commit.interval.ms",
+                default_commit,
+            )?,
+            state_dir: PathBuf::from(take("state.dir").unwrap_or_else(|| "/tmp/weir".into())),
+            replication_factor: number(
+                take("replication.factor"),
+                "replication.factor",
+                -1,
+                -1..=16,
+            )?,
+            max_poll_records: number(
+                take("max.poll.records"),
+                "max.poll.records",
+                1000,
+                1..=1_000_000,
+            )?,
+            statestore_cache_max_bytes: number(
+                take("statestore.cache.max.bytes"),
+                "statestore.cache.max.bytes",
+                10 << 20,
+                0..=usize::MAX,
+            )?,
+            state_cleanup_delay: ms(
+                take("state.cleanup.delay.ms"),
+                "state.cleanup.delay.ms",
+                600_000,
+            )?,
+            shutdown_timeout: ms(take("shutdown.timeout.ms"), "shutdown.timeout.ms", 30_000)?,
+            rocksdb_block_cache_bytes: number(
+                take("rocksdb.block.cache.bytes"),
+                "rocksdb.block.cache.bytes",
+                64 << 20,
+                1 << 20..=usize::MAX,
+            )?,
+            rocksdb_write_buffer_bytes: number(
+                take("rocksdb.write.buffer.bytes"),
+                "rocksdb.write.buffer.bytes",
+                64 << 20,
+                1 << 20..=usize::MAX,
+            )?,
+            wasm_max_memory_bytes: number(
+                take("wasm.max.memory.bytes"),
+                "wasm.max.memory.bytes",
+                256 << 20,
+                1 << 20..=4 << 30,
+            )?,
+            wasm_max_call: ms(take("wasm.max.call.ms"), "wasm.max.call.ms", 10_000)?,
+            application_id,
+            bootstrap_servers,
+            client_id,
+            group_instance_id,
+            application_server,
+            num_stream_threads,
+            processing_guarantee,
+            topics: BTreeMap::new(),
+            kafka: BTreeMap::new(),
+        };
+        if config.wasm_max_call < Duration::from_millis(10) {
+            return Err(invalid(
+                "wasm.max.call.ms",
+                &config.wasm_max_call.as_millis().to_string(),
+                "must be at least 10",
+            ));
+        }
+        let mut config = config;
+        for (key, value) in raw {
+            if let Some(name) = key.strip_prefix("topics.") {
+                config.topics.insert(name.to_string(), value);
+            } else if let Some(property) = key.strip_prefix("kafka.") {
+                config.kafka.insert(property.to_string(), value);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The topic a component-declared topic name maps to.
+    pub fn topic<'a>(&'a self, declared: &'a str) -> &'a str {
+        self.topics
+            .get(declared)
+            .map(String::as_str)
+            .unwrap_or(declared)
+    }
+
+    /// `<state.dir>/<application.id>`.
+    pub fn app_state_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.application_id)
+    }
+}
+
+/// TOML text to flattened `dotted.key -> value` strings.
+pub fn parse_toml(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    flatten("", &table, &mut out)?;
+    Ok(out)
+}
+
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let value = match v {
+            toml::Value::Table(t) => {
+                flatten(&key, t, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => return Err(format!("key `{key}`: unsupported value {other}")),
+        };
+        if out.insert(key.clone(), value).is_some() {
+            return Err(format!("key `{key}` is given twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The environment variable that overrides `key`.
+pub fn env_name(key: &str) -> String {
+    let mut name = String::from("WEIR_");
+    name.extend(key.chars().map(|c| match c {
+        '.' | '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    name
+}
+
+fn apply_env(raw: &mut BTreeMap<String, String>, env: &BTreeMap<String, String>) {
+    for (key, _, _) in KEYS {
+        if let Some(v) = env.get(&env_name(key)) {
+            raw.insert(key.to_string(), v.clone());
+        }
+    }
+}
+
+fn suggestion(key: &str) -> String {
+    let lower = key.to_ascii_lowercase().replace('_', ".");
+    let close = KEYS
+        .iter()
+        .map(|(k, _, _)| *k)
+        .min_by_key(|k| edit_distance(k, &lower))
+        .filter(|k| edit_distance(k, &lower) <= 3);
+    match close {
+        Some(k) => format!(" (did you mean `{k}`?)"),
+        None => String::from(" (see `weir config-keys` for the list)"),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: format!("{value:?}"),
+        reason: reason.to_string(),
+    }
+}
+
+fn number<T>(
+    value: Option<String>,
+    key: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let parsed: T = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, &value, "expected a whole number"))?;
+    if !range.contains(&parsed) {
+        let reason = format!("must be between {} and {}", range.start(), range.end());
+        return Err(invalid(key, &value, &reason));
+    }
+    Ok(parsed)
+}
+
+/// Names that become directory or topic name parts.
+fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value != "."
+        && value != ".."
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            value,
+            "use 1-200 characters of [A-Za-z0-9._-]",
+        ))
+    }
+}
+
+fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut raw = parse_toml(text).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        apply_env(&mut raw, &env);
+        Config::from_map(raw, env.get("HOSTNAME").map(String::as_str))
+    }
+
+    const MINIMAL: &str = "application.id = \"wc\"\nbootstrap.servers = \"127.0.0.1:9092\"\n";
+
+    #[test]
+    fn dotted_and_quoted_keys_mean_the_same() {
+        let quoted = "\"application.id\" = \"wc\"\n\"bootstrap.servers\" = \"b:1\"\n\"commit.interval.ms\" = 500\n";
+        let c = load(quoted, &[]).unwrap();
+        assert_eq!(c.application_id, "wc");
+        assert_eq!(c.commit_interval, Duration::from_millis(500));
+        let c = load(&format!("{MINIMAL}commit.interval.ms = \"250\"\n"), &[]).unwrap();
+        assert_eq!(c.commit_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn client_id_defaults_from_hostname_and_env_overrides_file() {
+        let c = load(MINIMAL, &[("HOSTNAME", "wc-0")]).unwrap();
+        assert_eq!(c.client_id, "wc-wc-0");
+        assert_eq!(c.group_instance_id, "wc-wc-0");
+        let c = load(
+            MINIMAL,
+            &[("HOSTNAME", "wc-0"), ("WEIR_BOOTSTRAP_SERVERS", "k:9")],
+        )
+        .unwrap();
+        assert_eq!(c.bootstrap_servers, "k:9");
+    }
+
+    #[test]
+    fn exactly_once_changes_the_commit_default() {
+        let c = load(
+            &format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        assert_eq!(
+            load(MINIMAL, &[]).unwrap().commit_interval,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_a_suggestion() {
+        let err = load(&format!("{MINIMAL}commit.intervall.ms = 5\n"), &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`commit.intervall.ms`"), "{msg}");
+        assert!(msg.contains("did you mean `commit.interval.ms`"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_key_and_reason() {
+        let err = load(&format!("{MINIMAL}num.stream.threads = \"four\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("`num.stream.threads`"), "{err}");
+        let err = load(
+            &format!("{MINIMAL}processing.guarantee = \"exactly_once\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected at_least_once or exactly_once_v2"),
+            "{err}"
+        );
+        let err = load("bootstrap.servers = \"b:1\"\n", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Missing {
+                    key: "application.id"
+                }
+            ),
+            "{err}"
+        );
+        let err = load(
+            "application.id = \"../x\"\nbootstrap.servers = \"b:1\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("application.id"), "{err}");
+    }
+
+    #[test]
+    fn topic_renames_and_client_properties_pass_through() {
+        let text = format!(
+            "{MINIMAL}[topics]\n\"text-lines\" = \"wc-in\"\n[kafka]\n\"fetch.min.bytes\" = 1\n"
+        );
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c.topic("text-lines"), "wc-in");
+        assert_eq!(c.topic("other"), "other");
+        assert_eq!(
+            c.kafka.get("fetch.min.bytes").map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn env_names_follow_the_key() {
+        assert_eq!(env_name("bootstrap.servers"), "WEIR_BOOTSTRAP_SERVERS");
+        assert_eq!(env_name("wasm.max.call.ms"), "WEIR_WASM_MAX_CALL_MS");
+    }
+}

@@ -1,0 +1,40 @@
+//! # Weir host
+//!
+//! Runs Kafka-Streams-style stream processors compiled to WebAssembly
+//! components. The host owns everything operational (consumer group, tasks,
+//! RocksDB state stores and their changelogs, restore, commits, limits,
+//! lifecycle); the processor reaches state and outputs only through the
+//! `weir:streams` WIT interfaces.
+//!
+//! Modules, one concern each:
+//! - [`config`]: Kafka-Streams-style settings from TOML and `WEIR_*` env.
+//! - [`topology`]: what a component declares; task ids and derived names.
+//! - [`runtime`]: wasmtime engine, component validation, instances, limits.
+//! - [`store`]: backends (RocksDB, memory), per-task buffered stores, the
+//!   state directory.
+//! - [`changelog`]: restoring stores from changelog topics.
+//! - [`commit`]: the producer and the commit cycle (at-least-once, EOS v2).
+//! - [`group`]: consumer-group callbacks as assigned/revoked/lost.
+//! - [`task`]: stream tasks and the per-thread task manager.
+//! - [`thread`]: the stream thread poll loop.
+//! - [`topics`]: source checks, sink and changelog topic creation.
+//! - [`lifecycle`]: the application state machine, readiness, liveness.
+//! - [`limits`]: open-files check and the memory formula.
+//! - [`metrics`]: counters in Prometheus text format.
+//! - [`app`]: a running application and its ordered shutdown.
+
+pub mod app;
+pub mod changelog;
+pub mod commit;
+pub mod config;
+pub mod group;
+pub mod kafka;
+pub mod lifecycle;
+pub mod limits;
+pub mod metrics;
+pub mod runtime;
+pub mod store;
+pub mod task;
+pub mod thread;
+pub mod topics;
+pub mod topology;

@@ -1,0 +1,202 @@
+//! Process-wide counters and gauges, rendered in Prometheus text format.
+//! Plain atomics: updated on hot paths without locks; read by the admin
+//! endpoint and the periodic log line. Must never block or allocate on update.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub records_processed: AtomicU64,
+    pub records_forwarded: AtomicU64,
+    pub process_calls: AtomicU64,
+    pub punctuations: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_micros_total: AtomicU64,
+    pub commit_micros_max: AtomicU64,
+    pub changelog_records: AtomicU64,
+    pub restored_records: AtomicU64,
+    pub restore_remaining: AtomicI64,
+    pub tasks_running: AtomicI64,
+    pub tasks_restoring: AtomicI64,
+    pub task_failures: AtomicU64,
+    pub wasm_deadline_interruptions: AtomicU64,
+    pub wasm_memory_cap_hits: AtomicU64,
+    pub swaps: AtomicU64,
+    pub swap_pause_micros_total: AtomicU64,
+    pub swap_pause_micros_max: AtomicU64,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn record_commit(&self, micros: u64, changelog_records: u64) {
+        add(&self.commits, 1);
+        add(&self.commit_micros_total, micros);
+        add(&self.changelog_records, changelog_records);
+        self.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    pub fn record_swap(&self, micros: u64) {
+        add(&self.swaps, 1);
+        add(&self.swap_pause_micros_total, micros);
+        self.swap_pause_micros_max
+            .fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Prometheus exposition text; `extra` are gauges computed by the caller
+    /// (state, RocksDB memory) as (name, help, value).
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let geti = |a: &AtomicI64| a.load(Ordering::Relaxed) as f64;
+        let rows: Vec<(&str, &str, &str, f64)> = vec![
+            (
+                "weir_records_processed_total",
+                "counter",
+                "records handed to processors",
+                get(&self.records_processed),
+            ),
+            (
+                "weir_records_forwarded_total",
+                "counter",
+                "records processors forwarded to sinks",
+                get(&self.records_forwarded),
+            ),
+            (
+                "weir_process_calls_total",
+                "counter",
+                "batched calls into processors",
+                get(&self.process_calls),
+            ),
+            (
+                "weir_punctuations_total",
+                "counter",
+                "punctuate calls",
+                get(&self.punctuations),
+            ),
+            (
+                "weir_commits_total",
+                "counter",
+                "completed commit cycles",
+                get(&self.commits),
+            ),
+            (
+                "weir_commit_seconds_total",
+                "counter",
+                "time spent in commit cycles",
+                get(&self.commit_micros_total) / 1e6,
+            ),
+            (
+                "weir_commit_seconds_max",
+                "gauge",
+                "longest commit cycle",
+                get(&self.commit_micros_max) / 1e6,
+            ),
+            (
+                "weir_changelog_records_total",
+                "counter",
+                "records written to changelog topics",
+                get(&self.changelog_records),
+            ),
+            (
+                "weir_restored_records_total",
+                "counter",
+                "changelog records restored into stores",
+                get(&self.restored_records),
+            ),
+            (
+                "weir_restore_remaining_records",
+                "gauge",
+                "changelog records left to restore (upper bound)",
+                geti(&self.restore_remaining),
+            ),
+            (
+                "weir_tasks_running",
+                "gauge",
+                "active tasks processing",
+                geti(&self.tasks_running),
+            ),
+            (
+                "weir_tasks_restoring",
+                "gauge",
+                "active tasks restoring state",
+                geti(&self.tasks_restoring),
+            ),
+            (
+                "weir_task_failures_total",
+                "counter",
+                "tasks failed by a guest error or trap",
+                get(&self.task_failures),
+            ),
+            (
+                "weir_wasm_deadline_interruptions_total",
+                "counter",
+                "guest calls stopped by the CPU deadline",
+                get(&self.wasm_deadline_interruptions),
+            ),
+            (
+                "weir_wasm_memory_cap_hits_total",
+                "counter",
+                "guest memory growths refused by the cap",
+                get(&self.wasm_memory_cap_hits),
+            ),
+            (
+                "weir_swaps_total",
+                "counter",
+                "processor version swaps",
+                get(&self.swaps),
+            ),
+            (
+                "weir_swap_pause_seconds_total",
+                "counter",
+                "processing pause caused by swaps",
+                get(&self.swap_pause_micros_total) / 1e6,
+            ),
+            (
+                "weir_swap_pause_seconds_max",
+                "gauge",
+                "longest processing pause caused by a swap",
+                get(&self.swap_pause_micros_max) / 1e6,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        for (name, help, value) in extra {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.record_commit(1_500, 3);
+        m.record_commit(500, 1);
+        let text = m.render(&[("weir_state", "lifecycle state", 2.0)]);
+        assert!(
+            text.contains("# TYPE weir_commits_total counter\nweir_commits_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("weir_commit_seconds_max 0.0015\n"), "{text}");
+        assert!(text.contains("weir_changelog_records_total 4\n"), "{text}");
+        assert!(
+            text.contains("# TYPE weir_state gauge\nweir_state 2\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Implementations of the WIT interfaces the guest imports, one file per
+//! interface. Only trait impls and type conversions live here; the logic
+//! they call is in `store` and in [`super::TaskContext`].
+
+pub mod context;
+pub mod log;
+pub mod state;
+
+impl super::bindings::weir::streams::types::Host for super::HostState {}

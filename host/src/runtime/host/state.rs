@@ -1,0 +1,200 @@
+//! `weir:streams/state`: the `kv-store` and `kv-iterator` resources over the
+//! task's [`StateStore`](crate::store::StateStore)s.
+//!
+//! A backend failure is returned to the guest as `store-error.backend` and
+//! also recorded on the task, which then fails even if the guest ignores the
+//! error: state it could not read or write must not be committed.
+
+use std::ops::Bound;
+
+use wasmtime::component::Resource;
+
+use crate::runtime::HostState;
+use crate::runtime::bindings::weir::streams::state::{
+    Bound as WitBound, Entry, Host, HostKvIterator, HostKvStore, StoreError,
+};
+
+/// Largest page one `next` call returns, whatever the guest asks for.
+const MAX_PAGE: u32 = 1024;
+
+/// Guest handle to one of the task's stores.
+pub struct KvStoreHandle {
+    store: usize,
+}
+
+/// Guest cursor over a key range. It holds no backend iterator between
+/// calls (only where to resume), so it pins no RocksDB resources.
+pub struct KvIteratorHandle {
+    store: usize,
+    from: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    done: bool,
+}
+
+impl Host for HostState {}
+
+fn bound(b: WitBound) -> Bound<Vec<u8>> {
+    match b {
+        WitBound::Unbounded => Bound::Unbounded,
+        WitBound::Included(k) => Bound::Included(k),
+        WitBound::Excluded(k) => Bound::Excluded(k),
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
+}
+
+impl HostState {
+    fn store_index(&self, handle: &Resource<KvStoreHandle>) -> wasmtime::Result<usize> {
+        Ok(self.table.get(handle)?.store)
+    }
+
+    fn backend_error(&mut self, e: crate::store::StoreError) -> StoreError {
+        let message = e.to_string();
+        self.task.store_failure.get_or_insert(e);
+        StoreError::Backend(message)
+    }
+
+    fn new_iterator(
+        &mut self,
+        handle: &Resource<KvStoreHandle>,
+        from: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
+        let store = self.store_index(handle)?;
+        let it = KvIteratorHandle {
+            store,
+            from,
+            end,
+            done: false,
+        };
+        Ok(Ok(self.table.push(it)?))
+    }
+}
+
+impl HostKvStore for HostState {
+    fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, StoreError>> {
+        match self.task.stores.iter().position(|s| s.name() == name) {
+            Some(store) => Ok(Ok(self.table.push(KvStoreHandle { store })?)),
+            None => Ok(Err(StoreError::UnknownStore(name))),
+        }
+    }
+
+    fn get(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, StoreError>> {
+        let i = self.store_index(&handle)?;
+        Ok(self.task.stores[i]
+            .get(&key)
+            .map_err(|e| self.backend_error(e)))
+    }
+
+    fn put(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), StoreError>> {
+        let i = self.store_index(&handle)?;
+        self.task.stores[i].put(key, value);
+        Ok(Ok(()))
+    }
+
+    fn delete(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), StoreError>> {
+        let i = self.store_index(&handle)?;
+        self.task.stores[i].delete(key);
+        Ok(Ok(()))
+    }
+
+    fn range(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        start: WitBound,
+        end: WitBound,
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
+        self.new_iterator(&handle, bound(start), bound(end))
+    }
+
+    fn prefix_scan(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        prefix: Vec<u8>,
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
+        let end = prefix_end(&prefix);
+        self.new_iterator(&handle, Bound::Included(prefix), end)
+    }
+
+    fn drop(&mut self, handle: Resource<KvStoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl HostKvIterator for HostState {
+    fn next(
+        &mut self,
+        handle: Resource<KvIteratorHandle>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<Entry>, StoreError>> {
+        let it = self.table.get(&handle)?;
+        if it.done {
+            return Ok(Ok(Vec::new()));
+        }
+        let limit = max.clamp(1, MAX_PAGE) as usize;
+        let store = &self.task.stores[it.store];
+        let page = store.scan(
+            it.from.as_ref().map(Vec::as_slice),
+            it.end.as_ref().map(Vec::as_slice),
+            limit,
+        );
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return Ok(Err(self.backend_error(e))),
+        };
+        let it = self.table.get_mut(&handle)?;
+        match page.last() {
+            Some((k, _)) if page.len() == limit => it.from = Bound::Excluded(k.clone()),
+            _ => it.done = true,
+        }
+        Ok(Ok(page
+            .into_iter()
+            .map(|(key, value)| Entry { key, value })
+            .collect()))
+    }
+
+    fn drop(&mut self, handle: Resource<KvIteratorHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends_are_the_next_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Bound::Excluded(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Bound::Excluded(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), Bound::Unbounded);
+        assert_eq!(prefix_end(b""), Bound::Unbounded);
+    }
+}

@@ -1,0 +1,316 @@
+//! One processor instance: a wasmtime store holding the task's
+//! [`TaskContext`], with the memory cap and CPU deadline applied to every
+//! call, and guest failures turned into [`GuestError`]s that name the
+//! component.
+//!
+//! After a trap an instance cannot be entered again; it refuses further
+//! calls, and the owner builds a new one from the same [`LoadedComponent`].
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{IncomingRecord, ProcessingError, Processor, PunctuationType, TaskInfo};
+use super::task_context::TaskContext;
+use super::{LoadedComponent, TICK};
+use crate::store::StoreError;
+
+/// A guest call that did not succeed, naming the component.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("component {component} trapped in {call}: {reason}")]
+    Trap {
+        component: String,
+        call: &'static str,
+        reason: String,
+        batch_index: Option<u32>,
+    },
+    #[error("component {component} returned an error from {call}: {message}")]
+    Failed {
+        component: String,
+        call: &'static str,
+        message: String,
+        batch_index: Option<u32>,
+    },
+    #[error("component {component} exceeded its CPU deadline ({limit_ms} ms per call) in {call}")]
+    Deadline {
+        component: String,
+        call: &'static str,
+        limit_ms: u128,
+    },
+    #[error("component {component} exceeded its memory cap: {source}")]
+    Memory {
+        component: String,
+        source: MemoryCapExceeded,
+    },
+    #[error("component {component}: store failure during {call}: {source}")]
+    Store {
+        component: String,
+        call: &'static str,
+        source: StoreError,
+    },
+    #[error("component {component} cannot be instantiated: {reason}")]
+    Instantiate { component: String, reason: String },
+    #[error("component {component} is unusable after an earlier trap")]
+    Poisoned { component: String },
+}
+
+impl GuestError {
+    /// Index in the batch of the record the guest was processing, if known.
+    pub fn batch_index(&self) -> Option<u32> {
+        match self {
+            GuestError::Trap { batch_index, .. } | GuestError::Failed { batch_index, .. } => {
+                *batch_index
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A memory growth refused by the cap (a typed trap payload).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("memory growth to {desired} bytes refused, cap is {cap} bytes (wasm.max.memory.bytes)")]
+pub struct MemoryCapExceeded {
+    pub desired: usize,
+    pub cap: usize,
+}
+
+struct MemoryCap {
+    cap: usize,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            return Err(wasmtime::Error::new(MemoryCapExceeded {
+                desired,
+                cap: self.cap,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of an instance's wasmtime store.
+pub struct HostState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    limiter: MemoryCap,
+    pub(crate) task: TaskContext,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(task: TaskContext, memory_cap: usize) -> Self {
+        // No preopened directories, no environment, no arguments, no network:
+        // WASI is linked only because Rust's std imports it.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap { cap: memory_cap },
+            task,
+        }
+    }
+}
+
+pub struct ProcessorInstance {
+    store: Store<HostState>,
+    processor: Processor,
+    component: Arc<LoadedComponent>,
+    deadline_ticks: u64,
+    poisoned: bool,
+}
+
+impl ProcessorInstance {
+    /// Instantiates `component` for the task described by `task`.
+    pub fn new(component: &Arc<LoadedComponent>, task: TaskContext) -> Result<Self, GuestError> {
+        let limits = component.limits;
+        let mut store = Store::new(
+            component.engine(),
+            HostState::new(task, limits.max_memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        let deadline_ticks = (limits.max_call.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_trap();
+        let processor =
+            component
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| GuestError::Instantiate {
+                    component: component.label(),
+                    reason: format!("{e:#}"),
+                })?;
+        Ok(ProcessorInstance {
+            store,
+            processor,
+            component: component.clone(),
+            deadline_ticks,
+            poisoned: false,
+        })
+    }
+
+    pub fn component(&self) -> &Arc<LoadedComponent> {
+        &self.component
+    }
+
+    pub fn task(&self) -> &TaskContext {
+        &self.store.data().task
+    }
+
+    pub fn task_mut(&mut self) -> &mut TaskContext {
+        &mut self.store.data_mut().task
+    }
+
+    /// Gives the task context (and its stores) back.
+    pub fn into_task(self) -> TaskContext {
+        self.store.into_data().task
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    fn call<R>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(
+            &Processor,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<R, ProcessingError>>,
+    ) -> Result<R, GuestError> {
+        let component = self.component.label();
+        if self.poisoned {
+            return Err(GuestError::Poisoned { component });
+        }
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().task.abort_reason = None;
+        let result = f(&self.processor, &mut self.store);
+        let task = &mut self.store.data_mut().task;
+        if let Some(source) = task.store_failure.take() {
+            self.poisoned = result.is_err();
+            return Err(GuestError::Store {
+                component,
+                call,
+                source,
+            });
+        }
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(GuestError::Failed {
+                component,
+                call,
+                message: e.message,
+                batch_index: e.batch_index,
+            }),
+            Err(error) => {
+                self.poisoned = true;
+                let abort = task.abort_reason.take();
+                Err(classify(
+                    error,
+                    component,
+                    call,
+                    abort,
+                    self.component.limits.max_call.as_millis(),
+                ))
+            }
+        }
+    }
+
+    pub fn describe(
+        &mut self,
+    ) -> Result<super::bindings::weir::streams::types::Topology, GuestError> {
+        self.call("describe", |p, s| p.call_describe(s).map(Ok))
+    }
+
+    pub fn init(&mut self, info: &TaskInfo) -> Result<(), GuestError> {
+        self.call("init", |p, s| p.call_init(s, info))
+    }
+
+    pub fn process(&mut self, batch: &[IncomingRecord]) -> Result<(), GuestError> {
+        self.call("process", |p, s| p.call_process(s, batch))
+    }
+
+    pub fn punctuate(
+        &mut self,
+        schedule: u32,
+        kind: PunctuationType,
+        timestamp: i64,
+    ) -> Result<(), GuestError> {
+        self.call("punctuate", |p, s| {
+            p.call_punctuate(s, schedule, kind, timestamp)
+        })
+    }
+
+    pub fn close(&mut self) -> Result<(), GuestError> {
+        self.call("close", |p, s| p.call_close(s).map(Ok))
+    }
+}
+
+fn classify(
+    error: wasmtime::Error,
+    component: String,
+    call: &'static str,
+    abort: Option<(String, Option<u32>)>,
+    limit_ms: u128,
+) -> GuestError {
+    if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
+        return GuestError::Memory {
+            component,
+            source: cap.clone(),
+        };
+    }
+    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+        return GuestError::Deadline {
+            component,
+            call,
+            limit_ms,
+        };
+    }
+    let (reason, batch_index) = match abort {
+        Some((message, index)) => (format!("{message} ({})", root_cause(&error)), index),
+        None => (root_cause(&error), None),
+    };
+    GuestError::Trap {
+        component,
+        call,
+        reason,
+        batch_index,
+    }
+}
+
+fn root_cause(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{error:#}"),
+    }
+}

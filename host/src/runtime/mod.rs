@@ -1,0 +1,241 @@
+//! The WebAssembly runtime: one wasmtime engine and linker per process,
+//! component loading and validation, and per-task [`ProcessorInstance`]s with
+//! memory caps and CPU deadlines.
+//!
+//! Knows nothing of Kafka. A guest fault becomes a [`GuestError`] naming the
+//! component; it never takes the process down.
+
+pub mod bindings;
+mod host;
+mod instance;
+mod task_context;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+pub use instance::{GuestError, HostState, MemoryCapExceeded, ProcessorInstance};
+pub use task_context::{Clock, Forwarded, Schedules, SystemClock, TaskContext};
+
+use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology, TopologyError};
+
+/// Epoch tick: the resolution of CPU deadlines.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Copy)]
+pub struct WasmLimits {
+    pub max_memory_bytes: usize,
+    pub max_call: Duration,
+}
+
+/// Why a component was rejected; every variant names it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{name}: not a WebAssembly binary (no `\\0asm` header)")]
+    NotWasm { name: String },
+    #[error(
+        "{name}: a core WebAssembly module, not a component; build it with `cargo build --target wasm32-wasip2`"
+    )]
+    CoreModule { name: String },
+    #[error("{name}: invalid component: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("{name}: does not fit this host's `weir:streams/processor@0.1.0` world: {reason}")]
+    WrongWorld { name: String, reason: String },
+    #[error("{name}: describe() failed: {source}")]
+    Describe {
+        name: String,
+        source: Box<GuestError>,
+    },
+    #[error("{name}: {source}")]
+    Topology { name: String, source: TopologyError },
+}
+
+/// Process-wide wasmtime state.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: WasmLimits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub fn new(limits: WasmLimits) -> wasmtime::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+
+        // Epoch ticker: what lets a CPU deadline interrupt a guest loop.
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.weak());
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match ticking.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(wasmtime::Error::new)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            ticker_stop,
+        })
+    }
+
+    pub fn limits(&self) -> WasmLimits {
+        self.limits
+    }
+
+    /// Compiles and validates a component: it must be a component, fit the
+    /// world, and answer `describe()` within the host's limits with a valid
+    /// topology. `name` is what errors call it (e.g. the file name).
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        let name = name.to_string();
+        match bytes.get(0..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule { name }),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(LoadError::NotWasm { name }),
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            name: name.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            name: name.clone(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = bindings::ProcessorPre::new(instance_pre).map_err(wrong_world)?;
+        let placeholder = Arc::new(LoadedComponent {
+            name: name.clone(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            pre,
+            topology: Arc::new(Topology {
+                name: name.clone(),
+                sources: Vec::new(),
+                sinks: Vec::new(),
+                stores: Vec::new(),
+                repartitions: Vec::new(),
+            }),
+            limits: self.limits,
+        });
+        let topology = placeholder
+            .describe()
+            .map_err(|source| LoadError::Describe {
+                name: name.clone(),
+                source: Box::new(source),
+            })?;
+        topology.validate().map_err(|source| LoadError::Topology {
+            name: name.clone(),
+            source,
+        })?;
+        Ok(Arc::new(LoadedComponent {
+            name: topology.name.clone(),
+            sha256: placeholder.sha256.clone(),
+            pre: placeholder.pre.clone(),
+            topology: Arc::new(topology),
+            limits: self.limits,
+        }))
+    }
+}
+
+/// A compiled, validated component, ready to instantiate per task.
+pub struct LoadedComponent {
+    name: String,
+    sha256: String,
+    pre: bindings::ProcessorPre<HostState>,
+    topology: Arc<Topology>,
+    limits: WasmLimits,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl LoadedComponent {
+    /// The topology name `describe()` gave.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// `name@sha256:<first 12 hex digits>`, how logs and errors name it.
+    pub fn label(&self) -> String {
+        format!("{}@sha256:{}", self.name, &self.sha256[..12])
+    }
+
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        self.pre.engine()
+    }
+
+    /// Calls `describe()` in a throwaway instance that has no stores.
+    fn describe(self: &Arc<Self>) -> Result<Topology, GuestError> {
+        let ctx = TaskContext::new(
+            TaskId::for_partition(0),
+            "",
+            &self.label(),
+            self.topology.clone(),
+            Vec::new(),
+            Arc::new(SystemClock),
+        );
+        let mut instance = ProcessorInstance::new(self, ctx)?;
+        let wit = instance.describe()?;
+        Ok(Topology {
+            name: wit.name,
+            sources: wit.sources,
+            sinks: wit
+                .sinks
+                .into_iter()
+                .map(|s| SinkSpec {
+                    name: s.name,
+                    topic: s.topic,
+                })
+                .collect(),
+            stores: wit
+                .stores
+                .into_iter()
+                .map(|s| StoreSpec {
+                    name: s.name,
+                    kind: match s.kind {
+                        bindings::weir::streams::types::StoreKind::KeyValue => StoreKind::KeyValue,
+                    },
+                    logged: s.logged,
+                    persistent: s.persistent,
+                })
+                .collect(),
+            repartitions: wit.repartitions,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! What one processor instance can reach through its imports: the task's
+//! stores, the outputs it forwarded during the current call, its schedules,
+//! stream time and clock. Owned by the instance's wasmtime store and handed
+//! back when the instance closes, so stores outlive instances (a new version
+//! of a processor continues on the same stores).
+//!
+//! Knows nothing of Kafka: outputs are collected here and sent by the task.
+
+use std::sync::Arc;
+
+use crate::runtime::bindings::{OutgoingRecord, PunctuationType};
+use crate::store::{StateStore, StoreError};
+use crate::topology::{TaskId, Topology};
+
+/// Milliseconds since the Unix epoch, from a source a test may control.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The machine's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// A record the guest forwarded to the sink at `sink` (index into the
+/// topology's sinks).
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    pub sink: usize,
+    pub record: OutgoingRecord,
+}
+
+pub struct TaskContext {
+    pub task_id: TaskId,
+    pub application_id: String,
+    /// The component's label (`name@sha256:…`), for logs and errors.
+    pub component: String,
+    pub topology: Arc<Topology>,
+    /// The task's stores, in the order the topology declares them.
+    pub stores: Vec<StateStore>,
+    /// Outputs of the current call, drained by the task after it.
+    pub outputs: Vec<Forwarded>,
+    pub schedules: Schedules,
+    /// Highest record timestamp seen (-1 before the first record).
+    pub stream_time: i64,
+    pub clock: Arc<dyn Clock>,
+    /// What the guest said just before trapping (message, batch index).
+    pub abort_reason: Option<(String, Option<u32>)>,
+    /// A store failure during the current call; fails the task.
+    pub store_failure: Option<StoreError>,
+}
+
+impl TaskContext {
+    pub fn new(
+        task_id: TaskId,
+        application_id: &str,
+        component: &str,
+        topology: Arc<Topology>,
+        stores: Vec<StateStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        TaskContext {
+            task_id,
+            application_id: application_id.to_string(),
+            component: component.to_string(),
+            topology,
+            stores,
+            outputs: Vec::new(),
+            schedules: Schedules::default(),
+            stream_time: -1,
+            clock,
+            abort_reason: None,
+            store_failure: None,
+        }
+    }
+
+    pub(crate) fn forward(&mut self, sink: &str, mut record: OutgoingRecord) -> Result<(), String> {
+        let Some(index) = self.topology.output_names().position(|name| name == sink) else {
+            let declared: Vec<&str> = self.topology.output_names().collect();
+            return Err(format!(
+                "unknown sink `{sink}` (declared: {})",
+                declared.join(", ")
+            ));
+        };
+        if record.timestamp.is_none() {
+            record.timestamp = Some(self.stream_time.max(0));
+        }
+        self.outputs.push(Forwarded {
+            sink: index,
+            record,
+        });
+        Ok(())
+    }
+
+    pub fn store(&self, name: &str) -> Option<&StateStore> {
+        self.stores.iter().find(|s| s.name() == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Schedule {
+    id: u32,
+    interval: i64,
+    kind: PunctuationType,
+    /// When it next fires; `None` for a stream-time schedule that has not
+    /// seen a record yet (it fires on the first).
+    next: Option<i64>,
+}
+
+/// The punctuation schedules of one task.
+#[derive(Debug, Default)]
+pub struct Schedules {
+    next_id: u32,
+    entries: Vec<Schedule>,
+}
+
+impl Schedules {
+    pub fn add(&mut self, interval_ms: u64, kind: PunctuationType, now: i64) -> u32 {
+        let interval = interval_ms.clamp(1, i64::MAX as u64 / 4) as i64;
+        let id = self.next_id;
+        self.next_id += 1;
+        let next = match kind {
+            PunctuationType::WallClock => Some(now.saturating_add(interval)),
+            PunctuationType::StreamTime => None,
+        };
+        self.entries.push(Schedule {
+            id,
+            interval,
+            kind,
+            next,
+        });
+        id
+    }
+
+    pub fn cancel(&mut self, id: u32) {
+        self.entries.retain(|s| s.id != id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Schedules of `kind` due at `time`, each fired once even if several
+    /// intervals passed (as Kafka Streams does); advances them.
+    pub fn due(&mut self, kind: PunctuationType, time: i64) -> Vec<u32> {
+        let mut fired = Vec::new();
+        if time < 0 {
+            return fired;
+        }
+        for s in self.entries.iter_mut().filter(|s| s.kind == kind) {
+            match s.next {
+                None => {
+                    fired.push(s.id);
+                    s.next = Some(time.saturating_add(s.interval));
+                }
+                Some(next) if time >= next => {
+                    fired.push(s.id);
+                    let skipped = (time - next) / s.interval;
+                    s.next = Some(next.saturating_add((skipped + 1).saturating_mul(s.interval)));
+                }
+                Some(_) => {}
+            }
+        }
+        fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_time_schedules_fire_on_first_record_then_each_interval() {
+        let mut s = Schedules::default();
+        let id = s.add(10, PunctuationType::StreamTime, 0);
+        assert_eq!(s.due(PunctuationType::StreamTime, -1), Vec::<u32>::new());
+        assert_eq!(s.due(PunctuationType::StreamTime, 100), vec![id]);
+        assert!(s.due(PunctuationType::StreamTime, 109).is_empty());
+        assert_eq!(s.due(PunctuationType::StreamTime, 110), vec![id]);
+        // Several intervals at once fire once, and the phase is kept.
+        assert_eq!(s.due(PunctuationType::StreamTime, 155), vec![id]);
+        assert!(s.due(PunctuationType::StreamTime, 159).is_empty());
+        assert_eq!(s.due(PunctuationType::StreamTime, 160), vec![id]);
+        assert!(s.due(PunctuationType::WallClock, 1_000_000).is_empty());
+    }
+
+    #[test]
+    fn wall_clock_schedules_start_from_now_and_cancel() {
+        let mut s = Schedules::default();
+        let a = s.add(100, PunctuationType::WallClock, 1_000);
+        let b = s.add(50, PunctuationType::WallClock, 1_000);
+        assert!(s.due(PunctuationType::WallClock, 1_049).is_empty());
+        assert_eq!(s.due(PunctuationType::WallClock, 1_050), vec![b]);
+        assert_eq!(s.due(PunctuationType::WallClock, 1_100), vec![a, b]);
+        s.cancel(b);
+        assert_eq!(s.due(PunctuationType::WallClock, 1_200), vec![a]);
+    }
+}

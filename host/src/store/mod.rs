@@ -1,0 +1,147 @@
+//! State stores: the [`KeyValueBackend`] trait with RocksDB and in-memory
+//! backends, the per-task [`StateStore`] that buffers a commit interval's
+//! writes, and the [`StateDirectory`] that owns `<state.dir>/<application.id>`.
+//!
+//! The one rule this module keeps: a store's contents and the changelog
+//! offset they correspond to change together, in one atomic write
+//! ([`KeyValueBackend::apply`]). Uncommitted writes live only in the
+//! `StateStore` buffer, so a crash never leaves local state ahead of or
+//! behind its recorded offset. Must never talk to Kafka: the commit cycle
+//! hands it offsets.
+
+mod directory;
+mod memory;
+mod rocks;
+mod state_store;
+
+pub use directory::{StateDirectory, TaskDirGuard};
+pub use memory::MemoryBackend;
+pub use rocks::{RocksBackend, RocksResources};
+pub use state_store::StateStore;
+
+use std::ops::Bound;
+use std::path::PathBuf;
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A write: `Some(value)` puts, `None` deletes.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// A backend failure, in the backend's words.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// A store failure, naming the store and the task.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store `{store}` of task {task}: {source}")]
+    Backend {
+        store: String,
+        task: String,
+        source: BackendError,
+    },
+    #[error("state directory {path} is in use by another process (lock file {path}/.lock)")]
+    Locked { path: PathBuf },
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a store's committed entries live. Implementations need not buffer:
+/// [`StateStore`] does that.
+pub trait KeyValueBackend: Send {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Up to `limit` entries within the bounds, in key order.
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, BackendError>;
+
+    /// Applies `writes` and records `changelog_offset` (the next changelog
+    /// offset to restore from) in one atomic step.
+    fn apply(
+        &mut self,
+        writes: Vec<Write>,
+        changelog_offset: Option<i64>,
+    ) -> Result<(), BackendError>;
+
+    /// The changelog offset recorded by the last `apply`, if this backend
+    /// keeps one across restarts.
+    fn changelog_offset(&self) -> Result<Option<i64>, BackendError>;
+
+    /// Makes applied writes durable beyond the write-ahead log (flushes
+    /// memtables); used on clean shutdown so the next start replays less.
+    fn flush(&mut self) -> Result<(), BackendError>;
+}
+
+/// True when no key can lie within the bounds (and `BTreeMap::range` would
+/// panic on them).
+pub(crate) fn bounds_are_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e))
+        | (Bound::Excluded(s), Bound::Excluded(e)) => s >= e,
+        _ => false,
+    }
+}
+
+/// Whether `key` lies before the end bound.
+pub(crate) fn before_end(key: &[u8], end: Bound<&[u8]>) -> bool {
+    match end {
+        Bound::Unbounded => true,
+        Bound::Included(e) => key <= e,
+        Bound::Excluded(e) => key < e,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod backend_tests {
+    //! The behaviour every backend must share, run against each.
+    use super::*;
+
+    fn keys(entries: Vec<Entry>) -> Vec<Vec<u8>> {
+        entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    pub fn check_backend(backend: &mut dyn KeyValueBackend) {
+        let writes: Vec<Write> = [&b"a"[..], b"b", b"b\x00", b"c", b"\xff", b"\xff\xff"]
+            .iter()
+            .map(|k| (k.to_vec(), Some(k.to_vec())))
+            .collect();
+        backend.apply(writes, Some(7)).unwrap();
+        assert_eq!(backend.changelog_offset().unwrap().unwrap_or(7), 7);
+        assert_eq!(backend.get(b"b").unwrap(), Some(b"b".to_vec()));
+        assert_eq!(backend.get(b"zz").unwrap(), None);
+
+        use Bound::*;
+        let all = backend.scan(Unbounded, Unbounded, 100).unwrap();
+        assert_eq!(keys(all).len(), 6);
+        let r = backend.scan(Included(b"b"), Excluded(b"c"), 100).unwrap();
+        assert_eq!(keys(r), vec![b"b".to_vec(), b"b\x00".to_vec()]);
+        let r = backend.scan(Excluded(b"b"), Included(b"c"), 100).unwrap();
+        assert_eq!(keys(r), vec![b"b\x00".to_vec(), b"c".to_vec()]);
+        let r = backend.scan(Included(b"\xff"), Unbounded, 100).unwrap();
+        assert_eq!(keys(r), vec![b"\xff".to_vec(), b"\xff\xff".to_vec()]);
+        let r = backend.scan(Included(b"a"), Unbounded, 2).unwrap();
+        assert_eq!(keys(r), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(
+            backend
+                .scan(Included(b"c"), Excluded(b"c"), 10)
+                .unwrap()
+                .is_empty()
+        );
+
+        backend.apply(vec![(b"b".to_vec(), None)], Some(9)).unwrap();
+        assert_eq!(backend.get(b"b").unwrap(), None);
+        assert_eq!(backend.changelog_offset().unwrap().unwrap_or(9), 9);
+        backend.flush().unwrap();
+    }
+}

@@ -1,0 +1,299 @@
+//! One store of one task as the processor sees it: committed entries in a
+//! backend, plus this commit interval's writes in a sorted buffer that every
+//! read consults first (read-your-writes). The buffer also deduplicates the
+//! changelog: only the last write per key is sent at commit, as Kafka
+//! Streams' record cache does.
+//!
+//! Paired verbs: [`StateStore::pending_writes`] (what the commit cycle must
+//! send to the changelog) then [`StateStore::commit`] (apply it with the
+//! changelog offset); [`StateStore::discard_uncommitted`] on a dirty close.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::{BackendError, Entry, KeyValueBackend, StoreError, Write, bounds_are_empty};
+use crate::topology::{StoreSpec, TaskId};
+
+/// Bytes counted per buffered entry besides key and value.
+const ENTRY_OVERHEAD: usize = 48;
+
+pub struct StateStore {
+    spec: StoreSpec,
+    task: TaskId,
+    backend: Box<dyn KeyValueBackend>,
+    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty_bytes: usize,
+}
+
+impl StateStore {
+    pub fn new(spec: StoreSpec, task: TaskId, backend: Box<dyn KeyValueBackend>) -> Self {
+        StateStore {
+            spec,
+            task,
+            backend,
+            dirty: BTreeMap::new(),
+            dirty_bytes: 0,
+        }
+    }
+
+    pub fn spec(&self) -> &StoreSpec {
+        &self.spec
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn err(&self, source: BackendError) -> StoreError {
+        StoreError::Backend {
+            store: self.spec.name.clone(),
+            task: self.task.to_string(),
+            source,
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.dirty.get(key) {
+            Some(buffered) => Ok(buffered.clone()),
+            None => self.backend.get(key).map_err(|e| self.err(e)),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.write(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.write(key, None);
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let added = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        let key_len = key.len();
+        if let Some(old) = self.dirty.insert(key, value) {
+            self.dirty_bytes -= key_len + old.map_or(0, |v| v.len()) + ENTRY_OVERHEAD;
+        }
+        self.dirty_bytes += added;
+    }
+
+    /// Up to `limit` entries within the bounds, in key order, buffered writes
+    /// (including deletes) merged over committed entries.
+    pub fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let limit = limit.max(1);
+        let mut out: Vec<Entry> = Vec::new();
+        let mut from: Bound<Vec<u8>> = start.map(<[u8]>::to_vec);
+        loop {
+            if bounds_are_empty(from.as_ref().map(Vec::as_slice), end) {
+                break;
+            }
+            let page = self
+                .backend
+                .scan(from.as_ref().map(Vec::as_slice), end, limit)
+                .map_err(|e| self.err(e))?;
+            let exhausted = page.len() < limit;
+            let last = page.last().map(|(k, _)| k.clone());
+            // Buffered writes are merged up to the last committed key this
+            // page reached; later ones wait for the next page.
+            let upper: Bound<&[u8]> = match (&last, exhausted) {
+                (Some(k), false) => Bound::Included(k.as_slice()),
+                _ => end,
+            };
+            let lower = from.as_ref().map(Vec::as_slice);
+            let mut buffered = if bounds_are_empty(lower, upper) {
+                None
+            } else {
+                Some(self.dirty.range::<[u8], _>((lower, upper)).peekable())
+            };
+            let mut committed = page.into_iter().peekable();
+            loop {
+                let next_buffered = buffered
+                    .as_mut()
+                    .and_then(|b| b.peek().map(|(k, _)| k.as_slice()));
+                let next_committed = committed.peek().map(|(k, _)| k.as_slice());
+                let (take_buffered, shadows) = match (next_buffered, next_committed) {
+                    (None, None) => break,
+                    (Some(b), Some(c)) => (b <= c, b == c),
+                    (Some(_), None) => (true, false),
+                    (None, Some(_)) => (false, false),
+                };
+                if !take_buffered {
+                    out.extend(committed.next());
+                    continue;
+                }
+                if shadows {
+                    committed.next();
+                }
+                if let Some((k, Some(v))) = buffered.as_mut().and_then(Iterator::next) {
+                    out.push((k.clone(), v.clone()));
+                }
+            }
+            match last {
+                Some(k) if !exhausted && out.len() < limit => from = Bound::Excluded(k),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Bytes of writes buffered since the last commit.
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    /// The writes the next commit will apply, in key order: what must go to
+    /// the changelog first.
+    pub fn pending_writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.dirty.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
+    pub fn has_pending_writes(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Applies buffered writes together with `changelog_offset`, the next
+    /// changelog offset after them (`None` for an unlogged store).
+    pub fn commit(&mut self, changelog_offset: Option<i64>) -> Result<(), StoreError> {
+        if self.dirty.is_empty() && changelog_offset.is_none() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = std::mem::take(&mut self.dirty).into_iter().collect();
+        self.dirty_bytes = 0;
+        self.backend
+            .apply(writes, changelog_offset)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies records read from the changelog; `next_offset` is the offset
+    /// after the last of them.
+    pub fn restore(&mut self, records: Vec<Write>, next_offset: i64) -> Result<(), StoreError> {
+        debug_assert!(
+            self.dirty.is_empty(),
+            "restoring a store with uncommitted writes"
+        );
+        self.backend
+            .apply(records, Some(next_offset))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The changelog offset the committed state corresponds to.
+    pub fn changelog_offset(&self) -> Result<Option<i64>, StoreError> {
+        self.backend.changelog_offset().map_err(|e| self.err(e))
+    }
+
+    /// Drops writes that were never committed (dirty close, failed task).
+    pub fn discard_uncommitted(&mut self) {
+        self.dirty.clear();
+        self.dirty_bytes = 0;
+    }
+
+    /// Flushes committed state to disk (clean close).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.backend.flush().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryBackend;
+    use crate::topology::StoreKind;
+
+    fn store() -> StateStore {
+        let spec = StoreSpec {
+            name: "s".into(),
+            kind: StoreKind::KeyValue,
+            logged: true,
+            persistent: false,
+        };
+        StateStore::new(
+            spec,
+            TaskId::for_partition(0),
+            Box::new(MemoryBackend::new()),
+        )
+    }
+
+    fn keys(entries: Vec<Entry>) -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn reads_see_uncommitted_writes_and_deletes() {
+        let mut s = store();
+        s.put(b"a".to_vec(), b"1".to_vec());
+        s.commit(Some(1)).unwrap();
+        s.put(b"b".to_vec(), b"2".to_vec());
+        s.delete(b"a".to_vec());
+        assert_eq!(s.get(b"a").unwrap(), None);
+        assert_eq!(s.get(b"b").unwrap(), Some(b"2".to_vec()));
+        s.discard_uncommitted();
+        assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn scans_merge_buffer_over_committed_across_pages() {
+        let mut s = store();
+        for k in ["a", "c", "e", "g", "i", "k"] {
+            s.put(k.into(), b"old".to_vec());
+        }
+        s.commit(Some(6)).unwrap();
+        s.put(b"b".to_vec(), b"new".to_vec());
+        s.delete(b"c".to_vec());
+        s.delete(b"e".to_vec());
+        s.put(b"g".to_vec(), b"new".to_vec());
+        s.put(b"z".to_vec(), b"new".to_vec());
+        let all = s.scan(Bound::Unbounded, Bound::Unbounded, 100).unwrap();
+        assert_eq!(keys(all.clone()), ["a", "b", "g", "i", "k", "z"]);
+        assert_eq!(all[2].1, b"new".to_vec());
+        // Small pages: deletes shadow whole committed pages.
+        let mut collected = Vec::new();
+        let mut from: Bound<Vec<u8>> = Bound::Unbounded;
+        loop {
+            let page = s
+                .scan(from.as_ref().map(Vec::as_slice), Bound::Unbounded, 2)
+                .unwrap();
+            let Some((last, _)) = page.last().cloned() else {
+                break;
+            };
+            collected.extend(keys(page));
+            from = Bound::Excluded(last);
+        }
+        assert_eq!(collected, ["a", "b", "g", "i", "k", "z"]);
+        let r = s
+            .scan(Bound::Excluded(b"b"), Bound::Included(b"i"), 10)
+            .unwrap();
+        assert_eq!(keys(r), ["g", "i"]);
+        assert!(
+            s.scan(Bound::Included(b"q"), Bound::Excluded(b"q"), 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn buffer_keeps_only_the_last_write_per_key() {
+        let mut s = store();
+        for n in 0..5u8 {
+            s.put(b"k".to_vec(), vec![n]);
+        }
+        s.delete(b"gone".to_vec());
+        let pending: Vec<_> = s.pending_writes().collect();
+        assert_eq!(
+            pending,
+            vec![(&b"gone"[..], None), (&b"k"[..], Some(&[4u8][..]))]
+        );
+        assert_eq!(s.dirty_bytes(), 4 + 1 + 1 + 2 * ENTRY_OVERHEAD);
+        s.commit(Some(2)).unwrap();
+        assert_eq!(s.dirty_bytes(), 0);
+        assert!(!s.has_pending_writes());
+    }
+}

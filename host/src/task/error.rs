@@ -1,0 +1,42 @@
+//! Errors of the task layer, each naming the task and, for guest failures,
+//! the record. The variant says what recovery is needed: a guest failure
+//! fails its task (the application stops without committing it); the others
+//! are infrastructure failures that stop the stream thread.
+
+use crate::changelog::RestoreError;
+use crate::commit::CommitError;
+use crate::runtime::GuestError;
+use crate::store::StoreError;
+use crate::topology::TaskId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The processor trapped or returned an error. `at` says where
+    /// ("processing topic `t` partition 0 offset 42", "in init", …).
+    #[error("task {task} failed {at}: {source}")]
+    Guest {
+        task: TaskId,
+        at: String,
+        source: Box<GuestError>,
+    },
+    #[error("task {task}: {source}")]
+    Store { task: TaskId, source: StoreError },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("restoring: {0}")]
+    Restore(#[from] RestoreError),
+    #[error("kafka consumer: {0}")]
+    Consumer(String),
+    #[error("fatal client error: {0}")]
+    Fatal(String),
+}
+
+impl TaskError {
+    /// The task this error belongs to, if it is one task's.
+    pub fn task(&self) -> Option<TaskId> {
+        match self {
+            TaskError::Guest { task, .. } | TaskError::Store { task, .. } => Some(*task),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The task manager of one stream thread: reacts to assigned, revoked and
+//! lost partitions, drives restoration, routes records to tasks, fires
+//! wall-clock punctuations, and runs the commit cycle.
+//!
+//! It owns the thread's producer ([`RecordCollector`]) and changelog reader,
+//! and receives the consumer only as a [`SourceConsumer`], per call. After a
+//! failure it stops doing work and keeps the error for the thread to report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::stream_task::ChangelogStart;
+use super::{StreamTask, TaskError, TaskSetup, TaskState};
+use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart};
+use crate::commit::{CommitParticipant, RecordCollector, commit_tasks};
+use crate::config::Config;
+use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
+use crate::lifecycle::{Lifecycle, ThreadStatus};
+use crate::runtime::bindings::IncomingRecord;
+use crate::topology::TaskId;
+
+/// Changelog records read per restore step, so polling stays responsive.
+const RESTORE_BATCH: usize = 10_000;
+
+/// What a task manager is built from.
+pub struct TaskManagerSetup {
+    pub config: Arc<Config>,
+    pub thread: usize,
+    pub tasks: TaskSetup,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+pub struct TaskManager {
+    config: Arc<Config>,
+    thread: usize,
+    setup: TaskSetup,
+    lifecycle: Arc<Lifecycle>,
+    tasks: BTreeMap<TaskId, StreamTask>,
+    collector: RecordCollector,
+    reader: ChangelogReader,
+    last_commit: Instant,
+    failure: Option<TaskError>,
+}
+
+impl TaskManager {
+    pub fn new(setup: TaskManagerSetup) -> Result<Self, TaskError> {
+        let collector = RecordCollector::new(&setup.config, setup.thread)?;
+        Ok(TaskManager {
+            reader: ChangelogReader::new(&setup.config, setup.thread),
+            config: setup.config,
+            thread: setup.thread,
+            setup: setup.tasks,
+            lifecycle: setup.lifecycle,
+            tasks: BTreeMap::new(),
+            collector,
+            last_commit: Instant::now(),
+            failure: None,
+        })
+    }
+
+    /// The first error this manager hit; once set, it does no more work.
+    pub fn take_failure(&mut self) -> Option<TaskError> {
+        self.failure.take()
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    fn fail(&mut self, error: TaskError) {
+        if self.failure.is_none() {
+            self.failure = Some(error);
+        }
+    }
+
+    /// Whether changelog restoration has work to do (the loop must not
+    /// block in `poll` then).
+    pub fn is_restoring(&self) -> bool {
+        !self.reader.is_idle()
+    }
+
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    fn report_status(&self) {
+        let restoring = self
+            .tasks
+            .values()
+            .filter(|t| t.state() == TaskState::Restoring)
+            .count() as i64;
+        let running = self.tasks.len() as i64 - restoring;
+        let m = &self.setup.metrics;
+        // Per-thread gauges would need labels; with one thread these are exact.
+        m.tasks_restoring
+            .store(restoring, std::sync::atomic::Ordering::Relaxed);
+        m.tasks_running
+            .store(running, std::sync::atomic::Ordering::Relaxed);
+        m.restore_remaining.store(
+            self.reader.remaining(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let status = if restoring == 0 {
+            ThreadStatus::Running
+        } else {
+            ThreadStatus::Rebalancing
+        };
+        self.lifecycle.thread_status(self.thread, status);
+    }
+
+    fn create_task(&mut self, id: TaskId, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
+        let mut task = StreamTask::new(id, &self.setup)?;
+        let mut restoring = false;
+        for ChangelogStart {
+            store,
+            name,
+            topic,
+            recorded,
+        } in task.changelog_starts()?
+        {
+            let restore = |reader: &mut ChangelogReader, recorded| {
+                reader.register(id, store, &name, &topic, id.partition, recorded)
+            };
+            let mut start = restore(&mut self.reader, recorded)?;
+            if let RestoreStart::Corrupted {
+                recorded,
+                low,
+                high,
+            } = start
+            {
+                tracing::warn!(
+                    task_id = %id, store = %name, recorded, low, high,
+                    "local state does not match changelog `{topic}`: wiping it and restoring in full"
+                );
+                task.wipe_store(store)?;
+                start = restore(&mut self.reader, None)?;
+            }
+            if let RestoreStart::Restoring { .. } = start {
+                task.begin_restore(store);
+                restoring = true;
+            }
+        }
+        if restoring {
+            consumer.pause(&task.partitions()).map_err(|e| {
+                TaskError::Consumer(format!("pausing partitions of task {id}: {e}"))
+            })?;
+        } else {
+            task.start(&mut self.collector)?;
+        }
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Reads a step of changelog records into restoring tasks and starts
+    /// tasks whose stores have caught up.
+    pub fn restore_step(&mut self, consumer: &dyn SourceConsumer, wait: Duration) {
+        if self.failure.is_some() || self.reader.is_idle() {
+            return;
+        }
+        if let Err(e) = self.try_restore_step(consumer, wait) {
+            self.fail(e);
+        }
+        self.report_status();
+    }
+
+    fn try_restore_step(
+        &mut self,
+        consumer: &dyn SourceConsumer,
+        wait: Duration,
+    ) -> Result<(), TaskError> {
+        let events = self.reader.poll(RESTORE_BATCH, wait)?;
+        for event in events {
+            match event {
+                RestoreEvent::Records {
+                    task,
+                    store,
+                    records,
+                    next_offset,
+                } => {
+                    if let Some(t) = self.tasks.get_mut(&task) {
+                        t.restore(store, records, next_offset)?;
+                    }
+                }
+                RestoreEvent::Done { task, store, .. } => {
+                    let Some(t) = self.tasks.get_mut(&task) else {
+                        continue;
+                    };
+                    if t.store_restored(store, &mut self.collector)? {
+                        consumer.resume(&t.partitions()).map_err(|e| {
+                            TaskError::Consumer(format!("resuming partitions of task {task}: {e}"))
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands polled records, grouped by partition in offset order, to their
+    /// tasks. Records of partitions no longer owned are dropped: their new
+    /// owner reads them from the committed offset.
+    pub fn process(&mut self, batches: Vec<(String, i32, Vec<IncomingRecord>)>) {
+        for (topic, partition, records) in batches {
+            if self.failure.is_some() {
+                return;
+            }
+            let id = TaskId::for_partition(partition);
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = task.process(&topic, records, &mut self.collector) {
+                self.fail(e);
+            }
+        }
+        if let Err(e) = self.collector.poll() {
+            self.fail(e.into());
+        }
+    }
+
+    pub fn punctuate_wall_clock(&mut self) {
+        for task in self.tasks.values_mut() {
+            if self.failure.is_some() {
+                return;
+            }
+            if let Err(e) = task.punctuate_wall_clock(&mut self.collector) {
+                self.failure = Some(e);
+            }
+        }
+    }
+
+    /// Commits when `commit.interval.ms` has passed or the store buffers
+    /// exceed `statestore.cache.max.bytes`.
+    pub fn maybe_commit(&mut self, consumer: &dyn SourceConsumer) {
+        if self.failure.is_some() {
+            return;
+        }
+        let due = self.last_commit.elapsed() >= self.config.commit_interval;
+        let full = || {
+            self.tasks
+                .values()
+                .map(StreamTask::dirty_bytes)
+                .sum::<usize>()
+                > self.config.statestore_cache_max_bytes
+        };
+        if (due || full())
+            && let Err(e) = self.commit_all(consumer)
+        {
+            self.fail(e);
+        }
+    }
+
+    /// Commits every task that has something to commit.
+    pub fn commit_all(&mut self, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
+        self.last_commit = Instant::now();
+        let mut participants: Vec<&mut dyn CommitParticipant> = self
+            .tasks
+            .values_mut()
+            .filter(|t| t.needs_commit())
+            .map(|t| t as &mut dyn CommitParticipant)
+            .collect();
+        if participants.is_empty() && self.collector.pending() == 0 {
+            return Ok(());
+        }
+        self.lifecycle.commit_started(self.thread);
+        let result = commit_tasks(&mut participants, &mut self.collector, consumer);
+        self.lifecycle.commit_finished(self.thread);
+        let stats = result?;
+        self.setup
+            .metrics
+            .record_commit(stats.elapsed.as_micros() as u64, stats.changelog_records);
+        tracing::debug!(
+            tasks = stats.tasks,
+            changelog_records = stats.changelog_records,
+            elapsed_ms = stats.elapsed.as_millis() as u64,
+            "committed"
+        );
+        Ok(())
+    }
+
+    /// Ordered close of every task: commit (when `clean` and nothing failed),
+    /// then close clean; otherwise close dirty (nothing more committed, an
+    /// open transaction aborted).
+    pub fn close_all(&mut self, consumer: &dyn SourceConsumer, clean: bool) {
+        let mut clean = clean && self.failure.is_none();
+        if clean && let Err(e) = self.commit_all(consumer) {
+            tracing::error!(error = %e, "final commit failed; closing tasks dirty");
+            self.fail(e);
+            clean = false;
+        }
+        if !clean {
+            self.collector.abort_transaction();
+        }
+        for (id, task) in std::mem::take(&mut self.tasks) {
+            self.reader.unregister(id);
+            if clean {
+                task.close_clean();
+            } else {
+                task.close_dirty();
+            }
+        }
+        self.report_status();
+    }
+}
+
+fn tasks_of(partitions: &[TopicPartition]) -> Vec<TaskId> {
+    let mut ids: Vec<TaskId> = partitions
+        .iter()
+        .map(|(_, p)| TaskId::for_partition(*p))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+impl RebalanceListener for TaskManager {
+    fn on_assigned(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer) {
+        if self.failure.is_some() {
+            return;
+        }
+        for id in tasks_of(partitions) {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            if let Err(e) = self.create_task(id, consumer) {
+                self.fail(e);
+                return;
+            }
+        }
+        self.report_status();
+    }
+
+    fn on_revoked(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer) {
+        let revoked: Vec<TaskId> = tasks_of(partitions)
+            .into_iter()
+            .filter(|id| self.tasks.contains_key(id))
+            .collect();
+        if revoked.is_empty() {
+            return;
+        }
+        self.lifecycle
+            .thread_status(self.thread, ThreadStatus::Rebalancing);
+        let clean = self.failure.is_none() && {
+            match self.commit_all(consumer) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.fail(e);
+                    false
+                }
+            }
+        };
+        for id in revoked {
+            self.reader.unregister(id);
+            if let Some(task) = self.tasks.remove(&id) {
+                if clean {
+                    task.close_clean();
+                } else {
+                    task.close_dirty();
+                }
+            }
+        }
+        self.report_status();
+    }
+
+    fn on_lost(&mut self, partitions: &[TopicPartition]) {
+        if self.collector.exactly_once() {
+            // The open transaction spans every task of this thread and will
+            // be aborted; their uncommitted work cannot be kept.
+            self.fail(TaskError::Fatal(
+                "partitions were lost (session timeout) under exactly_once_v2".into(),
+            ));
+        }
+        for id in tasks_of(partitions) {
+            self.reader.unregister(id);
+            if let Some(task) = self.tasks.remove(&id) {
+                task.close_dirty();
+            }
+        }
+        self.report_status();
+    }
+
+    fn on_fatal(&mut self, error: String) {
+        self.fail(TaskError::Fatal(error));
+    }
+}

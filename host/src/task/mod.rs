@@ -1,0 +1,15 @@
+//! Stream tasks: one sub-topology on one partition, with its processor
+//! instance and stores ([`StreamTask`]), and the [`TaskManager`] that creates,
+//! restores, runs, commits and closes them as the group assigns partitions.
+//!
+//! A task moves RESTORING → RUNNING (after every logged store caught up with
+//! its changelog; only then is the processor's `init` called) → closed.
+//! Records arriving while restoring are held, not dropped.
+
+mod error;
+mod manager;
+mod stream_task;
+
+pub use error::TaskError;
+pub use manager::{TaskManager, TaskManagerSetup};
+pub use stream_task::{StreamTask, TaskSetup, TaskState};

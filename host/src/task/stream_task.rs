@@ -1,0 +1,482 @@
+//! One active task: its processor instance (which owns the task's stores),
+//! the source offsets it has processed, and the records held while it
+//! restores. Processes batches, forwards outputs to the collector, fires
+//! punctuations, and takes part in the commit cycle.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::commit::{CommitError, CommitParticipant, Outgoing, RecordCollector};
+use crate::group::TopicPartition;
+use crate::metrics::{Metrics, add};
+use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
+use crate::runtime::{Clock, GuestError, LoadedComponent, ProcessorInstance, TaskContext};
+use crate::store::{
+    KeyValueBackend, MemoryBackend, RocksBackend, RocksResources, StateDirectory, StateStore,
+    StoreError, TaskDirGuard, Write,
+};
+use crate::topics::TopicPlan;
+use crate::topology::{StoreSpec, TaskId};
+
+use super::TaskError;
+
+/// What every task of a stream thread is built from.
+#[derive(Clone)]
+pub struct TaskSetup {
+    pub application_id: String,
+    pub component: Arc<LoadedComponent>,
+    pub plan: Arc<TopicPlan>,
+    pub dirs: Arc<StateDirectory>,
+    pub rocks: Arc<RocksResources>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A logged store of a task and the changelog offset its local copy has.
+#[derive(Debug, Clone)]
+pub struct ChangelogStart {
+    pub store: usize,
+    pub name: String,
+    pub topic: String,
+    pub recorded: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Restoring,
+    Running,
+}
+
+pub struct StreamTask {
+    id: TaskId,
+    // Declared before `guards`: stores close before their directories are
+    // released.
+    instance: ProcessorInstance,
+    guards: BTreeMap<usize, TaskDirGuard>,
+    setup: TaskSetup,
+    state: TaskState,
+    /// Logged stores not yet caught up with their changelog.
+    restoring: BTreeSet<usize>,
+    held: VecDeque<(String, Vec<IncomingRecord>)>,
+    /// Next offset to commit, per source topic.
+    consumed: BTreeMap<String, i64>,
+    uncommitted: bool,
+    span: tracing::Span,
+}
+
+fn open_store(
+    spec: &StoreSpec,
+    task: TaskId,
+    setup: &TaskSetup,
+) -> Result<(StateStore, Option<TaskDirGuard>), StoreError> {
+    if !spec.persistent {
+        let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
+        return Ok((store, None));
+    }
+    let guard = setup.dirs.claim(&spec.name, task)?;
+    let backend = open_rocks(spec, task, &guard, &setup.rocks)?;
+    Ok((StateStore::new(spec.clone(), task, backend), Some(guard)))
+}
+
+fn open_rocks(
+    spec: &StoreSpec,
+    task: TaskId,
+    guard: &TaskDirGuard,
+    rocks: &RocksResources,
+) -> Result<Box<dyn KeyValueBackend>, StoreError> {
+    let backend = RocksBackend::open(&guard.path, rocks).map_err(|source| StoreError::Backend {
+        store: spec.name.clone(),
+        task: task.to_string(),
+        source,
+    })?;
+    Ok(Box::new(backend))
+}
+
+impl StreamTask {
+    /// Opens the task's stores (RocksDB replays its WAL here) and
+    /// instantiates its processor; `init` waits until restoration is done.
+    pub fn new(id: TaskId, setup: &TaskSetup) -> Result<Self, TaskError> {
+        let topology = setup.component.topology().clone();
+        let span = tracing::info_span!("task", task_id = %id, topology = %topology.name);
+        let mut stores = Vec::new();
+        let mut guards = BTreeMap::new();
+        for (i, spec) in topology.stores.iter().enumerate() {
+            let (store, guard) = open_store(spec, id, setup)
+                .map_err(|source| TaskError::Store { task: id, source })?;
+            stores.push(store);
+            if let Some(g) = guard {
+                guards.insert(i, g);
+            }
+        }
+        let ctx = TaskContext::new(
+            id,
+            &setup.application_id,
+            &setup.component.label(),
+            topology,
+            stores,
+            setup.clock.clone(),
+        );
+        let instance =
+            ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
+                task: id,
+                at: "at instantiation".into(),
+                source: Box::new(source),
+            })?;
+        Ok(StreamTask {
+            id,
+            instance,
+            guards,
+            setup: setup.clone(),
+            state: TaskState::Restoring,
+            restoring: BTreeSet::new(),
+            held: VecDeque::new(),
+            consumed: BTreeMap::new(),
+            uncommitted: false,
+            span,
+        })
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The source partitions this task reads.
+    pub fn partitions(&self) -> Vec<TopicPartition> {
+        self.setup
+            .plan
+            .sources
+            .iter()
+            .map(|t| (t.clone(), self.id.partition))
+            .collect()
+    }
+
+    /// Where each logged store's restore starts.
+    pub fn changelog_starts(&self) -> Result<Vec<ChangelogStart>, TaskError> {
+        let mut out = Vec::new();
+        for (i, store) in self.instance.task().stores.iter().enumerate() {
+            let Some(topic) = self.changelog(i) else {
+                continue;
+            };
+            let recorded = store
+                .changelog_offset()
+                .map_err(|source| TaskError::Store {
+                    task: self.id,
+                    source,
+                })?;
+            out.push(ChangelogStart {
+                store: i,
+                name: store.name().to_string(),
+                topic: topic.to_string(),
+                recorded,
+            });
+        }
+        Ok(out)
+    }
+
+    fn changelog(&self, store: usize) -> Option<&str> {
+        let name = self.instance.task().stores[store].name();
+        self.setup
+            .plan
+            .changelogs
+            .iter()
+            .find(|(s, _)| s == name)
+            .map(|(_, t)| t.as_str())
+    }
+
+    pub fn begin_restore(&mut self, store: usize) {
+        self.restoring.insert(store);
+    }
+
+    /// Drops the local copy of `store` so it restores from scratch.
+    pub fn wipe_store(&mut self, store: usize) -> Result<(), TaskError> {
+        let err = |source| TaskError::Store {
+            task: self.id,
+            source,
+        };
+        let Some(guard) = self.guards.get(&store) else {
+            return Ok(()); // in memory: already empty
+        };
+        let spec = self.instance.task().stores[store].spec().clone();
+        // Close the database before deleting its files.
+        let placeholder = StateStore::new(spec.clone(), self.id, Box::new(MemoryBackend::new()));
+        drop(std::mem::replace(
+            &mut self.instance.task_mut().stores[store],
+            placeholder,
+        ));
+        self.setup.dirs.wipe(guard).map_err(err)?;
+        let backend = open_rocks(&spec, self.id, guard, &self.setup.rocks).map_err(err)?;
+        self.instance.task_mut().stores[store] = StateStore::new(spec, self.id, backend);
+        Ok(())
+    }
+
+    pub fn restore(
+        &mut self,
+        store: usize,
+        records: Vec<Write>,
+        next_offset: i64,
+    ) -> Result<(), TaskError> {
+        add(&self.setup.metrics.restored_records, records.len() as u64);
+        self.instance.task_mut().stores[store]
+            .restore(records, next_offset)
+            .map_err(|source| TaskError::Store {
+                task: self.id,
+                source,
+            })
+    }
+
+    /// Marks `store` restored; returns true when the task became RUNNING.
+    pub fn store_restored(
+        &mut self,
+        store: usize,
+        collector: &mut RecordCollector,
+    ) -> Result<bool, TaskError> {
+        self.restoring.remove(&store);
+        if self.restoring.is_empty() && self.state == TaskState::Restoring {
+            self.start(collector)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Calls the processor's `init` and processes what was held.
+    pub fn start(&mut self, collector: &mut RecordCollector) -> Result<(), TaskError> {
+        let _span = self.span.clone().entered();
+        let info = TaskInfo {
+            application_id: self.setup.application_id.clone(),
+            task_id: self.id.to_string(),
+            partition: self.id.partition,
+            topology: self.setup.component.topology().name.clone(),
+        };
+        self.instance
+            .init(&info)
+            .map_err(|e| self.guest_error("in init", e))?;
+        self.forward_outputs(collector)?;
+        self.state = TaskState::Running;
+        tracing::info!("task running");
+        while let Some((topic, records)) = self.held.pop_front() {
+            self.process(&topic, records, collector)?;
+        }
+        Ok(())
+    }
+
+    fn guest_error(&self, at: impl Into<String>, source: GuestError) -> TaskError {
+        add(&self.setup.metrics.task_failures, 1);
+        match &source {
+            GuestError::Deadline { .. } => add(&self.setup.metrics.wasm_deadline_interruptions, 1),
+            GuestError::Memory { .. } => add(&self.setup.metrics.wasm_memory_cap_hits, 1),
+            _ => {}
+        }
+        TaskError::Guest {
+            task: self.id,
+            at: at.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Processes records of `topic` (this task's partition), in offset order.
+    pub fn process(
+        &mut self,
+        topic: &str,
+        records: Vec<IncomingRecord>,
+        collector: &mut RecordCollector,
+    ) -> Result<(), TaskError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        if self.state == TaskState::Restoring {
+            self.held.push_back((topic.to_string(), records));
+            return Ok(());
+        }
+        let (first_offset, last_offset) = (first.offset, last.offset);
+        let _span = self.span.clone().entered();
+        let newest = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+        let ctx = self.instance.task_mut();
+        ctx.stream_time = ctx.stream_time.max(newest);
+        if let Err(e) = self.instance.process(&records) {
+            let partition = self.id.partition;
+            let at = match e.batch_index().and_then(|i| records.get(i as usize)) {
+                Some(r) => format!(
+                    "processing topic `{topic}` partition {partition} offset {}",
+                    r.offset
+                ),
+                None if first_offset == last_offset => {
+                    format!(
+                        "processing topic `{topic}` partition {partition} offset {first_offset}"
+                    )
+                }
+                None => format!(
+                    "processing topic `{topic}` partition {partition} (batch of offsets {first_offset}..={last_offset})"
+                ),
+            };
+            return Err(self.guest_error(at, e));
+        }
+        add(&self.setup.metrics.records_processed, records.len() as u64);
+        add(&self.setup.metrics.process_calls, 1);
+        self.consumed.insert(topic.to_string(), last_offset + 1);
+        self.uncommitted = true;
+        self.forward_outputs(collector)?;
+        let stream_time = self.instance.task().stream_time;
+        self.punctuate(PunctuationType::StreamTime, stream_time, collector)
+    }
+
+    /// Fires wall-clock schedules that are due.
+    pub fn punctuate_wall_clock(
+        &mut self,
+        collector: &mut RecordCollector,
+    ) -> Result<(), TaskError> {
+        if self.state != TaskState::Running || self.instance.task().schedules.is_empty() {
+            return Ok(());
+        }
+        let now = self.setup.clock.now_ms();
+        self.punctuate(PunctuationType::WallClock, now, collector)
+    }
+
+    fn punctuate(
+        &mut self,
+        kind: PunctuationType,
+        time: i64,
+        collector: &mut RecordCollector,
+    ) -> Result<(), TaskError> {
+        let due = self.instance.task_mut().schedules.due(kind, time);
+        for id in due {
+            let _span = self.span.clone().entered();
+            self.instance.punctuate(id, kind, time).map_err(|e| {
+                self.guest_error(format!("in punctuate (schedule {id}, time {time})"), e)
+            })?;
+            add(&self.setup.metrics.punctuations, 1);
+            self.forward_outputs(collector)?;
+        }
+        Ok(())
+    }
+
+    fn forward_outputs(&mut self, collector: &mut RecordCollector) -> Result<(), TaskError> {
+        let outputs = std::mem::take(&mut self.instance.task_mut().outputs);
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        add(&self.setup.metrics.records_forwarded, outputs.len() as u64);
+        for f in &outputs {
+            let r = &f.record;
+            collector.send(Outgoing {
+                topic: &self.setup.plan.sinks[f.sink],
+                partition: None,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.as_str(), h.value.as_slice()))
+                    .collect(),
+                timestamp: r.timestamp,
+            })?;
+        }
+        // Give the buffer back: it keeps its capacity for the next call.
+        let mut outputs = outputs;
+        outputs.clear();
+        self.instance.task_mut().outputs = outputs;
+        Ok(())
+    }
+
+    /// Bytes of store writes waiting for the next commit.
+    pub fn dirty_bytes(&self) -> usize {
+        self.instance
+            .task()
+            .stores
+            .iter()
+            .map(StateStore::dirty_bytes)
+            .sum()
+    }
+
+    pub fn needs_commit(&self) -> bool {
+        self.uncommitted
+            || self
+                .instance
+                .task()
+                .stores
+                .iter()
+                .any(StateStore::has_pending_writes)
+    }
+
+    /// Closes after a commit: the processor's `close`, then stores flushed.
+    pub fn close_clean(mut self) {
+        let _span = self.span.clone().entered();
+        if self.state == TaskState::Running
+            && !self.instance.is_poisoned()
+            && let Err(e) = self.instance.close()
+        {
+            tracing::warn!(error = %e, "processor close failed");
+        }
+        for store in &mut self.instance.task_mut().stores {
+            if let Err(e) = store.flush() {
+                tracing::warn!(error = %e, "store flush on close failed");
+            }
+        }
+        tracing::info!("task closed");
+    }
+
+    /// Closes without committing: uncommitted writes are discarded, the
+    /// processor is not called.
+    pub fn close_dirty(mut self) {
+        let _span = self.span.clone().entered();
+        for store in &mut self.instance.task_mut().stores {
+            store.discard_uncommitted();
+        }
+        tracing::info!("task closed dirty (uncommitted work discarded)");
+    }
+}
+
+impl CommitParticipant for StreamTask {
+    fn send_changelog(&mut self, collector: &mut RecordCollector) -> Result<u64, CommitError> {
+        let mut sent = 0;
+        let partition = self.id.partition;
+        for (i, store) in self.instance.task().stores.iter().enumerate() {
+            let Some(topic) = self.changelog(i) else {
+                continue;
+            };
+            for (key, value) in store.pending_writes() {
+                collector.send_changelog(topic, partition, key, value)?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn consumed_offsets(&self) -> Vec<(TopicPartition, i64)> {
+        if !self.uncommitted {
+            return Vec::new();
+        }
+        self.consumed
+            .iter()
+            .map(|(topic, offset)| ((topic.clone(), self.id.partition), *offset))
+            .collect()
+    }
+
+    fn apply_store_writes(&mut self, collector: &mut RecordCollector) -> Result<(), CommitError> {
+        let partition = self.id.partition;
+        for i in 0..self.instance.task().stores.len() {
+            let offset = match self.changelog(i) {
+                Some(topic) => {
+                    let offset = collector.take_changelog_offset(topic, partition);
+                    if offset.is_none() && self.instance.task().stores[i].has_pending_writes() {
+                        return Err(CommitError::MissingChangelogOffset {
+                            topic: topic.to_string(),
+                            partition,
+                        });
+                    }
+                    offset
+                }
+                None => None,
+            };
+            self.instance.task_mut().stores[i].commit(offset)?;
+        }
+        Ok(())
+    }
+
+    fn offsets_committed(&mut self) {
+        self.uncommitted = false;
+    }
+}

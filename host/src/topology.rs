@@ -1,0 +1,271 @@
+//! What a component declared in `describe()`, checked, and the names derived
+//! from it: task ids, changelog topics, store directory names.
+//!
+//! This is the host's only view of a processor's shape; there is no second
+//! manifest. Must not talk to Kafka or touch disk.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// A topology that fails validation, naming the offending part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("topology `{topology}` declares no source topic")]
+    NoSources { topology: String },
+    #[error("topology `{topology}`: {what} `{name}` is declared twice")]
+    Duplicate {
+        topology: String,
+        what: &'static str,
+        name: String,
+    },
+    #[error("topology `{topology}`: {what} name `{name}` is invalid: {reason}")]
+    BadName {
+        topology: String,
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+}
+
+/// Store kind, as declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    KeyValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreSpec {
+    pub name: String,
+    pub kind: StoreKind,
+    pub logged: bool,
+    pub persistent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkSpec {
+    pub name: String,
+    pub topic: String,
+}
+
+/// A processor's declared shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topology {
+    pub name: String,
+    pub sources: Vec<String>,
+    pub sinks: Vec<SinkSpec>,
+    pub stores: Vec<StoreSpec>,
+    /// Repartition names; each is both a sink and a source of this topology.
+    pub repartitions: Vec<String>,
+}
+
+impl Topology {
+    /// Checks names and uniqueness. Names become topic names and directory
+    /// names, so they are held to Kafka's topic-name alphabet.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        let topology = || self.name.clone();
+        check_name(&self.name, "topology", &self.name)?;
+        if self.sources.is_empty() {
+            return Err(TopologyError::NoSources {
+                topology: topology(),
+            });
+        }
+        let unique = |what: &'static str, names: Vec<&String>| -> Result<(), TopologyError> {
+            let mut seen = BTreeSet::new();
+            for name in names {
+                check_name(&self.name, what, name)?;
+                if !seen.insert(name) {
+                    return Err(TopologyError::Duplicate {
+                        topology: topology(),
+                        what,
+                        name: name.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        unique("source topic", self.sources.iter().collect())?;
+        unique(
+            "sink or repartition",
+            self.sinks
+                .iter()
+                .map(|s| &s.name)
+                .chain(&self.repartitions)
+                .collect(),
+        )?;
+        unique(
+            "source or repartition",
+            self.sources.iter().chain(&self.repartitions).collect(),
+        )?;
+        unique("sink topic", self.sinks.iter().map(|s| &s.topic).collect())?;
+        unique("store", self.stores.iter().map(|s| &s.name).collect())?;
+        Ok(())
+    }
+
+    pub fn store(&self, name: &str) -> Option<&StoreSpec> {
+        self.stores.iter().find(|s| s.name == name)
+    }
+
+    /// Names a processor may forward to: sinks, then repartitions.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.sinks
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.repartitions.iter().map(String::as_str))
+    }
+}
+
+fn check_name(topology: &str, what: &'static str, name: &str) -> Result<(), TopologyError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > 200 {
+        Some("longer than 200 characters")
+    } else if name == "." || name == ".." {
+        Some("`.` and `..` are not allowed")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Some("only [A-Za-z0-9._-] are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(TopologyError::BadName {
+            topology: topology.to_string(),
+            what,
+            name: name.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// The changelog topic of `store`: `<application.id>-<store>-changelog`.
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+/// The repartition topic `name`: `<application.id>-<name>-repartition`.
+pub fn repartition_topic(application_id: &str, name: &str) -> String {
+    format!("{application_id}-{name}-repartition")
+}
+
+/// A task: one sub-topology on one partition of its sources. Displayed and
+/// parsed Kafka Streams' way, `<subtopology>_<partition>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TaskId {
+    pub subtopology: u32,
+    pub partition: i32,
+}
+
+impl TaskId {
+    /// Weir runs one sub-topology per component, numbered 0.
+    pub fn for_partition(partition: i32) -> Self {
+        TaskId {
+            subtopology: 0,
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s
+            .split_once('_')
+            .ok_or_else(|| format!("`{s}` is not a task id"))?;
+        let subtopology = a.parse().map_err(|_| format!("`{s}` is not a task id"))?;
+        let partition: i32 = b.parse().map_err(|_| format!("`{s}` is not a task id"))?;
+        if partition < 0 {
+            return Err(format!("`{s}` is not a task id"));
+        }
+        Ok(TaskId {
+            subtopology,
+            partition,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        Topology {
+            name: "wc".into(),
+            sources: vec!["in".into()],
+            sinks: vec![SinkSpec {
+                name: "out".into(),
+                topic: "out-topic".into(),
+            }],
+            stores: vec![StoreSpec {
+                name: "counts".into(),
+                kind: StoreKind::KeyValue,
+                logged: true,
+                persistent: true,
+            }],
+            repartitions: vec!["words".into()],
+        }
+    }
+
+    #[test]
+    fn a_well_formed_topology_passes() {
+        topology().validate().unwrap();
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let mut t = topology();
+        t.sources.clear();
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "topology `wc` declares no source topic"
+        );
+        let mut t = topology();
+        t.stores.push(t.stores[0].clone());
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "topology `wc`: store `counts` is declared twice"
+        );
+        let mut t = topology();
+        t.repartitions.push("out".into());
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "topology `wc`: sink or repartition `out` is declared twice"
+        );
+        let mut t = topology();
+        t.stores[0].name = "../etc".into();
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("store name `../etc` is invalid")
+        );
+    }
+
+    #[test]
+    fn task_ids_round_trip() {
+        let id: TaskId = "0_12".parse().unwrap();
+        assert_eq!(id, TaskId::for_partition(12));
+        assert_eq!(id.to_string(), "0_12");
+        assert!("0-1".parse::<TaskId>().is_err());
+        assert!("0_-1".parse::<TaskId>().is_err());
+    }
+
+    #[test]
+    fn changelog_names_follow_kafka_streams() {
+        assert_eq!(changelog_topic("app", "counts"), "app-counts-changelog");
+        assert_eq!(repartition_topic("app", "words"), "app-words-repartition");
+    }
+}

@@ -1,0 +1,169 @@
+//! Bad input gets a clear error naming the problem: a guest that traps, a
+//! component that is not a processor, a bad config, topics that do not fit.
+
+mod support;
+
+use std::time::Duration;
+
+use support::kafka::{committed_offset, create_topic, produce};
+use support::weir::{App, Weir};
+use support::{guests, unique};
+
+const EXIT_WAIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_trapping_guest_fails_its_task_naming_component_and_record() {
+    let (input, output) = (unique("trap-in"), unique("trap-out"));
+    create_topic(&input, 1);
+    produce(
+        &input,
+        &[
+            (Some(0), "a", b"1"),
+            (Some(0), "b", b"2"),
+            (Some(0), "a", b"boom"),
+            (Some(0), "c", b"3"),
+        ],
+    );
+    let mut app = App::new(&unique("trap"));
+    app.extra.push(format!(
+        "[topics]\ninput = \"{input}\"\noutput = \"{output}\""
+    ));
+    let mut weir = app.start(&guests::component("trap-on-record"));
+    let (status, log) = weir.wait_exit(EXIT_WAIT);
+
+    assert!(!status.success(), "a trap must fail the process:\n{log}");
+    assert!(
+        log.contains("trap-on-record@sha256:"),
+        "component not named:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "task 0_0 failed processing topic `{input}` partition 0 offset 2"
+        )),
+        "record not named:\n{log}"
+    );
+    assert!(
+        log.contains("refusing record with value boom"),
+        "panic message missing:\n{log}"
+    );
+    assert!(
+        log.contains("to PENDING_ERROR") && log.contains("to ERROR"),
+        "{log}"
+    );
+    // Nothing at or past the failing record was committed.
+    let committed = committed_offset(&app.application_id, &input, 0);
+    assert!(
+        committed.is_none_or(|o| o <= 2),
+        "committed {committed:?} past the trap"
+    );
+}
+
+fn run_expecting_failure(app: &App, component: &std::path::Path) -> String {
+    let mut weir = app.start(component);
+    let (status, log) = weir.wait_exit(EXIT_WAIT);
+    assert!(!status.success(), "weir should have refused to run:\n{log}");
+    log
+}
+
+#[test]
+fn a_component_without_the_processor_world_is_refused() {
+    let app = App::new(&unique("bad-world"));
+    let log = run_expecting_failure(&app, &guests::component("not-a-processor"));
+    assert!(
+        log.contains(
+            "not-a-processor.wasm: does not fit this host's `weir:streams/processor@0.1.0` world"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn non_components_are_refused_with_a_reason() {
+    let app = App::new(&unique("bad-bytes"));
+    let core = app.dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let log = run_expecting_failure(&app, &core);
+    assert!(
+        log.contains("core.wasm: a core WebAssembly module, not a component"),
+        "{log}"
+    );
+
+    let text = app.dir.path().join("notes.wasm");
+    std::fs::write(&text, b"hello").unwrap();
+    let log = run_expecting_failure(&app, &text);
+    assert!(
+        log.contains("notes.wasm: not a WebAssembly binary"),
+        "{log}"
+    );
+
+    let mut truncated = std::fs::read(guests::component("word-count")).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let cut = app.dir.path().join("cut.wasm");
+    std::fs::write(&cut, truncated).unwrap();
+    let log = run_expecting_failure(&app, &cut);
+    assert!(log.contains("cut.wasm: invalid component"), "{log}");
+}
+
+#[test]
+fn a_config_with_a_bad_key_is_refused_naming_it() {
+    let mut app = App::new(&unique("bad-config"));
+    app.extra.push("commit.intervall.ms = 100".into());
+    let log = run_expecting_failure(&app, &guests::component("word-count"));
+    assert!(
+        log.contains(
+            "unknown config key `commit.intervall.ms` (did you mean `commit.interval.ms`?)"
+        ),
+        "{log}"
+    );
+
+    let mut app = App::new(&unique("bad-config"));
+    app.extra.push("num.stream.threads = \"two\"".into());
+    let log = run_expecting_failure(&app, &guests::component("word-count"));
+    assert!(
+        log.contains("config key `num.stream.threads` has invalid value \"two\""),
+        "{log}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.toml"), "application.id = \n").unwrap();
+    let mut weir = Weir::spawn(
+        &[
+            "run",
+            "--config",
+            dir.path().join("broken.toml").to_str().unwrap(),
+            "--component",
+            "x.wasm",
+        ],
+        dir.path(),
+    );
+    let (status, log) = weir.wait_exit(EXIT_WAIT);
+    assert!(!status.success());
+    assert!(log.contains("broken.toml is not valid TOML"), "{log}");
+}
+
+#[test]
+fn missing_and_mismatched_source_topics_are_named() {
+    let mut app = App::new(&unique("no-source"));
+    let missing = unique("missing");
+    app.extra
+        .push(format!("[topics]\n\"text-lines\" = \"{missing}\""));
+    let log = run_expecting_failure(&app, &guests::component("word-count"));
+    assert!(
+        log.contains(&format!("source topic `{missing}` does not exist")),
+        "{log}"
+    );
+
+    let (left, right) = (unique("left"), unique("right"));
+    create_topic(&left, 2);
+    create_topic(&right, 3);
+    let mut app = App::new(&unique("copart"));
+    app.extra
+        .push(format!("[topics]\nleft = \"{left}\"\nright = \"{right}\""));
+    let log = run_expecting_failure(&app, &guests::component("two-sources"));
+    assert!(
+        log.contains(&format!(
+            "source topics are not co-partitioned: `{left}` has 2, `{right}` has 3"
+        )),
+        "{log}"
+    );
+}

@@ -1,0 +1,140 @@
+//! The real broker: `WEIR_TEST_BOOTSTRAP`, or one started by
+//! `scripts/kafka` for this test process (and stopped when it exits), plus
+//! small rdkafka helpers to create topics, produce and read back.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+pub fn bootstrap() -> &'static str {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP.get_or_init(|| {
+        if let Ok(b) = std::env::var("WEIR_TEST_BOOTSTRAP")
+            && !b.is_empty()
+        {
+            return b;
+        }
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or(repo.join("target"));
+        let output = Command::new(repo.join("scripts/kafka"))
+            .args(["start", "--stop-with", &std::process::id().to_string()])
+            .env("WEIR_KAFKA_DIR", target.join("test-kafka"))
+            .output()
+            .expect("running scripts/kafka start");
+        assert!(
+            output.status.success(),
+            "starting Kafka failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        stdout.lines().last().unwrap().trim().to_string()
+    })
+}
+
+fn client() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    c
+}
+
+pub fn create_topic(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results =
+        futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+    }
+}
+
+/// Produces `(partition, key, value)` records and waits for them.
+pub fn produce(topic: &str, records: &[(Option<i32>, &str, &[u8])]) {
+    let producer: BaseProducer = client().set("linger.ms", "5").create().unwrap();
+    for (partition, key, value) in records {
+        let mut record = BaseRecord::to(topic).key(*key).payload(*value);
+        if let Some(p) = partition {
+            record = record.partition(*p);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), back)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every committed record of `topic` as `(partition, key, value)`, in
+/// offset order per partition.
+pub fn read_all(topic: &str) -> Vec<(i32, String, String)> {
+    let consumer: BaseConsumer = client()
+        .set("group.id", "weir-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut at_end = 0;
+    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    while at_end < partitions {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => out.push((m.partition(), text(m.key()), text(m.payload()))),
+            Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => panic!("reading {topic}: no end of partition within 10 s"),
+        }
+    }
+    out
+}
+
+/// The last value per key of a `key -> value` topic (a changelog view).
+pub fn latest(topic: &str) -> BTreeMap<String, String> {
+    read_all(topic)
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect()
+}
+
+/// The group's committed offset of `topic`/`partition`, if any.
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = client().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
