@@ -46,7 +46,6 @@ pub struct App {
     component: Arc<LoadedComponent>,
     plan: Arc<TopicPlan>,
     threads: Vec<JoinHandle<()>>,
-    _runtime: Arc<Runtime>,
 }
 
 /// Loads a component file with the runtime's limits.
@@ -73,10 +72,15 @@ pub fn new_runtime(config: &Config) -> Result<Runtime, StartError> {
 impl App {
     /// Starts the application with the component at `component_path`.
     pub fn start(config: Config, component_path: &Path) -> Result<App, StartError> {
-        crate::limits::check_open_files();
-        let runtime = Arc::new(new_runtime(&config)?);
+        let runtime = new_runtime(&config)?;
         let component = load_component(&runtime, component_path)?;
         tracing::info!(component = %component.label(), "component loaded");
+        App::start_with(config, component)
+    }
+
+    /// Starts the application with an already loaded component.
+    pub fn start_with(config: Config, component: Arc<LoadedComponent>) -> Result<App, StartError> {
+        crate::limits::check_open_files();
         let plan = Arc::new(crate::topics::prepare(&config, component.topology())?);
         let dirs = Arc::new(StateDirectory::open(
             &config.state_dir,
@@ -134,7 +138,6 @@ impl App {
             component,
             plan,
             threads,
-            _runtime: runtime,
         })
     }
 

@@ -22,8 +22,10 @@
 //! - [`limits`]: open-files check and the memory formula.
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`app`]: a running application and its ordered shutdown.
+//! - [`bench`]: `weir bench`, Wasm against native on the same host.
 
 pub mod app;
+pub mod bench;
 pub mod changelog;
 pub mod commit;
 pub mod config;

@@ -17,8 +17,14 @@ pub struct OpenFiles {
 }
 
 /// Reads `RLIMIT_NOFILE`, raises the soft limit towards the recommendation
-/// when the hard limit allows, and warns if it stays below.
+/// when the hard limit allows, and warns if it stays below. Checks once per
+/// process; later calls return the first answer.
 pub fn check_open_files() -> Option<OpenFiles> {
+    static CHECKED: std::sync::OnceLock<Option<OpenFiles>> = std::sync::OnceLock::new();
+    *CHECKED.get_or_init(read_and_raise_open_files)
+}
+
+fn read_and_raise_open_files() -> Option<OpenFiles> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -50,6 +50,29 @@ enum Command {
     },
     /// List the configuration keys, defaults and environment variables.
     ConfigKeys,
+    /// Records/s through the host for the example processors, as Wasm and
+    /// as native Rust on the same host (the cost of the Wasm boundary).
+    Bench {
+        /// Kafka to run against (e.g. from `scripts/kafka start`).
+        #[arg(long, env = "WEIR_BOOTSTRAP")]
+        bootstrap: String,
+        /// Directory with word_count.wasm and filter_map.wasm
+        /// (`scripts/build-guests` prints it).
+        #[arg(long)]
+        components: PathBuf,
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Runs per engine, alternating wasm/native.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1000)]
+        commit_interval_ms: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -57,15 +80,21 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A benchmark's own lines are what matter; the host's info logs are noise.
+    let default_filter = match cli.command {
+        Command::Bench { .. } => "warn",
+        _ => "info,rdkafka=warn,librdkafka=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn,librdkafka=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
@@ -166,6 +195,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{:<28} {:<36} {:<34} passed to the Kafka clients as is",
                 "kafka.<property>", "", ""
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            bootstrap,
+            components,
+            records,
+            partitions,
+            rounds,
+            commit_interval_ms,
+            json,
+        } => {
+            let opts = weir::bench::BenchOptions {
+                bootstrap,
+                components,
+                records,
+                partitions,
+                rounds: rounds.max(1),
+                commit_interval_ms,
+            };
+            let (measurements, summaries) = weir::bench::run(&opts)?;
+            if json {
+                let out = serde_json::json!({ "measurements": measurements, "summary": summaries });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print!("{}", weir::bench::table(&summaries));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

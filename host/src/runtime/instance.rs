@@ -13,8 +13,9 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{IncomingRecord, ProcessingError, Processor, PunctuationType, TaskInfo};
+use super::native::NativeProcessor;
 use super::task_context::TaskContext;
-use super::{LoadedComponent, TICK};
+use super::{Kind, LoadedComponent, TICK};
 use crate::store::StoreError;
 
 /// A guest call that did not succeed, naming the component.
@@ -142,9 +143,19 @@ impl HostState {
     }
 }
 
+enum Body {
+    Wasm {
+        store: Store<HostState>,
+        processor: Processor,
+    },
+    Native {
+        task: TaskContext,
+        logic: Box<dyn NativeProcessor>,
+    },
+}
+
 pub struct ProcessorInstance {
-    store: Store<HostState>,
-    processor: Processor,
+    body: Body,
     component: Arc<LoadedComponent>,
     deadline_ticks: u64,
     poisoned: bool,
@@ -154,25 +165,30 @@ impl ProcessorInstance {
     /// Instantiates `component` for the task described by `task`.
     pub fn new(component: &Arc<LoadedComponent>, task: TaskContext) -> Result<Self, GuestError> {
         let limits = component.limits;
-        let mut store = Store::new(
-            component.engine(),
-            HostState::new(task, limits.max_memory_bytes),
-        );
-        store.limiter(|s| &mut s.limiter);
-        let deadline_ticks = (limits.max_call.as_millis() / TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
-        let processor =
-            component
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| GuestError::Instantiate {
-                    component: component.label(),
-                    reason: format!("{e:#}"),
-                })?;
+        let deadline_ticks =
+            (limits.max_call.as_millis() / TICK.as_millis()).clamp(1, u64::MAX as u128) as u64;
+        let body = match component.kind() {
+            Kind::Native(factory) => Body::Native {
+                task,
+                logic: factory(),
+            },
+            Kind::Wasm(pre) => {
+                let mut store =
+                    Store::new(pre.engine(), HostState::new(task, limits.max_memory_bytes));
+                store.limiter(|s| &mut s.limiter);
+                store.set_epoch_deadline(deadline_ticks);
+                store.epoch_deadline_trap();
+                let processor =
+                    pre.instantiate(&mut store)
+                        .map_err(|e| GuestError::Instantiate {
+                            component: component.label(),
+                            reason: format!("{e:#}"),
+                        })?;
+                Body::Wasm { store, processor }
+            }
+        };
         Ok(ProcessorInstance {
-            store,
-            processor,
+            body,
             component: component.clone(),
             deadline_ticks,
             poisoned: false,
@@ -184,16 +200,25 @@ impl ProcessorInstance {
     }
 
     pub fn task(&self) -> &TaskContext {
-        &self.store.data().task
+        match &self.body {
+            Body::Wasm { store, .. } => &store.data().task,
+            Body::Native { task, .. } => task,
+        }
     }
 
     pub fn task_mut(&mut self) -> &mut TaskContext {
-        &mut self.store.data_mut().task
+        match &mut self.body {
+            Body::Wasm { store, .. } => &mut store.data_mut().task,
+            Body::Native { task, .. } => task,
+        }
     }
 
     /// Gives the task context (and its stores) back.
     pub fn into_task(self) -> TaskContext {
-        self.store.into_data().task
+        match self.body {
+            Body::Wasm { store, .. } => store.into_data().task,
+            Body::Native { task, .. } => task,
+        }
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -203,19 +228,32 @@ impl ProcessorInstance {
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(
+        wasm: impl FnOnce(
             &Processor,
             &mut Store<HostState>,
         ) -> wasmtime::Result<Result<R, ProcessingError>>,
+        native: impl FnOnce(&mut dyn NativeProcessor, &mut TaskContext) -> Result<R, String>,
     ) -> Result<R, GuestError> {
         let component = self.component.label();
         if self.poisoned {
             return Err(GuestError::Poisoned { component });
         }
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store.data_mut().task.abort_reason = None;
-        let result = f(&self.processor, &mut self.store);
-        let task = &mut self.store.data_mut().task;
+        let (result, task) = match &mut self.body {
+            Body::Native { task, logic } => {
+                return native(logic.as_mut(), task).map_err(|message| GuestError::Failed {
+                    component,
+                    call,
+                    message,
+                    batch_index: None,
+                });
+            }
+            Body::Wasm { store, processor } => {
+                store.set_epoch_deadline(self.deadline_ticks);
+                store.data_mut().task.abort_reason = None;
+                let result = wasm(processor, store);
+                (result, &mut store.data_mut().task)
+            }
+        };
         if let Some(source) = task.store_failure.take() {
             self.poisoned = result.is_err();
             return Err(GuestError::Store {
@@ -235,13 +273,8 @@ impl ProcessorInstance {
             Err(error) => {
                 self.poisoned = true;
                 let abort = task.abort_reason.take();
-                Err(classify(
-                    error,
-                    component,
-                    call,
-                    abort,
-                    self.component.limits.max_call.as_millis(),
-                ))
+                let limit_ms = self.component.limits.max_call.as_millis();
+                Err(classify(error, component, call, abort, limit_ms))
             }
         }
     }
@@ -249,15 +282,23 @@ impl ProcessorInstance {
     pub fn describe(
         &mut self,
     ) -> Result<super::bindings::weir::streams::types::Topology, GuestError> {
-        self.call("describe", |p, s| p.call_describe(s).map(Ok))
+        self.call(
+            "describe",
+            |p, s| p.call_describe(s).map(Ok),
+            |_, _| Err("native processors are described by the host".into()),
+        )
     }
 
     pub fn init(&mut self, info: &TaskInfo) -> Result<(), GuestError> {
-        self.call("init", |p, s| p.call_init(s, info))
+        self.call("init", |p, s| p.call_init(s, info), |n, t| n.init(t))
     }
 
     pub fn process(&mut self, batch: &[IncomingRecord]) -> Result<(), GuestError> {
-        self.call("process", |p, s| p.call_process(s, batch))
+        self.call(
+            "process",
+            |p, s| p.call_process(s, batch),
+            |n, t| n.process(t, batch),
+        )
     }
 
     pub fn punctuate(
@@ -266,13 +307,15 @@ impl ProcessorInstance {
         kind: PunctuationType,
         timestamp: i64,
     ) -> Result<(), GuestError> {
-        self.call("punctuate", |p, s| {
-            p.call_punctuate(s, schedule, kind, timestamp)
-        })
+        self.call(
+            "punctuate",
+            |p, s| p.call_punctuate(s, schedule, kind, timestamp),
+            |_, _| Ok(()),
+        )
     }
 
     pub fn close(&mut self) -> Result<(), GuestError> {
-        self.call("close", |p, s| p.call_close(s).map(Ok))
+        self.call("close", |p, s| p.call_close(s).map(Ok), |_, _| Ok(()))
     }
 }
 

@@ -8,17 +8,19 @@
 pub mod bindings;
 mod host;
 mod instance;
+mod native;
 mod task_context;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
+
 use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use instance::{GuestError, HostState, MemoryCapExceeded, ProcessorInstance};
+pub use native::{NativeFactory, NativeProcessor};
 pub use task_context::{Clock, Forwarded, Schedules, SystemClock, TaskContext};
 
 use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology, TopologyError};
@@ -60,13 +62,6 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: WasmLimits,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
 }
 
 impl Runtime {
@@ -79,18 +74,16 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
 
-        // Epoch ticker: what lets a CPU deadline interrupt a guest loop.
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (stop, ticking) = (ticker_stop.clone(), engine.weak());
+        // Epoch ticker: what lets a CPU deadline interrupt a guest loop. It
+        // lives as long as the engine does (loaded components hold it).
+        let ticking = engine.weak();
         std::thread::Builder::new()
             .name("weir-epoch".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                while let Some(engine) = ticking.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
                     std::thread::sleep(TICK);
-                    match ticking.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
                 }
             })
             .map_err(wasmtime::Error::new)?;
@@ -98,7 +91,6 @@ impl Runtime {
             engine,
             linker,
             limits,
-            ticker_stop,
         })
     }
 
@@ -132,7 +124,7 @@ impl Runtime {
         let placeholder = Arc::new(LoadedComponent {
             name: name.clone(),
             sha256: hex::encode(Sha256::digest(bytes)),
-            pre,
+            kind: Kind::Wasm(pre),
             topology: Arc::new(Topology {
                 name: name.clone(),
                 sources: Vec::new(),
@@ -155,7 +147,7 @@ impl Runtime {
         Ok(Arc::new(LoadedComponent {
             name: topology.name.clone(),
             sha256: placeholder.sha256.clone(),
-            pre: placeholder.pre.clone(),
+            kind: placeholder.kind.clone(),
             topology: Arc::new(topology),
             limits: self.limits,
         }))
@@ -166,9 +158,17 @@ impl Runtime {
 pub struct LoadedComponent {
     name: String,
     sha256: String,
-    pre: bindings::ProcessorPre<HostState>,
+    kind: Kind,
     topology: Arc<Topology>,
     limits: WasmLimits,
+}
+
+/// How instances are made.
+#[derive(Clone)]
+pub(crate) enum Kind {
+    Wasm(bindings::ProcessorPre<HostState>),
+    /// Native Rust logic: the benchmark's baseline, never user code.
+    Native(NativeFactory),
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -196,8 +196,23 @@ impl LoadedComponent {
         &self.topology
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
-        self.pre.engine()
+    /// A processor written in Rust against the same task context, for
+    /// measuring what the Wasm boundary costs (`weir bench`).
+    pub fn native(topology: Topology, factory: NativeFactory) -> Arc<Self> {
+        Arc::new(LoadedComponent {
+            name: topology.name.clone(),
+            sha256: format!("{:0<64}", "native"),
+            kind: Kind::Native(factory),
+            topology: Arc::new(topology),
+            limits: WasmLimits {
+                max_memory_bytes: usize::MAX,
+                max_call: Duration::MAX,
+            },
+        })
+    }
+
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.kind
     }
 
     /// Calls `describe()` in a throwaway instance that has no stores.
