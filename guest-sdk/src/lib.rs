@@ -139,25 +139,25 @@ macro_rules! export_processor {
         #[doc(hidden)]
         struct __WeirExports;
 
-        impl $crate::__private::bindings::Guest for __WeirExports {
-            fn describe() -> $crate::__private::bindings::Topology {
+        impl $crate::__private::handler::Guest for __WeirExports {
+            fn describe() -> $crate::__private::types::Topology {
                 $crate::runtime::describe::<$processor>()
             }
             fn init(
-                task: $crate::__private::bindings::TaskInfo,
-            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+                task: $crate::__private::types::TaskInfo,
+            ) -> Result<(), $crate::__private::types::ProcessingError> {
                 $crate::runtime::init(&__WEIR_PROCESSOR, task)
             }
             fn process(
-                batch: Vec<$crate::__private::bindings::IncomingRecord>,
-            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+                batch: Vec<$crate::__private::types::IncomingRecord>,
+            ) -> Result<(), $crate::__private::types::ProcessingError> {
                 $crate::runtime::process(&__WEIR_PROCESSOR, batch)
             }
             fn punctuate(
                 schedule: u32,
-                kind: $crate::__private::bindings::PunctuationType,
+                kind: $crate::__private::types::PunctuationType,
                 timestamp: i64,
-            ) -> Result<(), $crate::__private::bindings::ProcessingError> {
+            ) -> Result<(), $crate::__private::types::ProcessingError> {
                 $crate::runtime::punctuate(&__WEIR_PROCESSOR, schedule, kind, timestamp)
             }
             fn close() {
@@ -174,4 +174,6 @@ macro_rules! export_processor {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bindings;
+    pub use crate::bindings::exports::weir::streams::handler;
+    pub use crate::bindings::weir::streams::types;
 }

@@ -14,4 +14,6 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use weir::streams::types::{Header, OutgoingRecord};
+pub use weir::streams::types::{
+    Header, IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo,
+};

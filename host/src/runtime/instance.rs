@@ -284,19 +284,23 @@ impl ProcessorInstance {
     ) -> Result<super::bindings::weir::streams::types::Topology, GuestError> {
         self.call(
             "describe",
-            |p, s| p.call_describe(s).map(Ok),
+            |p, s| p.weir_streams_handler().call_describe(s).map(Ok),
             |_, _| Err("native processors are described by the host".into()),
         )
     }
 
     pub fn init(&mut self, info: &TaskInfo) -> Result<(), GuestError> {
-        self.call("init", |p, s| p.call_init(s, info), |n, t| n.init(t))
+        self.call(
+            "init",
+            |p, s| p.weir_streams_handler().call_init(s, info),
+            |n, t| n.init(t),
+        )
     }
 
     pub fn process(&mut self, batch: &[IncomingRecord]) -> Result<(), GuestError> {
         self.call(
             "process",
-            |p, s| p.call_process(s, batch),
+            |p, s| p.weir_streams_handler().call_process(s, batch),
             |n, t| n.process(t, batch),
         )
     }
@@ -309,13 +313,20 @@ impl ProcessorInstance {
     ) -> Result<(), GuestError> {
         self.call(
             "punctuate",
-            |p, s| p.call_punctuate(s, schedule, kind, timestamp),
+            |p, s| {
+                p.weir_streams_handler()
+                    .call_punctuate(s, schedule, kind, timestamp)
+            },
             |_, _| Ok(()),
         )
     }
 
     pub fn close(&mut self) -> Result<(), GuestError> {
-        self.call("close", |p, s| p.call_close(s).map(Ok), |_, _| Ok(()))
+        self.call(
+            "close",
+            |p, s| p.weir_streams_handler().call_close(s).map(Ok),
+            |_, _| Ok(()),
+        )
     }
 }
 
