@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A topology that fails validation, naming the offending part.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,13 +31,13 @@ pub enum TopologyError {
 }
 
 /// Store kind, as declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     KeyValue,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreSpec {
     pub name: String,
     pub kind: StoreKind,
@@ -45,20 +45,21 @@ pub struct StoreSpec {
     pub persistent: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkSpec {
     pub name: String,
     pub topic: String,
 }
 
 /// A processor's declared shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topology {
     pub name: String,
     pub sources: Vec<String>,
     pub sinks: Vec<SinkSpec>,
     pub stores: Vec<StoreSpec>,
     /// Repartition names; each is both a sink and a source of this topology.
+    #[serde(default)]
     pub repartitions: Vec<String>,
 }
 

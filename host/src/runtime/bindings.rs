@@ -14,6 +14,6 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub use weir::streams::types::{
+pub use self::weir::streams::types::{
     Header, IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo,
 };

@@ -11,6 +11,7 @@ mod instance;
 mod native;
 mod task_context;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,20 +99,69 @@ impl Runtime {
         self.limits
     }
 
+    /// Identifies which compiled artifacts this engine can load (wasmtime
+    /// version and settings); part of compiled-cache file names.
+    pub fn compatibility_tag(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    fn compile_cached(&self, name: &str, bytes: &[u8], path: &Path) -> wasmtime::Result<Component> {
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with this compatibility tag, into the host's own state
+            // directory; wasmtime also checks the header before use.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => {
+                    tracing::info!(component = name, path = %path.display(), "loaded compiled component from cache");
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled cache file"),
+            }
+        }
+        let started = std::time::Instant::now();
+        let compiled = self.engine.precompile_component(bytes)?;
+        tracing::info!(component = name, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        let tmp = path.with_extension("tmp");
+        if let Err(e) = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
+        }
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }
+    }
+
     /// Compiles and validates a component: it must be a component, fit the
     /// world, and answer `describe()` within the host's limits with a valid
     /// topology. `name` is what errors call it (e.g. the file name).
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Arc<LoadedComponent>, LoadError> {
+        self.load_cached(name, bytes, None)
+    }
+
+    /// As [`Runtime::load`], keeping the compiled code at `compiled` (a file
+    /// this host alone writes): when it is there and fits this engine, no
+    /// compilation happens.
+    pub fn load_cached(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        compiled: Option<&Path>,
+    ) -> Result<Arc<LoadedComponent>, LoadError> {
         let name = name.to_string();
         match bytes.get(0..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => return Err(LoadError::CoreModule { name }),
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => return Err(LoadError::NotWasm { name }),
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
             name: name.clone(),
             reason: format!("{e:#}"),
-        })?;
+        };
+        let component = match compiled {
+            None => Component::new(&self.engine, bytes).map_err(invalid)?,
+            Some(path) => self.compile_cached(&name, bytes, path).map_err(invalid)?,
+        };
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             name: name.clone(),
             reason: format!("{e:#}"),
