@@ -58,6 +58,7 @@ fn uninitialised() -> wit::ProcessingError {
 }
 
 pub fn describe<P: Processor>() -> wit::Topology {
+    install_panic_hook();
     P::describe().into_wit()
 }
 

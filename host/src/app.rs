@@ -1,12 +1,15 @@
-//! A running Weir application (Kafka Streams' `KafkaStreams`): loads the
-//! component, prepares topics and the state directory, starts the stream
-//! threads and the state-directory cleaner, and runs the ordered shutdown.
+//! A running topology (Kafka Streams' `KafkaStreams`): the stream threads
+//! of one [`Release`] (a version of a component with its topic plan), the
+//! swap of every task to a new release at a commit boundary, and the ordered
+//! stop. The process-level parts every run shares (state directory, RocksDB
+//! budget, metrics, lifecycle, task registry) are the [`HostContext`].
 //!
 //! Startup failures are [`StartError`]s naming what is wrong; failures while
 //! running move the [`Lifecycle`] to ERROR.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +18,7 @@ use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
 use crate::runtime::{LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits};
 use crate::store::{RocksResources, StateDirectory, StoreError};
-use crate::task::{TaskError, TaskSetup};
+use crate::task::{TaskError, TaskRegistry, TaskSetup};
 use crate::thread::StreamThread;
 use crate::topics::{TopicError, TopicPlan};
 
@@ -36,16 +39,6 @@ pub enum StartError {
     StateDirectory(#[from] StoreError),
     #[error("cannot start stream thread {thread}: {source}")]
     Thread { thread: usize, source: TaskError },
-}
-
-pub struct App {
-    config: Arc<Config>,
-    lifecycle: Arc<Lifecycle>,
-    metrics: Arc<Metrics>,
-    rocks: Arc<RocksResources>,
-    component: Arc<LoadedComponent>,
-    plan: Arc<TopicPlan>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 /// Loads a component file with the runtime's limits.
@@ -69,19 +62,21 @@ pub fn new_runtime(config: &Config) -> Result<Runtime, StartError> {
     .map_err(|e| StartError::Runtime(format!("{e:#}")))
 }
 
-impl App {
-    /// Starts the application with the component at `component_path`.
-    pub fn start(config: Config, component_path: &Path) -> Result<App, StartError> {
-        let runtime = new_runtime(&config)?;
-        let component = load_component(&runtime, component_path)?;
-        tracing::info!(component = %component.label(), "component loaded");
-        App::start_with(config, component)
-    }
+/// What every topology run of this process shares.
+pub struct HostContext {
+    pub config: Arc<Config>,
+    pub dirs: Arc<StateDirectory>,
+    pub rocks: Arc<RocksResources>,
+    pub metrics: Arc<Metrics>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub tasks: Arc<TaskRegistry>,
+}
 
-    /// Starts the application with an already loaded component.
-    pub fn start_with(config: Config, component: Arc<LoadedComponent>) -> Result<App, StartError> {
+impl HostContext {
+    /// Checks limits, locks the state directory, sizes RocksDB's shared
+    /// budget and starts the state-directory cleaner.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         crate::limits::check_open_files();
-        let plan = Arc::new(crate::topics::prepare(&config, component.topology())?);
         let dirs = Arc::new(StateDirectory::open(
             &config.state_dir,
             &config.application_id,
@@ -90,71 +85,17 @@ impl App {
             config.rocksdb_block_cache_bytes,
             config.rocksdb_write_buffer_bytes,
         ));
-        tracing::info!(
-            "{}",
-            crate::limits::memory_formula(&config, component.topology(), plan.partitions)
-        );
-        let config = Arc::new(config);
         let hung = (config.commit_interval * 2).max(Duration::from_secs(120));
         let lifecycle = Arc::new(Lifecycle::new(config.num_stream_threads, hung));
-        let metrics = Arc::new(Metrics::default());
-        let setup = TaskSetup {
-            application_id: config.application_id.clone(),
-            component: component.clone(),
-            plan: plan.clone(),
-            dirs: dirs.clone(),
-            rocks: rocks.clone(),
-            clock: Arc::new(SystemClock),
-            metrics: metrics.clone(),
-        };
-        let mut threads = Vec::new();
-        let mut stream_threads = Vec::new();
-        for index in 0..config.num_stream_threads {
-            let thread = StreamThread::new(index, config.clone(), setup.clone(), lifecycle.clone())
-                .map_err(|source| StartError::Thread {
-                    thread: index + 1,
-                    source,
-                })?;
-            stream_threads.push(thread);
-        }
-        for (index, thread) in stream_threads.into_iter().enumerate() {
-            let lifecycle = lifecycle.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("weir-stream-{}", index + 1))
-                .spawn(move || {
-                    if let Err(e) = thread.run() {
-                        lifecycle.fail(format!("stream thread {}: {e}", index + 1));
-                    }
-                })
-                .expect("spawning a stream thread");
-            threads.push(handle);
-        }
-        spawn_cleaner(dirs, config.state_cleanup_delay, lifecycle.clone());
-        Ok(App {
-            config,
-            lifecycle,
-            metrics,
+        spawn_cleaner(dirs.clone(), config.state_cleanup_delay, lifecycle.clone());
+        Ok(Arc::new(HostContext {
+            config: Arc::new(config),
+            dirs,
             rocks,
-            component,
-            plan,
-            threads,
-        })
-    }
-
-    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
-        &self.lifecycle
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    pub fn component(&self) -> &Arc<LoadedComponent> {
-        &self.component
-    }
-
-    pub fn plan(&self) -> &TopicPlan {
-        &self.plan
+            metrics: Arc::new(Metrics::default()),
+            lifecycle,
+            tasks: Arc::new(TaskRegistry::default()),
+        }))
     }
 
     /// Prometheus text for `/metrics`.
@@ -177,25 +118,201 @@ impl App {
             ),
         ])
     }
+}
 
-    /// Blocks until shutdown is requested (signal) or a thread fails.
-    pub fn wait_for_shutdown(&self, signal: impl Fn() -> bool) {
-        while !self.lifecycle.shutdown_requested() {
-            if signal() {
-                tracing::info!("shutdown signal received");
-                self.lifecycle.request_shutdown();
-                break;
+/// One version of a topology, ready to run: the compiled component and the
+/// topics it runs on.
+pub struct Release {
+    pub version: u32,
+    pub component: Arc<LoadedComponent>,
+    pub plan: Arc<TopicPlan>,
+}
+
+impl Release {
+    /// Prepares topics (creating sinks and changelogs) for `component`.
+    pub fn prepare(
+        config: &Config,
+        version: u32,
+        component: Arc<LoadedComponent>,
+    ) -> Result<Arc<Self>, StartError> {
+        let plan = Arc::new(crate::topics::prepare(config, component.topology())?);
+        Ok(Arc::new(Release {
+            version,
+            component,
+            plan,
+        }))
+    }
+}
+
+/// The release the stream threads should run, and which they have applied.
+pub(crate) struct Target {
+    state: Mutex<TargetState>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+struct TargetState {
+    generation: u64,
+    release: Arc<Release>,
+    applied: Vec<Option<u64>>,
+}
+
+impl Target {
+    fn lock(&self) -> MutexGuard<'_, TargetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A release newer than generation `seen`, if one was set.
+    pub(crate) fn newer_than(&self, seen: u64) -> Option<(u64, Arc<Release>)> {
+        let state = self.lock();
+        (state.generation > seen).then(|| (state.generation, state.release.clone()))
+    }
+
+    /// Thread `thread` now runs `generation` (`None`: it stopped).
+    pub(crate) fn applied(&self, thread: usize, generation: Option<u64>) {
+        self.lock().applied[thread] = generation;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The stream threads running one topology.
+pub struct App {
+    ctx: Arc<HostContext>,
+    target: Arc<Target>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts the stream threads on `release`.
+    pub fn start(ctx: &Arc<HostContext>, release: Arc<Release>) -> Result<App, StartError> {
+        let config = &ctx.config;
+        tracing::info!(
+            "{}",
+            crate::limits::memory_formula(
+                config,
+                release.component.topology(),
+                release.plan.partitions
+            )
+        );
+        let target = Arc::new(Target {
+            state: Mutex::new(TargetState {
+                generation: 0,
+                release: release.clone(),
+                applied: vec![Some(0); config.num_stream_threads],
+            }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let setup = TaskSetup {
+            application_id: config.application_id.clone(),
+            version: release.version,
+            component: release.component.clone(),
+            plan: release.plan.clone(),
+            dirs: ctx.dirs.clone(),
+            rocks: ctx.rocks.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: ctx.metrics.clone(),
+            registry: ctx.tasks.clone(),
+        };
+        let mut stream_threads = Vec::new();
+        for index in 0..config.num_stream_threads {
+            let thread = StreamThread::new(
+                index,
+                config.clone(),
+                setup.clone(),
+                ctx.lifecycle.clone(),
+                target.clone(),
+            )
+            .map_err(|source| StartError::Thread {
+                thread: index + 1,
+                source,
+            })?;
+            stream_threads.push(thread);
+        }
+        let mut threads = Vec::new();
+        for (index, thread) in stream_threads.into_iter().enumerate() {
+            let lifecycle = ctx.lifecycle.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("weir-stream-{}", index + 1))
+                .spawn(move || {
+                    if let Err(e) = thread.run() {
+                        lifecycle.fail(format!("stream thread {}: {e}", index + 1));
+                    }
+                })
+                .expect("spawning a stream thread");
+            threads.push(handle);
+        }
+        Ok(App {
+            ctx: ctx.clone(),
+            target,
+            threads,
+        })
+    }
+
+    /// Starts `component` as version 0 on a context of its own: for the
+    /// benchmark and embedders that do not use the deployment log.
+    pub fn start_with(config: Config, component: Arc<LoadedComponent>) -> Result<App, StartError> {
+        let ctx = HostContext::new(config)?;
+        let release = Release::prepare(&ctx.config, 0, component)?;
+        App::start(&ctx, release)
+    }
+
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.ctx.lifecycle
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.ctx.metrics
+    }
+
+    /// The release the threads run (or are switching to).
+    pub fn release(&self) -> Arc<Release> {
+        self.target.lock().release.clone()
+    }
+
+    /// Switches every task to `release` at its thread's next commit
+    /// boundary and waits until all threads have (or one failed). Returns
+    /// false if the swap did not complete within `timeout`.
+    pub fn swap(&self, release: Arc<Release>, timeout: Duration) -> bool {
+        let generation = {
+            let mut state = self.target.lock();
+            state.generation += 1;
+            state.release = release;
+            state.generation
+        };
+        let deadline = Instant::now() + timeout;
+        let mut state = self.target.lock();
+        loop {
+            let done = state
+                .applied
+                .iter()
+                .all(|a| a.is_none_or(|g| g >= generation));
+            if done {
+                return true;
             }
-            self.lifecycle.wait(Duration::from_millis(100));
+            if self.ctx.lifecycle.shutdown_requested() || Instant::now() >= deadline {
+                return false;
+            }
+            state = self
+                .target
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
-    /// The ordered shutdown: threads finish their in-flight batch, commit,
-    /// flush and close stores, close consumers; waits up to
-    /// `shutdown.timeout.ms`. Returns the final state.
-    pub fn close(self) -> State {
-        self.lifecycle.request_shutdown();
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+    /// Ordered stop of this topology's threads (finish the batch, commit,
+    /// close tasks and consumers), within `shutdown.timeout.ms`. Returns
+    /// false (and fails the lifecycle) if a thread did not stop in time.
+    pub fn stop(self) -> bool {
+        self.target.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.ctx.config.shutdown_timeout;
+        let mut clean = true;
         for handle in self.threads {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -203,13 +320,23 @@ impl App {
             if handle.is_finished() {
                 let _ = handle.join();
             } else {
-                self.lifecycle.fail(format!(
+                clean = false;
+                self.ctx.lifecycle.fail(format!(
                     "shutdown did not finish within shutdown.timeout.ms ({} ms)",
-                    self.config.shutdown_timeout.as_millis()
+                    self.ctx.config.shutdown_timeout.as_millis()
                 ));
             }
         }
-        self.lifecycle.finish()
+        clean
+    }
+
+    /// The ordered shutdown of the whole process: stop, then NOT_RUNNING
+    /// (or ERROR). Returns the final state.
+    pub fn close(self) -> State {
+        let lifecycle = self.ctx.lifecycle.clone();
+        lifecycle.request_shutdown();
+        self.stop();
+        lifecycle.finish()
     }
 }
 

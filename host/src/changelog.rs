@@ -20,6 +20,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::kafka::EndOfPartitionExpected;
 use crate::store::Write;
 use crate::topology::TaskId;
 
@@ -79,7 +80,7 @@ struct Restoring {
 }
 
 struct TopicReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndOfPartitionExpected>,
     partitions: BTreeMap<i32, Restoring>,
     assigned: bool,
 }
@@ -101,12 +102,13 @@ impl ChangelogReader {
 
     fn reader(&mut self, topic: &str) -> Result<&mut TopicReader, RestoreError> {
         if !self.topics.contains_key(topic) {
-            let consumer: BaseConsumer = crate::kafka::restore_consumer(&self.config, self.thread)
-                .create()
-                .map_err(|source| RestoreError::Create {
-                    topic: topic.to_string(),
-                    source,
-                })?;
+            let consumer: BaseConsumer<EndOfPartitionExpected> =
+                crate::kafka::restore_consumer(&self.config, self.thread)
+                    .create_with_context(EndOfPartitionExpected)
+                    .map_err(|source| RestoreError::Create {
+                        topic: topic.to_string(),
+                        source,
+                    })?;
             self.topics.insert(
                 topic.to_string(),
                 TopicReader {

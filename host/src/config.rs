@@ -91,93 +91,41 @@ pub struct Config {
     pub topics: BTreeMap<String, String>,
     /// `kafka.<property>`: passed to the Kafka clients as is.
     pub kafka: BTreeMap<String, String>,
+    /// `admin.listen`: address of the admin HTTP API (none: no API).
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// `admin.token` or the contents of `admin.token.file`: the bearer token
+    /// mutating admin endpoints require (none: they are refused).
+    pub admin_token: Option<String>,
+    /// `admin.max.component.bytes`: largest component upload.
+    pub admin_max_component_bytes: usize,
 }
 
 /// Every plain key: name, default shown in docs, description.
+#[rustfmt::skip]
 pub const KEYS: &[(&str, &str, &str)] = &[
-    (
-        "application.id",
-        "(required)",
-        "consumer group, topic prefix and state subdirectory",
-    ),
-    (
-        "bootstrap.servers",
-        "(required)",
-        "Kafka brokers, host:port[,host:port]",
-    ),
-    (
-        "client.id",
-        "<application.id>-$HOSTNAME",
-        "stable identity of this process",
-    ),
-    (
-        "group.instance.id",
-        "client.id",
-        "static group membership id",
-    ),
-    (
-        "application.server",
-        "(none)",
-        "host:port other instances use to reach this one",
-    ),
+    ("application.id", "(required)", "consumer group, topic prefix and state subdirectory"),
+    ("bootstrap.servers", "(required)", "Kafka brokers, host:port[,host:port]"),
+    ("client.id", "<application.id>-$HOSTNAME", "stable identity of this process"),
+    ("group.instance.id", "client.id", "static group membership id"),
+    ("application.server", "(none)", "host:port other instances use to reach this one"),
     ("num.stream.threads", "1", "processing threads"),
-    (
-        "num.standby.replicas",
-        "0",
-        "standby replicas (only 0 is supported yet)",
-    ),
+    ("num.standby.replicas", "0", "standby replicas (only 0 is supported yet)"),
     ("state.dir", "/tmp/weir", "where stores live"),
-    (
-        "commit.interval.ms",
-        "30000 (100 with exactly_once_v2)",
-        "commit cycle period",
-    ),
-    (
-        "processing.guarantee",
-        "at_least_once",
-        "at_least_once | exactly_once_v2",
-    ),
-    (
-        "replication.factor",
-        "-1",
-        "replication of topics the host creates",
-    ),
+    ("commit.interval.ms", "30000 (100 with exactly_once_v2)", "commit cycle period"),
+    ("processing.guarantee", "at_least_once", "at_least_once | exactly_once_v2"),
+    ("replication.factor", "-1", "replication of topics the host creates"),
     ("max.poll.records", "1000", "records per poll loop"),
-    (
-        "statestore.cache.max.bytes",
-        "10485760",
-        "uncommitted store writes before a forced commit",
-    ),
-    (
-        "state.cleanup.delay.ms",
-        "600000",
-        "age before unowned task directories are deleted",
-    ),
-    (
-        "shutdown.timeout.ms",
-        "30000",
-        "grace period of the ordered shutdown",
-    ),
-    (
-        "rocksdb.block.cache.bytes",
-        "67108864",
-        "block cache shared by all stores",
-    ),
-    (
-        "rocksdb.write.buffer.bytes",
-        "67108864",
-        "memtable budget shared by all stores",
-    ),
-    (
-        "wasm.max.memory.bytes",
-        "268435456",
-        "memory cap per processor instance",
-    ),
-    (
-        "wasm.max.call.ms",
-        "10000",
-        "CPU deadline per call into a processor",
-    ),
+    ("statestore.cache.max.bytes", "10485760", "uncommitted store writes before a forced commit"),
+    ("state.cleanup.delay.ms", "600000", "age before unowned task directories are deleted"),
+    ("shutdown.timeout.ms", "30000", "grace period of the ordered shutdown"),
+    ("rocksdb.block.cache.bytes", "67108864", "block cache shared by all stores"),
+    ("rocksdb.write.buffer.bytes", "67108864", "memtable budget shared by all stores"),
+    ("wasm.max.memory.bytes", "268435456", "memory cap per processor instance"),
+    ("wasm.max.call.ms", "10000", "CPU deadline per call into a processor"),
+    ("admin.listen", "(none)", "ip:port of the admin HTTP API (deploy, probes, metrics)"),
+    ("admin.token", "(none)", "bearer token for mutating admin endpoints"),
+    ("admin.token.file", "(none)", "file holding admin.token (e.g. a mounted secret)"),
+    ("admin.max.component.bytes", "67108864", "largest component upload"),
 ];
 
 /// Key prefixes that take any suffix.
@@ -338,6 +286,19 @@ impl Config {
                 1 << 20..=4 << 30,
             )?,
             wasm_max_call: ms(take("wasm.max.call.ms"), "wasm.max.call.ms", 10_000)?,
+            admin_listen: match take("admin.listen") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    invalid("admin.listen", &v, "expected ip:port, e.g. 0.0.0.0:8080")
+                })?),
+            },
+            admin_token: admin_token(take("admin.token"), take("admin.token.file"))?,
+            admin_max_component_bytes: number(
+                take("admin.max.component.bytes"),
+                "admin.max.component.bytes",
+                64 << 20,
+                1..=1 << 30,
+            )?,
             application_id,
             bootstrap_servers,
             client_id,
@@ -378,6 +339,32 @@ impl Config {
     pub fn app_state_dir(&self) -> PathBuf {
         self.state_dir.join(&self.application_id)
     }
+}
+
+fn admin_token(token: Option<String>, file: Option<String>) -> Result<Option<String>, ConfigError> {
+    let token = match (token, file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "admin.token.file",
+                "",
+                "give admin.token or admin.token.file, not both",
+            ));
+        }
+        (Some(t), None) => t,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| invalid("admin.token.file", &path, &format!("cannot read it: {e}")))?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    if token.len() < 8 {
+        return Err(invalid(
+            "admin.token",
+            "(hidden)",
+            "use at least 8 characters",
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// TOML text to flattened `dotted.key -> value` strings.

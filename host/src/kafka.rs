@@ -3,7 +3,10 @@
 //! producer and the admin client. `kafka.*` keys from the config are applied
 //! last, so an operator can override anything here.
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::{Config, ProcessingGuarantee};
 
@@ -113,3 +116,19 @@ fn isolation(config: &Config) -> &'static str {
         ProcessingGuarantee::ExactlyOnceV2 => "read_committed",
     }
 }
+
+/// Context of the assign-only consumers that read to the end of a
+/// partition (restore, deployment log): reaching the end is how they know
+/// they are done, so librdkafka's "end of partition" report is not logged
+/// as an error.
+pub struct EndOfPartitionExpected;
+
+impl ClientContext for EndOfPartitionExpected {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for EndOfPartitionExpected {}

@@ -21,19 +21,26 @@
 //! - [`lifecycle`]: the application state machine, readiness, liveness.
 //! - [`limits`]: open-files check and the memory formula.
 //! - [`metrics`]: counters in Prometheus text format.
-//! - [`app`]: a running application and its ordered shutdown.
+//! - [`app`]: a running topology, version swaps and the ordered stop.
+//! - [`deploy`]: validating, recording and listing deployments (the
+//!   deployment log every instance follows).
+//! - [`rollout`]: making this instance run the live version.
+//! - [`admin`]: the HTTP API (deploy, rollback, tasks, probes, metrics).
 //! - [`bench`]: `weir bench`, Wasm against native on the same host.
 
+pub mod admin;
 pub mod app;
 pub mod bench;
 pub mod changelog;
 pub mod commit;
 pub mod config;
+pub mod deploy;
 pub mod group;
 pub mod kafka;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod rollout;
 pub mod runtime;
 pub mod store;
 pub mod task;

@@ -217,6 +217,19 @@ impl Lifecycle {
         inner.state
     }
 
+    /// Blocks until shutdown is requested: by `signal()` turning true (SIGTERM,
+    /// SIGINT) or by a failure.
+    pub fn wait_for_shutdown(&self, signal: impl Fn() -> bool) {
+        while !self.shutdown_requested() {
+            if signal() {
+                tracing::info!("shutdown signal received");
+                self.request_shutdown();
+                break;
+            }
+            self.wait(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until the state changes or `timeout` passes.
     pub fn wait(&self, timeout: Duration) {
         let inner = self.lock();

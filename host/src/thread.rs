@@ -15,6 +15,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 
+use crate::app::Target;
 use crate::config::Config;
 use crate::group::GroupContext;
 use crate::lifecycle::{Lifecycle, ThreadStatus};
@@ -26,13 +27,16 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 type Batches = Vec<(String, i32, Vec<IncomingRecord>)>;
 
-pub struct StreamThread {
+pub(crate) struct StreamThread {
     index: usize,
     config: Arc<Config>,
     tasks: Arc<Mutex<TaskManager>>,
     consumer: BaseConsumer<GroupContext<TaskManager>>,
     lifecycle: Arc<Lifecycle>,
     plan: Arc<TopicPlan>,
+    target: Arc<Target>,
+    /// The release generation this thread runs.
+    generation: u64,
 }
 
 fn lock(tasks: &Mutex<TaskManager>) -> MutexGuard<'_, TaskManager> {
@@ -40,11 +44,12 @@ fn lock(tasks: &Mutex<TaskManager>) -> MutexGuard<'_, TaskManager> {
 }
 
 impl StreamThread {
-    pub fn new(
+    pub(crate) fn new(
         index: usize,
         config: Arc<Config>,
         setup: TaskSetup,
         lifecycle: Arc<Lifecycle>,
+        target: Arc<Target>,
     ) -> Result<Self, TaskError> {
         let plan = setup.plan.clone();
         let manager = TaskManager::new(TaskManagerSetup {
@@ -67,11 +72,13 @@ impl StreamThread {
             consumer,
             lifecycle,
             plan,
+            target,
+            generation: 0,
         })
     }
 
     /// Runs until shutdown is requested or a task fails.
-    pub fn run(self) -> Result<(), TaskError> {
+    pub(crate) fn run(mut self) -> Result<(), TaskError> {
         let span = tracing::info_span!("stream_thread", thread = self.index + 1);
         let _entered = span.enter();
         self.lifecycle
@@ -82,7 +89,17 @@ impl StreamThread {
             .map_err(|e| TaskError::Consumer(format!("cannot subscribe to {topics:?}: {e}")))?;
         tracing::info!(topics = ?topics, group = %self.config.application_id, "stream thread started");
 
-        while !self.lifecycle.shutdown_requested() {
+        while !self.lifecycle.shutdown_requested() && !self.target.stop_requested() {
+            if let Some((generation, release)) = self.target.newer_than(self.generation) {
+                lock(&self.tasks).swap_to(
+                    release.version,
+                    release.component.clone(),
+                    release.plan.clone(),
+                    &self.consumer,
+                );
+                self.generation = generation;
+                self.target.applied(self.index, Some(generation));
+            }
             let batches = self.poll_records();
             let mut tasks = lock(&self.tasks);
             if tasks.has_failed() {
@@ -109,6 +126,7 @@ impl StreamThread {
         // a quick restart gets the same partitions back without a rebalance.
         drop(self.consumer);
         self.lifecycle.thread_status(self.index, ThreadStatus::Dead);
+        self.target.applied(self.index, None);
         match failure {
             Some(e) => Err(e),
             None => {

@@ -60,33 +60,40 @@ impl TopicPlan {
     }
 }
 
-/// Checks sources and creates what is missing.
-pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicError> {
-    let admin: AdminClient<DefaultClientContext> =
-        crate::kafka::admin(config)
-            .create()
-            .map_err(|e| TopicError::Unreachable {
-                servers: config.bootstrap_servers.clone(),
-                reason: e.to_string(),
-            })?;
-    let sources: Vec<String> = topology
-        .sources
-        .iter()
-        .map(|t| config.topic(t).to_string())
-        .collect();
+fn admin_client(config: &Config) -> Result<AdminClient<DefaultClientContext>, TopicError> {
+    crate::kafka::admin(config)
+        .create()
+        .map_err(|e| TopicError::Unreachable {
+            servers: config.bootstrap_servers.clone(),
+            reason: e.to_string(),
+        })
+}
+
+/// Checks, without changing anything, that the sources exist and are
+/// co-partitioned; returns their partition count.
+pub fn check_sources(config: &Config, topology: &Topology) -> Result<usize, TopicError> {
+    source_partitions(&admin_client(config)?, config, topology)
+}
+
+fn source_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    topology: &Topology,
+) -> Result<usize, TopicError> {
     let mut counts = Vec::new();
-    for (declared, topic) in topology.sources.iter().zip(&sources) {
-        match partition_count(&admin, config, topic)? {
-            Some(n) => counts.push((topic.clone(), n)),
+    for declared in &topology.sources {
+        let topic = config.topic(declared);
+        match partition_count(admin, config, topic)? {
+            Some(n) => counts.push((topic.to_string(), n)),
             None => {
                 return Err(TopicError::MissingSource {
-                    topic: topic.clone(),
+                    topic: topic.to_string(),
                     declared: declared.clone(),
                 });
             }
         }
     }
-    let partitions = counts[0].1;
+    let partitions = counts.first().map_or(0, |(_, n)| *n);
     if counts.iter().any(|(_, n)| *n != partitions) {
         let counts = counts
             .iter()
@@ -95,6 +102,24 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
             .join(", ");
         return Err(TopicError::NotCoPartitioned { counts });
     }
+    Ok(partitions)
+}
+
+/// Creates the single-partition compacted topic `topic` the host keeps its
+/// own records in (the deployment log) unless it exists.
+pub fn ensure_internal(config: &Config, topic: &str) -> Result<(), TopicError> {
+    ensure(&admin_client(config)?, config, topic, 1, Role::Internal)
+}
+
+/// Checks sources and creates what is missing.
+pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicError> {
+    let admin = admin_client(config)?;
+    let partitions = source_partitions(&admin, config, topology)?;
+    let sources: Vec<String> = topology
+        .sources
+        .iter()
+        .map(|t| config.topic(t).to_string())
+        .collect();
 
     let repartitions: Vec<String> = topology
         .repartitions
@@ -164,6 +189,7 @@ enum Role {
     Sink,
     Changelog,
     Repartition,
+    Internal,
 }
 
 impl Role {
@@ -172,6 +198,7 @@ impl Role {
             Role::Sink => "sink",
             Role::Changelog => "changelog",
             Role::Repartition => "repartition",
+            Role::Internal => "internal",
         }
     }
 }
@@ -186,7 +213,7 @@ fn ensure(
     partitions: usize,
     role: Role,
 ) -> Result<(), TopicError> {
-    let compacted = role == Role::Changelog;
+    let compacted = matches!(role, Role::Changelog | Role::Internal);
     if let Some(actual) = partition_count(admin, config, topic)? {
         if role != Role::Sink && actual != partitions {
             let role = role.name();

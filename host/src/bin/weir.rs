@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use weir::app::App;
+use weir::app::HostContext;
 use weir::config::Config;
+use weir::deploy::Deployer;
 use weir::lifecycle::State;
 
 #[derive(Parser)]
@@ -27,14 +28,50 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an application: join its consumer group and process until SIGTERM.
+    /// Run an application: follow its deployments, join its consumer group
+    /// and process until SIGTERM.
     Run {
         /// Config file (TOML, Kafka Streams keys); WEIR_* variables override it.
         #[arg(long, env = "WEIR_CONFIG")]
         config: Option<PathBuf>,
-        /// The processor component (.wasm, built for wasm32-wasip2).
+        /// A processor component (.wasm) to deploy if the application has no
+        /// live version yet. Without it the host waits for `weir deploy`.
         #[arg(long)]
+        component: Option<PathBuf>,
+    },
+    /// Upload a component to a running host; every instance swaps to it.
+    Deploy {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// The deployment's name.
+        #[arg(long)]
+        name: String,
+        /// Accept dropping the state of stores the new version removes.
+        #[arg(long)]
+        allow_store_drop: bool,
         component: PathBuf,
+    },
+    /// List deployed topologies and their versions (or one, with its tasks).
+    Topologies {
+        #[command(flatten)]
+        admin: AdminArgs,
+        name: Option<String>,
+    },
+    /// Make an earlier version live again (default: the one before live).
+    Rollback {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Stop running a topology on every instance (its history stays).
+    Undeploy {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        name: String,
     },
     /// Validate a component and print its topology as JSON.
     Describe { component: PathBuf },
@@ -73,6 +110,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API of any instance, e.g. http://weir-0.weir:8080.
+    #[arg(long, env = "WEIR_ADMIN")]
+    admin: String,
+    /// Bearer token (admin.token of the host).
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -128,19 +175,157 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 signal_hook::flag::register(signal, term.clone())
                     .context("installing signal handlers")?;
             }
-            let app = App::start(config, &component)?;
-            app.wait_for_shutdown(|| term.load(Ordering::Relaxed));
-            let lifecycle = app.lifecycle().clone();
-            let state = app.close();
+            let ctx = HostContext::new(config)?;
+            let runtime = Arc::new(weir::app::new_runtime(&ctx.config)?);
+            let deployer = Arc::new(Deployer::open(ctx.config.clone(), runtime)?);
+            if let Some(listen) = ctx.config.admin_listen {
+                weir::admin::serve(
+                    listen,
+                    ctx.clone(),
+                    deployer.clone(),
+                    ctx.config.admin_token.clone(),
+                    ctx.config.admin_max_component_bytes,
+                )
+                .with_context(|| format!("admin API on {listen}"))?;
+            }
+            if let Some(component) = &component {
+                weir::rollout::bootstrap(&deployer, component)?;
+            }
+            let rollout = {
+                let (ctx, deployer) = (ctx.clone(), deployer.clone());
+                std::thread::Builder::new()
+                    .name("weir-rollout".into())
+                    .spawn(move || weir::rollout::run(ctx, deployer))?
+            };
+            ctx.lifecycle
+                .wait_for_shutdown(|| term.load(Ordering::Relaxed));
+            // The rollout stops the running topology (bounded by
+            // shutdown.timeout.ms); give it that long plus a margin.
+            let deadline = std::time::Instant::now()
+                + ctx.config.shutdown_timeout
+                + std::time::Duration::from_secs(5);
+            while !rollout.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if !rollout.is_finished() {
+                ctx.lifecycle
+                    .fail("shutdown did not finish within shutdown.timeout.ms".into());
+            }
+            let state = ctx.lifecycle.finish();
             match state {
                 State::NotRunning => Ok(ExitCode::SUCCESS),
                 _ => {
-                    let reason = lifecycle
+                    let reason = ctx
+                        .lifecycle
                         .error()
                         .unwrap_or_else(|| format!("ended in state {state}"));
                     anyhow::bail!("{reason}")
                 }
             }
+        }
+        Command::Deploy {
+            admin,
+            name,
+            allow_store_drop,
+            component,
+        } => {
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("reading {}", component.display()))?;
+            let mut url = format!("{}/v1/topologies/{name}", admin.admin.trim_end_matches('/'));
+            if allow_store_drop {
+                url.push_str("?allow_store_drop=true");
+            }
+            let reply = client::request(&admin, "PUT", &url, Some(&bytes))?;
+            if reply["created"] == false {
+                println!(
+                    "{name}: version {} (sha256 {}) is already live",
+                    reply["version"],
+                    as_str(&reply["sha256"])
+                );
+            } else {
+                println!(
+                    "deployed {name} version {} (sha256 {})",
+                    reply["version"],
+                    as_str(&reply["sha256"])
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topologies { admin, name } => {
+            let base = admin.admin.trim_end_matches('/');
+            match name {
+                None => {
+                    let reply =
+                        client::request(&admin, "GET", &format!("{base}/v1/topologies"), None)?;
+                    println!("{:<24} {:>5} {:>9}  changed", "name", "live", "versions");
+                    for t in reply["topologies"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<24} {:>5} {:>9}  {} by {}",
+                            as_str(&t["name"]),
+                            t["live_version"]
+                                .as_u64()
+                                .map_or("-".to_string(), |v| v.to_string()),
+                            t["versions"].as_array().map_or(0, Vec::len),
+                            as_str(&t["changed_at"]),
+                            as_str(&t["changed_by"]),
+                        );
+                    }
+                }
+                Some(name) => {
+                    let t = client::request(
+                        &admin,
+                        "GET",
+                        &format!("{base}/v1/topologies/{name}"),
+                        None,
+                    )?;
+                    println!(
+                        "{:>7}  {:<12} {:<20} {:<24} by",
+                        "version", "sha256", "deployed", "topology"
+                    );
+                    for v in t["versions"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}{:>6}  {:<12} {:<20} {:<24} {}",
+                            if v["live"] == true { "*" } else { " " },
+                            v["version"],
+                            as_str(&v["sha256"]).get(..12).unwrap_or(""),
+                            as_str(&v["deployed_at"]),
+                            as_str(&v["topology"]["name"]),
+                            as_str(&v["deployed_by"]),
+                        );
+                    }
+                    for task in t["tasks"].as_array().into_iter().flatten() {
+                        println!(
+                            "task {} on this instance: version {} {}",
+                            as_str(&task["task_id"]),
+                            task["version"],
+                            as_str(&task["state"])
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback {
+            admin,
+            name,
+            version,
+        } => {
+            let mut url = format!(
+                "{}/v1/topologies/{name}/rollback",
+                admin.admin.trim_end_matches('/')
+            );
+            if let Some(v) = version {
+                url.push_str(&format!("?version={v}"));
+            }
+            let reply = client::request(&admin, "POST", &url, None)?;
+            println!("{name}: version {} is live again", reply["version"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Undeploy { admin, name } => {
+            let url = format!("{}/v1/topologies/{name}", admin.admin.trim_end_matches('/'));
+            client::request(&admin, "DELETE", &url, None)?;
+            println!("{name}: stopped on every instance");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Describe { component } => {
             let runtime = weir::app::new_runtime(&Config::from_map(
@@ -223,5 +408,81 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn as_str(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// The admin API client behind `deploy`, `topologies`, `rollback`, `undeploy`.
+mod client {
+    use anyhow::Context;
+
+    use super::AdminArgs;
+
+    /// Sends a request; a non-2xx answer becomes an error with the host's
+    /// message.
+    pub fn request(
+        admin: &AdminArgs,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let by = format!(
+            "{}@{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into())
+        );
+        let auth = admin.token.as_ref().map(|t| format!("Bearer {t}"));
+        let response = match (method, body) {
+            ("PUT", Some(bytes)) => {
+                // Expect: 100-continue lets the host refuse an oversized
+                // upload before any of it is sent.
+                let mut r = agent
+                    .put(url)
+                    .header("x-weir-deployed-by", &by)
+                    .header("expect", "100-continue");
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.send(bytes)
+            }
+            ("POST", _) => {
+                let mut r = agent.post(url).header("x-weir-deployed-by", &by);
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.send_empty()
+            }
+            ("DELETE", _) => {
+                let mut r = agent.delete(url).header("x-weir-deployed-by", &by);
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.call()
+            }
+            _ => agent.get(url).call(),
+        };
+        let mut response = response.with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer to {method} {url}"))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        if !status.is_success() {
+            let message = json["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| json.to_string());
+            anyhow::bail!("{method} {url}: {status}: {message}");
+        }
+        Ok(json)
     }
 }

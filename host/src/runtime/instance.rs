@@ -225,6 +225,17 @@ impl ProcessorInstance {
         self.poisoned
     }
 
+    /// Shortens the CPU deadline of the calls that follow (never lengthens
+    /// it past `wasm.max.call.ms`).
+    pub fn limit_call_time(&mut self, limit: std::time::Duration) {
+        let ticks = (limit.as_millis() / TICK.as_millis()).max(1) as u64;
+        self.deadline_ticks = self.deadline_ticks.min(ticks);
+    }
+
+    fn limit_ms(&self) -> u128 {
+        u128::from(self.deadline_ticks) * TICK.as_millis()
+    }
+
     fn call<R>(
         &mut self,
         call: &'static str,
@@ -273,7 +284,7 @@ impl ProcessorInstance {
             Err(error) => {
                 self.poisoned = true;
                 let abort = task.abort_reason.take();
-                let limit_ms = self.component.limits.max_call.as_millis();
+                let limit_ms = self.limit_ms();
                 Err(classify(error, component, call, abort, limit_ms))
             }
         }
@@ -364,7 +375,7 @@ fn classify(
 
 fn root_cause(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     }
 }

@@ -26,6 +26,9 @@ pub use task_context::{Clock, Forwarded, Schedules, SystemClock, TaskContext};
 
 use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology, TopologyError};
 
+/// CPU deadline of `describe()` (or `wasm.max.call.ms` if shorter).
+const DESCRIBE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Epoch tick: the resolution of CPU deadlines.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
@@ -104,7 +107,9 @@ impl Runtime {
     pub fn compatibility_tag(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 
@@ -118,12 +123,18 @@ impl Runtime {
                     tracing::info!(component = name, path = %path.display(), "loaded compiled component from cache");
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled cache file"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled cache file")
+                }
             }
         }
         let started = std::time::Instant::now();
         let compiled = self.engine.precompile_component(bytes)?;
-        tracing::info!(component = name, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        tracing::info!(
+            component = name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
         let tmp = path.with_extension("tmp");
         if let Err(e) = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, path)) {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache compiled component");
@@ -276,6 +287,8 @@ impl LoadedComponent {
             Arc::new(SystemClock),
         );
         let mut instance = ProcessorInstance::new(self, ctx)?;
+        // describe() only builds a value: a slow one is a broken one.
+        instance.limit_call_time(DESCRIBE_DEADLINE);
         let wit = instance.describe()?;
         Ok(Topology {
             name: wit.name,

@@ -150,6 +150,20 @@ impl StateDirectory {
             })
     }
 
+    /// Deletes the directory of (store, task) for good: a store a new
+    /// version no longer declares.
+    pub fn remove(&self, guard: TaskDirGuard) -> Result<(), StoreError> {
+        let relative = Self::relative(&guard.key.0, guard.key.1);
+        match self.dir.remove_dir_all(&relative) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                path: guard.path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Removes task directories that no task in this process holds and that
     /// were last modified more than `delay` ago. Returns what was removed.
     pub fn clean_stale(&self, delay: Duration) -> Result<Vec<PathBuf>, StoreError> {

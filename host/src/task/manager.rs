@@ -17,7 +17,9 @@ use crate::commit::{CommitParticipant, RecordCollector, commit_tasks};
 use crate::config::Config;
 use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
 use crate::lifecycle::{Lifecycle, ThreadStatus};
+use crate::runtime::LoadedComponent;
 use crate::runtime::bindings::IncomingRecord;
+use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
 /// Changelog records read per restore step, so polling stays responsive.
@@ -101,6 +103,9 @@ impl TaskManager {
             self.reader.remaining(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        for task in self.tasks.values() {
+            self.setup.registry.set(task.id(), task.status(self.thread));
+        }
         let status = if restoring == 0 {
             ThreadStatus::Running
         } else {
@@ -111,6 +116,21 @@ impl TaskManager {
 
     fn create_task(&mut self, id: TaskId, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
         let mut task = StreamTask::new(id, &self.setup)?;
+        self.restore_or_start(&mut task, None, consumer)?;
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Registers the restore of `task`'s logged stores (all, or `only`
+    /// these indices) and pauses its partitions while any is behind its
+    /// changelog; starts the task if none is.
+    fn restore_or_start(
+        &mut self,
+        task: &mut StreamTask,
+        only: Option<&[usize]>,
+        consumer: &dyn SourceConsumer,
+    ) -> Result<(), TaskError> {
+        let id = task.id();
         let mut restoring = false;
         for ChangelogStart {
             store,
@@ -119,6 +139,9 @@ impl TaskManager {
             recorded,
         } in task.changelog_starts()?
         {
+            if only.is_some_and(|only| !only.contains(&store)) {
+                continue;
+            }
             let restore = |reader: &mut ChangelogReader, recorded| {
                 reader.register(id, store, &name, &topic, id.partition, recorded)
             };
@@ -146,10 +169,66 @@ impl TaskManager {
                 TaskError::Consumer(format!("pausing partitions of task {id}: {e}"))
             })?;
         } else {
+            // Paused if it was restoring before a swap; a no-op otherwise.
+            consumer.resume(&task.partitions()).map_err(|e| {
+                TaskError::Consumer(format!("resuming partitions of task {id}: {e}"))
+            })?;
             task.start(&mut self.collector)?;
         }
-        self.tasks.insert(id, task);
         Ok(())
+    }
+
+    /// Switches every task to a new release at this commit boundary: commit,
+    /// swap each task's processor on its stores, restore stores the new
+    /// version added, start. Logs and records the processing pause.
+    pub fn swap_to(
+        &mut self,
+        version: u32,
+        component: Arc<LoadedComponent>,
+        plan: Arc<TopicPlan>,
+        consumer: &dyn SourceConsumer,
+    ) {
+        if self.failure.is_some() {
+            return;
+        }
+        let setup = TaskSetup {
+            version,
+            component,
+            plan,
+            ..self.setup.clone()
+        };
+        let started = Instant::now();
+        let from = self.setup.component.label();
+        if let Err(e) = self.commit_all(consumer) {
+            self.fail(e);
+            return;
+        }
+        self.setup = setup;
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            let mut task = self.tasks.remove(&id).expect("listed above");
+            let was_restoring = task.state() == TaskState::Restoring;
+            self.reader.unregister(id);
+            // A task still restoring restarts its restore on the new stores
+            // list; a running one restores only the stores that are new.
+            let result = task.swap(&self.setup).and_then(|added| {
+                let only = (!was_restoring).then_some(added.as_slice());
+                self.restore_or_start(&mut task, only, consumer)
+            });
+            self.tasks.insert(id, task);
+            if let Err(e) = result {
+                self.fail(e);
+                return;
+            }
+        }
+        let pause = started.elapsed();
+        self.setup.metrics.record_swap(pause.as_micros() as u64);
+        tracing::info!(
+            from = %from, to = %self.setup.component.label(), version = self.setup.version,
+            tasks = self.tasks.len(), pause_ms = pause.as_millis() as u64,
+            "swapped processor version (processing paused {:.1} ms)", pause.as_secs_f64() * 1000.0
+        );
+        self.report_status();
     }
 
     /// Reads a step of changelog records into restoring tasks and starts
@@ -293,6 +372,7 @@ impl TaskManager {
         }
         for (id, task) in std::mem::take(&mut self.tasks) {
             self.reader.unregister(id);
+            self.setup.registry.remove(id);
             if clean {
                 task.close_clean();
             } else {
@@ -351,6 +431,7 @@ impl RebalanceListener for TaskManager {
         };
         for id in revoked {
             self.reader.unregister(id);
+            self.setup.registry.remove(id);
             if let Some(task) = self.tasks.remove(&id) {
                 if clean {
                     task.close_clean();
@@ -372,6 +453,7 @@ impl RebalanceListener for TaskManager {
         }
         for id in tasks_of(partitions) {
             self.reader.unregister(id);
+            self.setup.registry.remove(id);
             if let Some(task) = self.tasks.remove(&id) {
                 task.close_dirty();
             }

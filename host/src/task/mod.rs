@@ -8,8 +8,10 @@
 
 mod error;
 mod manager;
+mod registry;
 mod stream_task;
 
 pub use error::TaskError;
 pub use manager::{TaskManager, TaskManagerSetup};
+pub use registry::{TaskRegistry, TaskStatus};
 pub use stream_task::{StreamTask, TaskSetup, TaskState};

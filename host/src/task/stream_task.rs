@@ -18,18 +18,21 @@ use crate::store::{
 use crate::topics::TopicPlan;
 use crate::topology::{StoreSpec, TaskId};
 
-use super::TaskError;
+use super::{TaskError, TaskRegistry, TaskStatus};
 
 /// What every task of a stream thread is built from.
 #[derive(Clone)]
 pub struct TaskSetup {
     pub application_id: String,
+    /// The deployment version of `component` (0 when not deployed).
+    pub version: u32,
     pub component: Arc<LoadedComponent>,
     pub plan: Arc<TopicPlan>,
     pub dirs: Arc<StateDirectory>,
     pub rocks: Arc<RocksResources>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub registry: Arc<TaskRegistry>,
 }
 
 /// A logged store of a task and the changelog offset its local copy has.
@@ -52,7 +55,8 @@ pub struct StreamTask {
     // Declared before `guards`: stores close before their directories are
     // released.
     instance: ProcessorInstance,
-    guards: BTreeMap<usize, TaskDirGuard>,
+    /// Directory claims of persistent stores, by store name.
+    guards: BTreeMap<String, TaskDirGuard>,
     setup: TaskSetup,
     state: TaskState,
     /// Logged stores not yet caught up with their changelog.
@@ -100,12 +104,12 @@ impl StreamTask {
         let span = tracing::info_span!("task", task_id = %id, topology = %topology.name);
         let mut stores = Vec::new();
         let mut guards = BTreeMap::new();
-        for (i, spec) in topology.stores.iter().enumerate() {
+        for spec in &topology.stores {
             let (store, guard) = open_store(spec, id, setup)
                 .map_err(|source| TaskError::Store { task: id, source })?;
             stores.push(store);
             if let Some(g) = guard {
-                guards.insert(i, g);
+                guards.insert(spec.name.clone(), g);
             }
         }
         let ctx = TaskContext::new(
@@ -197,10 +201,10 @@ impl StreamTask {
             task: self.id,
             source,
         };
-        let Some(guard) = self.guards.get(&store) else {
+        let spec = self.instance.task().stores[store].spec().clone();
+        let Some(guard) = self.guards.get(&spec.name) else {
             return Ok(()); // in memory: already empty
         };
-        let spec = self.instance.task().stores[store].spec().clone();
         // Close the database before deleting its files.
         let placeholder = StateStore::new(spec.clone(), self.id, Box::new(MemoryBackend::new()));
         drop(std::mem::replace(
@@ -379,6 +383,84 @@ impl StreamTask {
         outputs.clear();
         self.instance.task_mut().outputs = outputs;
         Ok(())
+    }
+
+    /// Replaces the processor with `setup`'s component on the same stores
+    /// (call right after a commit). Stores the new version no longer
+    /// declares are closed and their local directories deleted; new ones are
+    /// opened. Returns the indices of the new stores; the task is left not
+    /// started, for the manager to restore new stores and then start it.
+    pub fn swap(&mut self, setup: &TaskSetup) -> Result<Vec<usize>, TaskError> {
+        let _span = self.span.clone().entered();
+        let id = self.id;
+        let store_err = |source| TaskError::Store { task: id, source };
+        if self.state == TaskState::Running
+            && !self.instance.is_poisoned()
+            && let Err(e) = self.instance.close()
+        {
+            tracing::warn!(error = %e, "processor close before the swap failed");
+        }
+        let topology = setup.component.topology().clone();
+        let mut old: BTreeMap<String, StateStore> =
+            std::mem::take(&mut self.instance.task_mut().stores)
+                .into_iter()
+                .map(|s| (s.name().to_string(), s))
+                .collect();
+        let mut stores = Vec::new();
+        let mut added = Vec::new();
+        for (i, spec) in topology.stores.iter().enumerate() {
+            match old.remove(&spec.name) {
+                Some(store) => stores.push(store),
+                None => {
+                    let (store, guard) = open_store(spec, id, setup).map_err(store_err)?;
+                    if let Some(g) = guard {
+                        self.guards.insert(spec.name.clone(), g);
+                    }
+                    stores.push(store);
+                    added.push(i);
+                }
+            }
+        }
+        for (name, store) in old {
+            drop(store);
+            if let Some(guard) = self.guards.remove(&name) {
+                setup.dirs.remove(guard).map_err(store_err)?;
+            }
+            tracing::info!(store = %name, "store dropped by the new version");
+        }
+        let ctx = TaskContext::new(
+            id,
+            &setup.application_id,
+            &setup.component.label(),
+            topology,
+            stores,
+            setup.clock.clone(),
+        );
+        self.instance =
+            ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
+                task: id,
+                at: "at instantiation of the new version".into(),
+                source: Box::new(source),
+            })?;
+        self.setup = setup.clone();
+        self.state = TaskState::Restoring;
+        self.restoring.clear();
+        Ok(added)
+    }
+
+    /// What the admin API shows for this task.
+    pub fn status(&self, thread: usize) -> TaskStatus {
+        TaskStatus {
+            task_id: self.id.to_string(),
+            thread: thread + 1,
+            topology: self.setup.component.topology().name.clone(),
+            version: self.setup.version,
+            component: self.setup.component.label(),
+            state: match self.state {
+                TaskState::Restoring => "RESTORING",
+                TaskState::Running => "RUNNING",
+            },
+        }
     }
 
     /// Bytes of store writes waiting for the next commit.

@@ -2,9 +2,11 @@
 //! components built from this workspace, and a `weir` process to drive.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod guests;
 pub mod kafka;
 pub mod weir;
+pub mod wordcount;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -30,42 +30,68 @@ impl App {
         self.dir.path().join("state")
     }
 
+    fn instance_state_dir(&self, hostname: &str) -> PathBuf {
+        if hostname == DEFAULT_HOST {
+            self.state_dir()
+        } else {
+            self.dir.path().join(format!("state-{hostname}"))
+        }
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("weir.toml")
     }
 
     /// Writes the config: fast commits, test broker, state under the temp dir.
     pub fn write_config(&self) -> PathBuf {
+        self.write_instance_config(DEFAULT_HOST)
+    }
+
+    fn write_instance_config(&self, hostname: &str) -> PathBuf {
         let mut text = format!(
             "application.id = \"{}\"\nbootstrap.servers = \"{}\"\nstate.dir = \"{}\"\ncommit.interval.ms = 200\n",
             self.application_id,
             bootstrap(),
-            self.state_dir().display()
+            self.instance_state_dir(hostname).display()
         );
         for line in &self.extra {
             text.push_str(line);
             text.push('\n');
         }
-        let path = self.config_path();
+        let path = if hostname == DEFAULT_HOST {
+            self.config_path()
+        } else {
+            self.dir.path().join(format!("weir-{hostname}.toml"))
+        };
         std::fs::write(&path, text).unwrap();
         path
     }
 
     /// Starts `weir run` with `component`.
     pub fn start(&self, component: &Path) -> Weir {
-        let config = self.write_config();
-        Weir::spawn(
-            &[
-                "run",
-                "--config",
-                config.to_str().unwrap(),
-                "--component",
-                component.to_str().unwrap(),
-            ],
-            self.dir.path(),
-        )
+        self.start_instance(DEFAULT_HOST, Some(component))
+    }
+
+    /// Starts one instance of the application as pod `hostname` (its own
+    /// identity and state directory), with or without a component to
+    /// bootstrap.
+    pub fn start_instance(&self, hostname: &str, component: Option<&Path>) -> Weir {
+        let config = self.write_instance_config(hostname);
+        let mut args = vec![
+            "run".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        if let Some(c) = component {
+            args.push("--component".into());
+            args.push(c.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Weir::spawn_as(&args, self.dir.path(), hostname)
     }
 }
+
+const DEFAULT_HOST: &str = "weir-test-0";
 
 pub struct Weir {
     child: Child,
@@ -75,6 +101,11 @@ pub struct Weir {
 impl Weir {
     /// Runs the `weir` binary with `args`, logging to a file in `dir`.
     pub fn spawn(args: &[&str], dir: &Path) -> Weir {
+        Weir::spawn_as(args, dir, DEFAULT_HOST)
+    }
+
+    /// As [`Weir::spawn`], as pod `hostname`.
+    pub fn spawn_as(args: &[&str], dir: &Path, hostname: &str) -> Weir {
         let log = dir.join(format!(
             "weir-{}.log",
             std::time::SystemTime::now()
@@ -87,7 +118,7 @@ impl Weir {
             .args(args)
             .env("RUST_LOG", "info,rdkafka=warn")
             .env("NO_COLOR", "1")
-            .env("HOSTNAME", "weir-test-0")
+            .env("HOSTNAME", hostname)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -124,6 +155,16 @@ impl Weir {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The admin API's base URL, once the host has logged it.
+    pub fn admin_url(&mut self) -> String {
+        const MARK: &str = "admin API listening on ";
+        self.wait_for_log(MARK, Duration::from_secs(60));
+        let log = self.log();
+        let rest = &log[log.find(MARK).unwrap() + MARK.len()..];
+        let address = rest.split_whitespace().next().unwrap();
+        format!("http://{address}")
     }
 
     /// Waits for the application to reach RUNNING.

@@ -1,0 +1,61 @@
+//! Word count, version 2 (a test guest for hot swaps): as `examples/word-count`,
+//! and each count also goes to the sink `loud` with the word upper-cased.
+//!
+//! Word count: splits each line into lowercase words and re-keys every word
+//! through the repartition topic `words`, so all occurrences of a word reach
+//! the one task that owns it; that task counts it in the persistent,
+//! changelogged store `counts` and forwards `word -> count` (the count as
+//! decimal text) to the sink `counts`.
+//!
+//! Lines that are not UTF-8 are skipped with a warning (Kafka Streams'
+//! log-and-continue), so one bad record does not stop the application.
+
+use weir_sdk::{Context, Error, KvStore, Output, Processor, Record, StoreSpec, TaskInfo, Topology};
+
+pub struct WordCountV2 {
+    counts: KvStore<String, u64>,
+}
+
+impl Processor for WordCountV2 {
+    fn describe() -> Topology {
+        Topology::new("word-count")
+            .source("text-lines")
+            .repartition("words")
+            .sink("counts", "word-counts")
+            .sink("loud", "word-counts-loud")
+            .store(StoreSpec::kv("counts"))
+    }
+
+    fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
+        Ok(WordCountV2 {
+            counts: KvStore::open("counts")?,
+        })
+    }
+
+    fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error> {
+        if record.source == "words" {
+            let Some(word) = record.key_as::<String>()? else {
+                return Ok(());
+            };
+            let count = self.counts.get(&word)?.unwrap_or(0) + 1;
+            self.counts.put(&word, &count)?;
+            ctx.forward("counts", Output::new().key(&word).value(&count.to_string()))?;
+            let loud = word.to_uppercase();
+            return ctx.forward("loud", Output::new().key(&loud).value(&count.to_string()));
+        }
+        let line = match record.value_str() {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                weir_sdk::warn!("skipping record: {e}");
+                return Ok(());
+            }
+        };
+        for word in line.split_whitespace().map(str::to_lowercase) {
+            ctx.forward("words", Output::new().key(&word))?;
+        }
+        Ok(())
+    }
+}
+
+weir_sdk::export_processor!(WordCountV2);

@@ -1,0 +1,88 @@
+//! Talking to a host's admin API from tests, and running the CLI against it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// GET `url`; returns (status, JSON or the text as a JSON string).
+pub fn get(url: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// PUT raw bytes with an optional token; returns (status, JSON).
+pub fn put(url: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.put(url).header("expect", "100-continue");
+    if let Some(t) = token {
+        request = request.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut response = request
+        .send(body)
+        .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Runs `weir <args>`; returns (success, stdout + stderr).
+pub fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `weir deploy` of `component` as `name`.
+pub fn deploy(
+    admin: &str,
+    token: &str,
+    name: &str,
+    component: &Path,
+    extra: &[&str],
+) -> (bool, String) {
+    let mut args = vec!["deploy", "--admin", admin, "--token", token, "--name", name];
+    args.extend_from_slice(extra);
+    let path = component.display().to_string();
+    args.push(&path);
+    cli(&args)
+}
+
+/// The versions this instance's tasks run, as reported by `/v1/tasks`.
+pub fn task_versions(admin: &str) -> Vec<u64> {
+    let (status, tasks) = get(&format!("{admin}/v1/tasks"));
+    assert_eq!(status, 200, "{tasks}");
+    tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["version"].as_u64().unwrap())
+        .collect()
+}
