@@ -66,6 +66,50 @@
 //! wasm32-wasip2` gives `target/wasm32-wasip2/release/<crate>.wasm`, ready for
 //! `weir run --component` or `weir deploy`.
 //!
+//! ## Testing a processor without a broker
+//!
+//! The host crate's offline test driver (`weir::testing`, like Kafka
+//! Streams' `TopologyTestDriver`) runs the real component in-process with
+//! in-memory stores: the same WIT bindings, store code and limits as
+//! `weir run`, no Kafka. Add `weir-host` as a dev-dependency and write
+//! ordinary tests; `examples/word-count/tests/offline.rs` is this one:
+//!
+//! ```ignore
+//! // tests/offline.rs of the word-count crate; run with `cargo test --release`.
+//! use weir::testing::{DriverOptions, TestDriver, TestRecord, build_component};
+//!
+//! #[test]
+//! fn counts_words_across_lines_and_partitions() {
+//!     // Builds this crate for wasm32-wasip2 and loads the component.
+//!     let wasm = build_component(env!("CARGO_MANIFEST_DIR").as_ref()).unwrap();
+//!     let options = DriverOptions { partitions: 3, ..Default::default() };
+//!     let mut driver = TestDriver::new(&wasm, options).unwrap();
+//!
+//!     driver
+//!         .pipe_all("text-lines", vec![
+//!             TestRecord::new("a", "Hello weir").at(1),
+//!             TestRecord::new("b", "hello world").at(2),
+//!             TestRecord::new("c", "HELLO again").at(3),
+//!         ])
+//!         .unwrap();
+//!
+//!     // Words were re-keyed through the repartition, counted by one task.
+//!     let counts = driver.read_output("counts");
+//!     let hello = counts.iter().rev().find(|o| o.key_str() == Some("hello")).unwrap();
+//!     assert_eq!(hello.value_str(), Some("3"));
+//!     assert_eq!(hello.timestamp, Some(3));
+//!
+//!     // Stores can be read directly (here: u64 big-endian counts).
+//!     let entries = driver.store_entries(hello.task.partition, "counts").unwrap();
+//!     assert!(entries.iter().any(|(k, _)| k.as_slice() == b"hello"));
+//! }
+//! ```
+//!
+//! The driver also advances wall-clock time (`advance_wall_clock`) to fire
+//! punctuations, pins records to partitions (`TestRecord::on_partition`),
+//! reports a failed task (`task_error`) while the others go on, and swaps a
+//! new version in over the same stores (`swap`).
+//!
 //! ## Errors, panics and limits
 //! An `Err` from `process` fails the task with its message and the offending
 //! record's topic, partition and offset; so does a panic (the SDK reports the
@@ -165,6 +209,9 @@ macro_rules! export_processor {
             }
         }
 
+        // Exported only in the component: a native build of the crate (for
+        // its own unit tests) links without the component's symbols.
+        #[cfg(target_arch = "wasm32")]
         $crate::__private::bindings::__export_processor_world!(
             __WeirExports with_types_in $crate::__private::bindings
         );

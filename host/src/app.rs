@@ -18,7 +18,7 @@ use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
 use crate::runtime::{LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits};
 use crate::store::{RocksResources, StateDirectory, StoreError};
-use crate::task::{TaskError, TaskRegistry, TaskSetup};
+use crate::task::{DiskStores, TaskError, TaskRegistry, TaskSetup};
 use crate::thread::StreamThread;
 use crate::topics::{TopicError, TopicPlan};
 
@@ -212,8 +212,10 @@ impl App {
             version: release.version,
             component: release.component.clone(),
             plan: release.plan.clone(),
-            dirs: ctx.dirs.clone(),
-            rocks: ctx.rocks.clone(),
+            disk: Some(DiskStores {
+                dirs: ctx.dirs.clone(),
+                rocks: ctx.rocks.clone(),
+            }),
             clock: Arc::new(SystemClock),
             metrics: ctx.metrics.clone(),
             registry: ctx.tasks.clone(),

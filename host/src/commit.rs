@@ -92,6 +92,18 @@ pub struct Outgoing<'a> {
     pub timestamp: Option<i64>,
 }
 
+/// Where a task's outputs go: the producer in production, a list in the
+/// offline test driver.
+pub trait RecordSink {
+    fn send(&mut self, out: Outgoing<'_>) -> Result<(), CommitError>;
+}
+
+impl RecordSink for RecordCollector {
+    fn send(&mut self, out: Outgoing<'_>) -> Result<(), CommitError> {
+        self.send_tagged(out, 0)
+    }
+}
+
 /// The producer of one stream thread, and its transaction state.
 pub struct RecordCollector {
     producer: BaseProducer<DeliveryTracker>,
@@ -147,11 +159,6 @@ impl RecordCollector {
             .changelog_tags
             .entry((topic.to_string(), partition))
             .or_insert(next)
-    }
-
-    /// Sends an output record.
-    pub fn send(&mut self, out: Outgoing<'_>) -> Result<(), CommitError> {
-        self.send_tagged(out, 0)
     }
 
     /// Sends a changelog record, tracking its offset for the commit.

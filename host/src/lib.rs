@@ -27,6 +27,7 @@
 //! - [`rollout`]: making this instance run the live version.
 //! - [`admin`]: the HTTP API (deploy, rollback, tasks, probes, metrics).
 //! - [`bench`]: `weir bench`, Wasm against native on the same host.
+//! - [`testing`]: the offline test driver for processor authors.
 
 pub mod admin;
 pub mod app;
@@ -44,6 +45,7 @@ pub mod rollout;
 pub mod runtime;
 pub mod store;
 pub mod task;
+pub mod testing;
 pub mod thread;
 pub mod topics;
 pub mod topology;

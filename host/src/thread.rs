@@ -114,12 +114,13 @@ impl StreamThread {
             }
         }
 
-        let clean = !lock(&self.tasks).has_failed();
+        let failed = lock(&self.tasks).has_failed();
         tracing::info!(
-            clean,
+            failed,
             "stream thread shutting down: committing and closing tasks"
         );
-        lock(&self.tasks).close_all(&self.consumer, clean);
+        // The task manager decides what a failure still allows to commit.
+        lock(&self.tasks).close_all(&self.consumer, true);
         let failure = lock(&self.tasks).take_failure();
         // Closing the consumer runs the final revoke callback (a no-op now)
         // and, with static membership, leaves the group by session timeout so

@@ -357,11 +357,23 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Ordered close of every task: commit (when `clean` and nothing failed),
-    /// then close clean; otherwise close dirty (nothing more committed, an
-    /// open transaction aborted).
+    /// Ordered close of every task: commit, then close clean. After a
+    /// failure of one task (a guest trap or error, a store failure) under
+    /// at-least-once, only that task is closed dirty (nothing of it
+    /// committed) and the others are committed and closed clean; any other
+    /// failure, or a failure under exactly-once (one transaction spans every
+    /// task of the thread), closes every task dirty and aborts.
     pub fn close_all(&mut self, consumer: &dyn SourceConsumer, clean: bool) {
-        let mut clean = clean && self.failure.is_none();
+        let failed_task = self.failure.as_ref().and_then(TaskError::task);
+        let isolate = failed_task.is_some() && !self.collector.exactly_once();
+        if let (true, Some(id)) = (isolate, failed_task)
+            && let Some(task) = self.tasks.remove(&id)
+        {
+            self.reader.unregister(id);
+            self.setup.registry.remove(id);
+            task.close_dirty();
+        }
+        let mut clean = clean && (self.failure.is_none() || isolate);
         if clean && let Err(e) = self.commit_all(consumer) {
             tracing::error!(error = %e, "final commit failed; closing tasks dirty");
             self.fail(e);

@@ -14,4 +14,4 @@ mod stream_task;
 pub use error::TaskError;
 pub use manager::{TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
-pub use stream_task::{StreamTask, TaskSetup, TaskState};
+pub use stream_task::{DiskStores, StreamTask, TaskSetup, TaskState};

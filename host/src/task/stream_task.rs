@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::commit::{CommitError, CommitParticipant, Outgoing, RecordCollector};
+use crate::commit::{CommitError, CommitParticipant, Outgoing, RecordCollector, RecordSink};
 use crate::group::TopicPartition;
 use crate::metrics::{Metrics, add};
 use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
@@ -28,11 +28,19 @@ pub struct TaskSetup {
     pub version: u32,
     pub component: Arc<LoadedComponent>,
     pub plan: Arc<TopicPlan>,
-    pub dirs: Arc<StateDirectory>,
-    pub rocks: Arc<RocksResources>,
+    /// Where persistent stores live; `None` keeps every store in memory
+    /// (the offline test driver).
+    pub disk: Option<DiskStores>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<TaskRegistry>,
+}
+
+/// The state directory and RocksDB budget persistent stores use.
+#[derive(Clone)]
+pub struct DiskStores {
+    pub dirs: Arc<StateDirectory>,
+    pub rocks: Arc<RocksResources>,
 }
 
 /// A logged store of a task and the changelog offset its local copy has.
@@ -73,12 +81,15 @@ fn open_store(
     task: TaskId,
     setup: &TaskSetup,
 ) -> Result<(StateStore, Option<TaskDirGuard>), StoreError> {
-    if !spec.persistent {
-        let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
-        return Ok((store, None));
-    }
-    let guard = setup.dirs.claim(&spec.name, task)?;
-    let backend = open_rocks(spec, task, &guard, &setup.rocks)?;
+    let disk = match &setup.disk {
+        Some(disk) if spec.persistent => disk,
+        _ => {
+            let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
+            return Ok((store, None));
+        }
+    };
+    let guard = disk.dirs.claim(&spec.name, task)?;
+    let backend = open_rocks(spec, task, &guard, &disk.rocks)?;
     Ok((StateStore::new(spec.clone(), task, backend), Some(guard)))
 }
 
@@ -202,7 +213,7 @@ impl StreamTask {
             source,
         };
         let spec = self.instance.task().stores[store].spec().clone();
-        let Some(guard) = self.guards.get(&spec.name) else {
+        let (Some(guard), Some(disk)) = (self.guards.get(&spec.name), &self.setup.disk) else {
             return Ok(()); // in memory: already empty
         };
         // Close the database before deleting its files.
@@ -211,8 +222,8 @@ impl StreamTask {
             &mut self.instance.task_mut().stores[store],
             placeholder,
         ));
-        self.setup.dirs.wipe(guard).map_err(err)?;
-        let backend = open_rocks(&spec, self.id, guard, &self.setup.rocks).map_err(err)?;
+        disk.dirs.wipe(guard).map_err(err)?;
+        let backend = open_rocks(&spec, self.id, guard, &disk.rocks).map_err(err)?;
         self.instance.task_mut().stores[store] = StateStore::new(spec, self.id, backend);
         Ok(())
     }
@@ -236,7 +247,7 @@ impl StreamTask {
     pub fn store_restored(
         &mut self,
         store: usize,
-        collector: &mut RecordCollector,
+        collector: &mut dyn RecordSink,
     ) -> Result<bool, TaskError> {
         self.restoring.remove(&store);
         if self.restoring.is_empty() && self.state == TaskState::Restoring {
@@ -247,7 +258,7 @@ impl StreamTask {
     }
 
     /// Calls the processor's `init` and processes what was held.
-    pub fn start(&mut self, collector: &mut RecordCollector) -> Result<(), TaskError> {
+    pub fn start(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
         let _span = self.span.clone().entered();
         let info = TaskInfo {
             application_id: self.setup.application_id.clone(),
@@ -286,7 +297,7 @@ impl StreamTask {
         &mut self,
         topic: &str,
         records: Vec<IncomingRecord>,
-        collector: &mut RecordCollector,
+        collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(());
@@ -330,7 +341,7 @@ impl StreamTask {
     /// Fires wall-clock schedules that are due.
     pub fn punctuate_wall_clock(
         &mut self,
-        collector: &mut RecordCollector,
+        collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
         if self.state != TaskState::Running || self.instance.task().schedules.is_empty() {
             return Ok(());
@@ -343,7 +354,7 @@ impl StreamTask {
         &mut self,
         kind: PunctuationType,
         time: i64,
-        collector: &mut RecordCollector,
+        collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
         let due = self.instance.task_mut().schedules.due(kind, time);
         for id in due {
@@ -357,7 +368,7 @@ impl StreamTask {
         Ok(())
     }
 
-    fn forward_outputs(&mut self, collector: &mut RecordCollector) -> Result<(), TaskError> {
+    fn forward_outputs(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
         let outputs = std::mem::take(&mut self.instance.task_mut().outputs);
         if outputs.is_empty() {
             return Ok(());
@@ -423,8 +434,8 @@ impl StreamTask {
         }
         for (name, store) in old {
             drop(store);
-            if let Some(guard) = self.guards.remove(&name) {
-                setup.dirs.remove(guard).map_err(store_err)?;
+            if let (Some(guard), Some(disk)) = (self.guards.remove(&name), &setup.disk) {
+                disk.dirs.remove(guard).map_err(store_err)?;
             }
             tracing::info!(store = %name, "store dropped by the new version");
         }
@@ -446,6 +457,11 @@ impl StreamTask {
         self.state = TaskState::Restoring;
         self.restoring.clear();
         Ok(added)
+    }
+
+    /// The store `name`, as the processor sees it.
+    pub fn store(&self, name: &str) -> Option<&StateStore> {
+        self.instance.task().store(name)
     }
 
     /// What the admin API shows for this task.

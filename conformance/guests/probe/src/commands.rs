@@ -1,0 +1,166 @@
+// The probe's command interpreter, shared by `probe` and `probe-v2` (each
+// includes this file after defining `VERSION`).
+//
+// Every record's value is a command; its result goes to the sink `results`
+// under the record's key. Store keys in commands are hex, so tests can use
+// any bytes (0x00, 0xFF). Commands:
+//   put <hexkey> <value> | get <hexkey> | delete <hexkey>
+//   range <bound> <bound>   bounds: [hex (included), (hex (excluded), * (unbounded)
+//   prefix <hex> | seq <n> | multi | schedule stream|wall <ms> | version
+//   panic | alloc <MiB> | spin | read-file <path> | env | connect <host:port>
+
+use std::time::Duration;
+
+use weir_sdk::{
+    Context, Error, KvStore, Output, Processor, PunctuationType, Record, ScheduleId, StoreSpec, TaskInfo, Topology,
+};
+
+pub struct Probe {
+    state: KvStore<Vec<u8>, Vec<u8>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, Error> {
+    if text.len() % 2 != 0 {
+        return Err(Error::msg(format!("odd hex `{text}`")));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| Error::msg(format!("hex `{text}`: {e}"))))
+        .collect()
+}
+
+fn bound(text: &str) -> Result<std::ops::Bound<Vec<u8>>, Error> {
+    use std::ops::Bound;
+    Ok(match text.split_at(1) {
+        ("*", _) => Bound::Unbounded,
+        ("[", key) => Bound::Included(unhex(key)?),
+        ("(", key) => Bound::Excluded(unhex(key)?),
+        _ => return Err(Error::msg(format!("bad bound `{text}`"))),
+    })
+}
+
+fn denied(result: Result<String, String>) -> String {
+    match result {
+        Ok(what) => format!("allowed: {what}"),
+        Err(e) => format!("denied: {e}"),
+    }
+}
+
+impl Probe {
+    fn run(&mut self, command: &str, record: &Record, ctx: &mut Context) -> Result<String, Error> {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let arg = |i: usize| words.get(i).copied().ok_or_else(|| Error::msg(format!("`{command}`: missing argument")));
+        Ok(match words.first().copied().unwrap_or("") {
+            "put" => {
+                self.state.put(&unhex(arg(1)?)?, &arg(2)?.as_bytes().to_vec())?;
+                "ok".into()
+            }
+            "get" => match self.state.get(&unhex(arg(1)?)?)? {
+                Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
+                None => "none".into(),
+            },
+            "delete" => {
+                self.state.delete(&unhex(arg(1)?)?)?;
+                "ok".into()
+            }
+            "range" => {
+                let entries = self.state.range((bound(arg(1)?)?, bound(arg(2)?)?))?;
+                let keys: Result<Vec<String>, _> = entries.map(|e| e.map(|(k, _)| hex(&k))).collect();
+                format!("keys:{}", keys?.join(","))
+            }
+            "prefix" => {
+                let keys: Result<Vec<String>, _> =
+                    self.state.prefix_scan(&unhex(arg(1)?)?)?.map(|e| e.map(|(k, _)| hex(&k))).collect();
+                format!("keys:{}", keys?.join(","))
+            }
+            "seq" => format!("seq {}", arg(1)?),
+            "multi" => {
+                let mut a = Output::new().value(&"to a".to_string()).header("h", b"1");
+                for h in &record.headers {
+                    a = a.header(&h.key, &h.value);
+                }
+                ctx.forward("a", a)?;
+                ctx.forward("b", Output::new().value(&"to b".to_string()).header("from", b"probe").timestamp(42))?;
+                "ok".into()
+            }
+            "schedule" => {
+                let kind = match arg(1)? {
+                    "stream" => PunctuationType::StreamTime,
+                    _ => PunctuationType::WallClock,
+                };
+                let ms: u64 = arg(2)?.parse().map_err(|_| Error::msg("bad interval"))?;
+                let id = ctx.schedule(Duration::from_millis(ms), kind);
+                format!("scheduled {}", id.0)
+            }
+            "version" => VERSION.to_string(),
+            "panic" => panic!("probe panics on purpose"),
+            "alloc" => {
+                let mib: usize = arg(1)?.parse().map_err(|_| Error::msg("bad size"))?;
+                let block = vec![7u8; mib << 20];
+                format!("allocated {}", std::hint::black_box(block).len())
+            }
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "read-file" => denied(std::fs::read(arg(1)?).map(|b| format!("{} bytes", b.len())).map_err(|e| e.to_string())),
+            "env" => format!("vars: {}", std::env::vars().count()),
+            "connect" => denied(
+                std::net::TcpStream::connect(arg(1)?)
+                    .map(|_| "connected".to_string())
+                    .map_err(|e| e.to_string()),
+            ),
+            other => return Err(Error::msg(format!("unknown command `{other}`"))),
+        })
+    }
+}
+
+impl Processor for Probe {
+    fn describe() -> Topology {
+        Topology::new("probe")
+            .source("commands")
+            .sink("results", "results")
+            .sink("a", "sink-a")
+            .sink("b", "sink-b")
+            .store(StoreSpec::kv("state"))
+    }
+
+    fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
+        Ok(Probe {
+            state: KvStore::open("state")?,
+        })
+    }
+
+    fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error> {
+        let command = record.value_str()?.unwrap_or_default().to_string();
+        let result = self.run(&command, &record, ctx)?;
+        let mut out = Output::new().value(&result);
+        if let Some(key) = &record.key {
+            out = out.key(key);
+        }
+        ctx.forward("results", out)
+    }
+
+    fn punctuate(
+        &mut self,
+        schedule: ScheduleId,
+        kind: PunctuationType,
+        timestamp: i64,
+        ctx: &mut Context,
+    ) -> Result<(), Error> {
+        let kind = match kind {
+            PunctuationType::StreamTime => "stream",
+            PunctuationType::WallClock => "wall",
+        };
+        let text = format!("punctuated {} {kind} {timestamp}", schedule.0);
+        ctx.forward("results", Output::new().key(&b"punctuation".to_vec()).value(&text))
+    }
+}
+
+weir_sdk::export_processor!(Probe);

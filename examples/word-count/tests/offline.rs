@@ -1,0 +1,94 @@
+//! Word count under the offline test driver: the real component, built for
+//! wasm32-wasip2 from this crate, run in-process with no broker.
+//! `cargo test --release -p word-count`
+
+use std::sync::OnceLock;
+
+use weir::testing::{DriverOptions, TestDriver, TestRecord, build_component};
+
+fn component() -> &'static std::path::Path {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        build_component(env!("CARGO_MANIFEST_DIR").as_ref()).expect("building word-count")
+    })
+}
+
+fn driver(partitions: i32) -> TestDriver {
+    let options = DriverOptions {
+        partitions,
+        ..Default::default()
+    };
+    TestDriver::new(component(), options).expect("loading word-count")
+}
+
+#[test]
+fn counts_words_across_lines_and_partitions() {
+    let mut driver = driver(3);
+    driver
+        .pipe_all(
+            "text-lines",
+            vec![
+                TestRecord::new("a", "Hello weir").at(1),
+                TestRecord::new("b", "hello world").at(2),
+                TestRecord::new("c", "HELLO again").at(3),
+            ],
+        )
+        .unwrap();
+    let outputs = driver.read_output("counts");
+    let last_hello = outputs
+        .iter()
+        .rev()
+        .find(|o| o.key_str() == Some("hello"))
+        .unwrap();
+    assert_eq!(last_hello.value_str(), Some("3"));
+    // Every occurrence of a word was counted by the one task that owns it.
+    let hello_tasks: std::collections::BTreeSet<_> = outputs
+        .iter()
+        .filter(|o| o.key_str() == Some("hello"))
+        .map(|o| o.task)
+        .collect();
+    assert_eq!(hello_tasks.len(), 1);
+    // Outputs carry the input record's timestamp.
+    assert_eq!(last_hello.timestamp, Some(3));
+}
+
+#[test]
+fn the_store_holds_the_counts() {
+    let mut driver = driver(1);
+    driver
+        .pipe("text-lines", TestRecord::new("a", "to be or not to be"))
+        .unwrap();
+    let entries = driver.store_entries(0, "counts").unwrap();
+    let counts: Vec<(String, u64)> = entries
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k).unwrap(),
+                u64::from_be_bytes(v.try_into().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("be".into(), 2),
+            ("not".into(), 1),
+            ("or".into(), 1),
+            ("to".into(), 2)
+        ]
+    );
+}
+
+#[test]
+fn lines_that_are_not_text_are_skipped() {
+    let mut driver = driver(1);
+    driver
+        .pipe("text-lines", TestRecord::new("bad", vec![0xff, 0xfe]))
+        .unwrap();
+    driver
+        .pipe("text-lines", TestRecord::new("good", "fine"))
+        .unwrap();
+    let outputs = driver.read_output("counts");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].key_str(), Some("fine"));
+}
