@@ -371,11 +371,7 @@ impl TestDriver {
 
     /// Every entry of `store` in the task of `partition`, in key order
     /// (uncommitted writes included, as the processor sees them).
-    pub fn store_entries(
-        &self,
-        partition: i32,
-        store: &str,
-    ) -> Result<Vec<Entry>, DriverError> {
+    pub fn store_entries(&self, partition: i32, store: &str) -> Result<Vec<Entry>, DriverError> {
         let task = self
             .tasks
             .get(&partition)
