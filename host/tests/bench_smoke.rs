@@ -1,14 +1,31 @@
-//! `weir bench` in miniature, so the benchmark cannot rot: it must run both
-//! workloads on both engines against the real broker and report figures.
+//! `weir bench` in miniature, so the benchmark cannot rot: every part of it
+//! (in-process Wasm vs native, `weir run` vs Kafka Streams with CPU, RSS and
+//! restore, the Wasm boundary per batch size) runs against the real broker
+//! and reports figures.
 
 mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use support::guests;
 use support::kafka::bootstrap;
 use support::weir::Weir;
 
 #[test]
-fn bench_reports_both_workloads_on_both_engines() {
+fn bench_reports_every_figure() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let ks = repo.join("bench/kafka-streams");
+    let built = Command::new("mvn")
+        .args(["-q", "-B", "-Dstyle.color=never", "package"])
+        .current_dir(&ks)
+        .status()
+        .expect("running mvn");
+    assert!(built.success(), "building bench/kafka-streams failed");
+
     let components = guests::component("word-count")
         .parent()
         .unwrap()
@@ -27,21 +44,24 @@ fn bench_reports_both_workloads_on_both_engines() {
             "1",
             "--commit-interval-ms",
             "200",
+            "--vs-kafka-streams",
+            ks.to_str().unwrap(),
             "--json",
         ],
         dir.path(),
     );
-    let (status, log) = weir.wait_exit(std::time::Duration::from_secs(300));
+    let (status, log) = weir.wait_exit(std::time::Duration::from_secs(600));
     assert!(status.success(), "bench failed:\n{log}");
     let json_start = log.find("{\n").expect("JSON output");
     let out: serde_json::Value = serde_json::from_str(&log[json_start..]).unwrap();
-    let summary = out["summary"].as_array().unwrap();
-    let workloads: Vec<&str> = summary
+
+    let in_process = out["in_process"].as_array().unwrap();
+    let workloads: Vec<&str> = in_process
         .iter()
         .map(|s| s["workload"].as_str().unwrap())
         .collect();
     assert_eq!(workloads, ["filter-map", "word-count"]);
-    for s in summary {
+    for s in in_process {
         assert_eq!(s["records"], 2000);
         assert!(s["wasm_records_per_second"].as_f64().unwrap() > 0.0, "{s}");
         assert!(
@@ -49,5 +69,38 @@ fn bench_reports_both_workloads_on_both_engines() {
             "{s}"
         );
     }
-    assert_eq!(out["measurements"].as_array().unwrap().len(), 4);
+
+    let versus = out["versus_kafka_streams"].as_array().unwrap();
+    assert_eq!(versus.len(), 4, "{out}");
+    for s in versus {
+        assert!(
+            s["records_per_second_median"].as_f64().unwrap() > 0.0,
+            "{s}"
+        );
+        assert!(s["cpu_seconds_per_million"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["peak_rss_mib"].as_f64().unwrap() > 10.0, "{s}");
+    }
+    assert!(
+        versus
+            .iter()
+            .any(|s| s["weir_over_kafka_streams"].as_f64().is_some())
+    );
+
+    let restore = out["restore"].as_array().unwrap();
+    let systems: Vec<&str> = restore
+        .iter()
+        .map(|r| r["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(systems, ["weir", "kafka-streams"]);
+    for r in restore {
+        assert!(r["records"].as_u64().unwrap() > 0, "nothing restored: {r}");
+    }
+
+    let batches: Vec<u64> = out["wasm_boundary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(batches, [1, 16, 256]);
 }

@@ -87,8 +87,10 @@ enum Command {
     },
     /// List the configuration keys, defaults and environment variables.
     ConfigKeys,
-    /// Records/s through the host for the example processors, as Wasm and
-    /// as native Rust on the same host (the cost of the Wasm boundary).
+    /// Benchmarks on a broker: the examples through the host as Wasm and as
+    /// native Rust, the Wasm boundary per record at several batch sizes,
+    /// and optionally `weir run` against Kafka Streams (throughput, CPU,
+    /// peak RSS, restore speed).
     Bench {
         /// Kafka to run against (e.g. from `scripts/kafka start`).
         #[arg(long, env = "WEIR_BOOTSTRAP")]
@@ -97,7 +99,8 @@ enum Command {
         /// (`scripts/build-guests` prints it).
         #[arg(long)]
         components: PathBuf,
-        #[arg(long, default_value_t = 200_000)]
+        /// Input records per workload (lines for word count).
+        #[arg(long, default_value_t = 2_000_000)]
         records: usize,
         #[arg(long, default_value_t = 4)]
         partitions: i32,
@@ -106,7 +109,11 @@ enum Command {
         rounds: usize,
         #[arg(long, default_value_t = 1000)]
         commit_interval_ms: u64,
-        /// Print JSON instead of a table.
+        /// Also compare with the Kafka Streams application in this
+        /// directory (`bench/kafka-streams`, built with `mvn package`).
+        #[arg(long, value_name = "DIR")]
+        vs_kafka_streams: Option<PathBuf>,
+        /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -389,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             partitions,
             rounds,
             commit_interval_ms,
+            vs_kafka_streams,
             json,
         } => {
             let opts = weir::bench::BenchOptions {
@@ -398,13 +406,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 partitions,
                 rounds: rounds.max(1),
                 commit_interval_ms,
+                kafka_streams: vs_kafka_streams,
+                weir: std::env::current_exe()?,
             };
-            let (measurements, summaries) = weir::bench::run(&opts)?;
+            let report = weir::bench::run(&opts)?;
             if json {
-                let out = serde_json::json!({ "measurements": measurements, "summary": summaries });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", weir::bench::table(&summaries));
+                print!("{}", weir::bench::table(&report));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,216 @@
+//! The benchmark workloads: their input data, how many records the host
+//! processes for it, and the same logic as native Rust for the baseline.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::{BenchError, err};
+use crate::runtime::bindings::{IncomingRecord, OutgoingRecord};
+use crate::runtime::{NativeProcessor, TaskContext};
+
+/// Distinct words in the word-count input: enough keys for RocksDB and the
+/// changelog to matter (restore measures them).
+pub const VOCABULARY: u64 = 50_000;
+/// Words per word-count line.
+pub const WORDS_PER_LINE: usize = 8;
+
+pub(crate) struct Workload {
+    pub name: &'static str,
+    pub file: &'static str,
+    /// Records the tasks process for `n` input records (word count also
+    /// processes every word it re-keys through its repartition topic).
+    pub processed: fn(&[String]) -> u64,
+    pub input: fn(usize) -> Vec<String>,
+    pub native: fn() -> Box<dyn NativeProcessor>,
+}
+
+pub(crate) const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "filter-map",
+        file: "filter_map.wasm",
+        processed: |lines| lines.len() as u64,
+        input: numbers,
+        native: || Box::new(NativeFilterMap),
+    },
+    Workload {
+        name: "word-count",
+        file: "word_count.wasm",
+        processed: |lines| {
+            lines.len() as u64
+                + lines
+                    .iter()
+                    .map(|l| l.split_whitespace().count() as u64)
+                    .sum::<u64>()
+        },
+        input: text_lines,
+        native: || Box::new(NativeWordCount),
+    },
+];
+
+fn numbers(n: usize) -> Vec<String> {
+    (0..n).map(|i| (i * 7919 % 100_003).to_string()).collect()
+}
+
+fn text_lines(n: usize) -> Vec<String> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            (0..WORDS_PER_LINE)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("w{}", x % VOCABULARY)
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// `examples/filter-map` in native Rust.
+struct NativeFilterMap;
+
+impl NativeProcessor for NativeFilterMap {
+    fn process(&mut self, ctx: &mut TaskContext, batch: &[IncomingRecord]) -> Result<(), String> {
+        for r in batch {
+            let Some(n) = r
+                .value
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|t| t.trim().parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if n % 3 != 0 {
+                continue;
+            }
+            let out = OutgoingRecord {
+                key: r.key.clone(),
+                value: Some((n * 2).to_string().into_bytes()),
+                headers: Vec::new(),
+                timestamp: Some(r.timestamp),
+            };
+            ctx.forward("out", out)?;
+        }
+        Ok(())
+    }
+}
+
+/// `examples/word-count` in native Rust (same store encoding: u64 big-endian).
+struct NativeWordCount;
+
+impl NativeProcessor for NativeWordCount {
+    fn process(&mut self, ctx: &mut TaskContext, batch: &[IncomingRecord]) -> Result<(), String> {
+        for r in batch {
+            if r.source == "words" {
+                let Some(word) = r.key.clone() else { continue };
+                let store = &mut ctx.stores[0];
+                let old = store.get(&word).map_err(|e| e.to_string())?;
+                let count = old
+                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                    .map_or(0, u64::from_be_bytes)
+                    + 1;
+                store.put(word.clone(), count.to_be_bytes().to_vec());
+                let out = OutgoingRecord {
+                    key: Some(word),
+                    value: Some(count.to_string().into_bytes()),
+                    headers: Vec::new(),
+                    timestamp: Some(r.timestamp),
+                };
+                ctx.forward("counts", out)?;
+                continue;
+            }
+            let Some(line) = r.value.as_deref().and_then(|v| std::str::from_utf8(v).ok()) else {
+                continue;
+            };
+            for word in line.split_whitespace().map(str::to_lowercase) {
+                let out = OutgoingRecord {
+                    key: Some(word.into_bytes()),
+                    value: None,
+                    headers: Vec::new(),
+                    timestamp: Some(r.timestamp),
+                };
+                ctx.forward("words", out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (it may exist already).
+pub(crate) fn create_topic(
+    bootstrap: &str,
+    partitions: i32,
+    topic: &str,
+) -> Result<(), BenchError> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(err)?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for result in futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .map_err(err)?
+    {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => return Err(err(format!("creating {t}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `topic` and produces `lines` to it (keys `k<i>`).
+pub(crate) fn load_input(
+    bootstrap: &str,
+    partitions: i32,
+    topic: &str,
+    lines: &[String],
+) -> Result<(), BenchError> {
+    create_topic(bootstrap, partitions, topic)?;
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    let producer: BaseProducer = client
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(err)?;
+    for (i, line) in lines.iter().enumerate() {
+        let key = format!("k{i}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(line);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    record = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_inputs_are_what_the_expectations_count() {
+        let lines = text_lines(10);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.split_whitespace().count() == WORDS_PER_LINE)
+        );
+        assert_eq!(
+            (WORKLOADS[1].processed)(&lines),
+            10 + 10 * WORDS_PER_LINE as u64
+        );
+        assert_eq!((WORKLOADS[0].processed)(&numbers(5)), 5);
+    }
+}
