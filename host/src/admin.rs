@@ -50,7 +50,7 @@ impl IntoResponse for ApiError {
 impl From<DeployError> for ApiError {
     fn from(e: DeployError) -> Self {
         let status = match &e {
-            DeployError::BadName(_) => StatusCode::BAD_REQUEST,
+            DeployError::BadName(..) => StatusCode::BAD_REQUEST,
             DeployError::Invalid(_) | DeployError::Topics(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::Incompatible { .. }
             | DeployError::OtherTopologyLive { .. }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
-use crate::runtime::{LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits};
+use crate::runtime::{
+    LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits, read_component_file,
+};
 use crate::store::{RocksResources, StateDirectory, StoreError};
 use crate::task::{DiskStores, TaskError, TaskRegistry, TaskSetup};
 use crate::thread::StreamThread;
@@ -43,14 +45,10 @@ pub enum StartError {
 
 /// Loads a component file with the runtime's limits.
 pub fn load_component(runtime: &Runtime, path: &Path) -> Result<Arc<LoadedComponent>, StartError> {
-    let bytes = std::fs::read(path).map_err(|source| StartError::ReadComponent {
+    let (name, bytes) = read_component_file(path).map_err(|source| StartError::ReadComponent {
         path: path.display().to_string(),
         source,
     })?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     Ok(runtime.load(&name, &bytes)?)
 }
 

@@ -483,21 +483,9 @@ where
 
 /// Names that become directory or topic name parts.
 fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
-    let ok = !value.is_empty()
-        && value.len() <= 200
-        && value != "."
-        && value != ".."
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            key,
-            value,
-            "use 1-200 characters of [A-Za-z0-9._-]",
-        ))
+    match crate::topology::name_problem(value) {
+        None => Ok(()),
+        Some(reason) => Err(invalid(key, value, reason)),
     }
 }
 

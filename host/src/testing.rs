@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::commit::{CommitError, Outgoing, RecordSink};
 use crate::metrics::Metrics;
 use crate::runtime::bindings::{Header, IncomingRecord};
-use crate::runtime::{Clock, LoadError, LoadedComponent, Runtime, WasmLimits};
+use crate::runtime::{Clock, LoadError, LoadedComponent, Runtime, WasmLimits, read_component_file};
 use crate::store::Entry;
 use crate::task::{StreamTask, TaskError, TaskRegistry, TaskSetup};
 use crate::topics::TopicPlan;
@@ -203,14 +203,7 @@ pub struct TestDriver {
 impl TestDriver {
     /// Loads the component at `path` and starts one task per partition.
     pub fn new(path: &Path, options: DriverOptions) -> Result<Self, DriverError> {
-        let bytes = std::fs::read(path).map_err(|source| DriverError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (name, bytes) = read(path)?;
         TestDriver::from_bytes(&name, &bytes, options)
     }
 
@@ -401,14 +394,7 @@ impl TestDriver {
     /// Swaps every task to another component on the same stores, as a hot
     /// deploy does.
     pub fn swap(&mut self, path: &Path) -> Result<(), DriverError> {
-        let bytes = std::fs::read(path).map_err(|source| DriverError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let (name, bytes) = read(path)?;
         let component: Arc<LoadedComponent> = self.runtime.load(&name, &bytes)?;
         self.setup = TaskSetup {
             version: self.setup.version + 1,
@@ -476,6 +462,13 @@ impl TestDriver {
             },
         }
     }
+}
+
+fn read(path: &Path) -> Result<(String, Vec<u8>), DriverError> {
+    read_component_file(path).map_err(|source| DriverError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Builds the processor crate at `crate_dir` for wasm32-wasip2 (release)

@@ -119,8 +119,10 @@ impl Topology {
     }
 }
 
-fn check_name(topology: &str, what: &'static str, name: &str) -> Result<(), TopologyError> {
-    let reason = if name.is_empty() {
+/// Why `name` cannot be a topic or directory name part, if it cannot: the
+/// one rule for application ids, topology, store, sink and deployment names.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
         Some("empty")
     } else if name.len() > 200 {
         Some("longer than 200 characters")
@@ -133,8 +135,11 @@ fn check_name(topology: &str, what: &'static str, name: &str) -> Result<(), Topo
         Some("only [A-Za-z0-9._-] are allowed")
     } else {
         None
-    };
-    match reason {
+    }
+}
+
+fn check_name(topology: &str, what: &'static str, name: &str) -> Result<(), TopologyError> {
+    match name_problem(name) {
         None => Ok(()),
         Some(reason) => Err(TopologyError::BadName {
             topology: topology.to_string(),

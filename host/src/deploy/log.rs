@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -126,26 +126,27 @@ impl DeploymentLog {
         &self.topic
     }
 
+    /// Waits until `done` holds for the reader's state; false on timeout.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let state = self.shared.lock();
+        let (state, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(state, timeout, |s| !done(s))
+            .unwrap_or_else(|p| p.into_inner());
+        done(&state)
+    }
+
     /// Waits until the reader has reached the end of the log once.
     pub fn wait_caught_up(&self, timeout: Duration) -> Result<(), LogError> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while !state.caught_up {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(LogError::NotCaughtUp {
-                    topic: self.topic.clone(),
-                    timeout,
-                });
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        if self.wait_until(timeout, |s| s.caught_up) {
+            Ok(())
+        } else {
+            Err(LogError::NotCaughtUp {
+                topic: self.topic.clone(),
+                timeout,
+            })
         }
-        Ok(())
     }
 
     /// The current records and the revision they are at.
@@ -214,24 +215,16 @@ impl DeploymentLog {
         })?;
         self.send(&format!("topology/{}", record.name), &json)?;
         self.flush()?;
-        let deadline = Instant::now() + SEND_TIMEOUT;
-        let mut state = self.shared.lock();
-        while state.topologies.get(&record.name) != Some(record) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(LogError::Kafka {
-                    topic: self.topic.clone(),
-                    reason: "the record was written but not read back".into(),
-                });
-            }
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        if self.wait_until(SEND_TIMEOUT, |s| {
+            s.topologies.get(&record.name) == Some(record)
+        }) {
+            Ok(())
+        } else {
+            Err(LogError::Kafka {
+                topic: self.topic.clone(),
+                reason: "the record was written but not read back".into(),
+            })
         }
-        Ok(())
     }
 }
 

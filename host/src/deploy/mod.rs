@@ -33,8 +33,8 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 /// to a status code.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("topology name `{0}` is invalid: use 1-200 characters of [A-Za-z0-9._-]")]
-    BadName(String),
+    #[error("deployment name `{0}` is invalid: {1}")]
+    BadName(String, &'static str),
     #[error("{0}")]
     Invalid(#[from] LoadError),
     #[error("not compatible with live version {live} of `{name}`: {reason}")]
@@ -91,17 +91,9 @@ pub struct Deployer {
 }
 
 fn check_name(name: &str) -> Result<(), DeployError> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployError::BadName(name.to_string()))
+    match crate::topology::name_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(DeployError::BadName(name.to_string(), reason)),
     }
 }
 
@@ -242,12 +234,7 @@ impl Deployer {
         by: &str,
     ) -> Result<VersionRecord, DeployError> {
         let _writing = self.lock();
-        self.log.wait_caught_up(CATCH_UP)?;
-        let (_, topologies) = self.log.snapshot();
-        let mut record = topologies
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let mut record = self.current(name)?;
         let target = match version {
             Some(v) => v,
             None => record
@@ -285,18 +272,22 @@ impl Deployer {
     /// Stops running `name` everywhere; its history stays.
     pub fn delete(&self, name: &str, by: &str) -> Result<TopologyRecord, DeployError> {
         let _writing = self.lock();
-        self.log.wait_caught_up(CATCH_UP)?;
-        let (_, topologies) = self.log.snapshot();
-        let mut record = topologies
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let mut record = self.current(name)?;
         record.live = None;
         record.changed_at = now_rfc3339();
         record.changed_by = by.to_string();
         self.log.publish_topology(&record)?;
         tracing::info!(topology = name, by, "deleted");
         Ok(record)
+    }
+
+    /// The record of `name` once the log is read to its end.
+    fn current(&self, name: &str) -> Result<TopologyRecord, DeployError> {
+        self.log.wait_caught_up(CATCH_UP)?;
+        let (_, mut topologies) = self.log.snapshot();
+        topologies
+            .remove(name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))
     }
 
     pub fn list(&self) -> Vec<TopologyRecord> {

@@ -61,6 +61,16 @@ pub enum LoadError {
     Topology { name: String, source: TopologyError },
 }
 
+/// Reads a component file: its file name (what errors call it) and bytes.
+pub fn read_component_file(path: &Path) -> std::io::Result<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((name, bytes))
+}
+
 /// Process-wide wasmtime state.
 pub struct Runtime {
     engine: Engine,
