@@ -60,8 +60,29 @@ struct Usage {
     success: bool,
 }
 
+/// Follows a child's peak resident set (`VmHWM`) until it exits. `wait4`'s
+/// `ru_maxrss` cannot be used: it includes this process's RSS at the fork.
+fn watch_rss(pid: u32) -> std::thread::JoinHandle<f64> {
+    std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(hwm) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) else {
+                break; // exited: a zombie has no memory left to report
+            };
+            let kib = hwm
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            peak_kib = peak_kib.max(kib);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak_kib as f64 / 1024.0
+    })
+}
+
 /// Waits for `child` and reads its resource use.
-fn wait(child: &Child) -> Result<Usage, BenchError> {
+fn wait(child: &Child, rss: std::thread::JoinHandle<f64>) -> Result<Usage, BenchError> {
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for our child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -73,7 +94,7 @@ fn wait(child: &Child) -> Result<Usage, BenchError> {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Usage {
         cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
-        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        peak_rss_mib: rss.join().unwrap_or(0.0),
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     })
 }
@@ -159,6 +180,7 @@ fn run_weir(
         .stderr(log)
         .spawn()
         .map_err(|e| err(format!("starting {}: {e}", opts.weir.display())))?;
+    let rss = watch_rss(child.id());
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let admin = wait_until("the admin API", || {
         let text = read_log();
@@ -184,7 +206,7 @@ fn run_weir(
     }
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let usage = wait(&child)?;
+    let usage = wait(&child, rss)?;
     let seconds = started.elapsed().as_secs_f64();
     let log = read_log();
     if !usage.success {
@@ -237,6 +259,7 @@ fn run_kafka_streams(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| err(format!("starting java: {e}")))?;
+    let rss = watch_rss(child.id());
     let mut out = String::new();
     child
         .stdout
@@ -244,7 +267,7 @@ fn run_kafka_streams(
         .expect("piped")
         .read_to_string(&mut out)
         .map_err(err)?;
-    let usage = wait(&child)?;
+    let usage = wait(&child, rss)?;
     let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
     let json: serde_json::Value = serde_json::from_str(line).map_err(|_| {
         err(format!(
