@@ -1,7 +1,8 @@
 //! The topics a topology needs: checks that sources exist and are
 //! co-partitioned, and creates missing sink and changelog topics with the
-//! sources' partition count (changelogs compacted). Runs once at startup,
-//! before any stream thread joins the group.
+//! sources' partition count (changelogs compacted), and the deployment log's
+//! internal topic. Runs before a release's stream threads start or swap,
+//! never on a stream thread.
 
 use std::time::Duration;
 
