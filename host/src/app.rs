@@ -269,11 +269,6 @@ impl App {
         &self.ctx.metrics
     }
 
-    /// The release the threads run (or are switching to).
-    pub fn release(&self) -> Arc<Release> {
-        self.target.lock().release.clone()
-    }
-
     /// Switches every task to `release` at its thread's next commit
     /// boundary and waits until all threads have (or one failed). Returns
     /// false if the swap did not complete within `timeout`.

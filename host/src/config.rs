@@ -282,10 +282,14 @@ impl Config {
             wasm_max_memory_bytes: number(
                 take("wasm.max.memory.bytes"),
                 "wasm.max.memory.bytes",
-                256 << 20,
+                crate::runtime::DEFAULT_MAX_MEMORY_BYTES,
                 1 << 20..=4 << 30,
             )?,
-            wasm_max_call: ms(take("wasm.max.call.ms"), "wasm.max.call.ms", 10_000)?,
+            wasm_max_call: ms(
+                take("wasm.max.call.ms"),
+                "wasm.max.call.ms",
+                crate::runtime::DEFAULT_MAX_CALL.as_millis() as u64,
+            )?,
             admin_listen: match take("admin.listen") {
                 None => None,
                 Some(v) => Some(v.parse().map_err(|_| {

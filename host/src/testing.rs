@@ -81,10 +81,7 @@ impl Default for DriverOptions {
             partitions: 1,
             application_id: "test-driver".into(),
             wall_clock_ms: 1_700_000_000_000,
-            limits: WasmLimits {
-                max_memory_bytes: 256 << 20,
-                max_call: Duration::from_secs(10),
-            },
+            limits: WasmLimits::default(),
         }
     }
 }

@@ -7,7 +7,6 @@
 //! Blocking work (Wasm calls, RocksDB) happens here, on a dedicated OS
 //! thread, never on an async reactor.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -140,11 +139,11 @@ impl StreamThread {
     /// Polls up to `max.poll.records` records, grouped by partition in
     /// arrival (offset) order. Waits only if nothing is restoring.
     fn poll_records(&self) -> Batches {
-        // (topic, partition) -> index in `batches`, and the declared source.
         let restoring = lock(&self.tasks).is_restoring();
         let mut wait = if restoring { Duration::ZERO } else { IDLE_POLL };
         let mut batches: Batches = Vec::new();
-        let mut index: HashMap<(String, i32), (usize, String)> = HashMap::new();
+        // The declared source of each batch, by batch index.
+        let mut sources: Vec<&str> = Vec::new();
         let mut count = 0;
         while count < self.config.max_poll_records {
             let Some(result) = self.consumer.poll(wait) else {
@@ -154,13 +153,25 @@ impl StreamThread {
             match result {
                 Ok(message) => {
                     count += 1;
-                    let key = (message.topic().to_string(), message.partition());
-                    let (slot, source) = index.entry(key.clone()).or_insert_with(|| {
-                        let source = self.plan.source_name(&key.0).unwrap_or(&key.0).to_string();
-                        batches.push((key.0, key.1, Vec::new()));
-                        (batches.len() - 1, source)
-                    });
-                    batches[*slot].2.push(incoming(&message, source));
+                    let (topic, partition) = (message.topic(), message.partition());
+                    // Few partitions per poll: a scan beats allocating a key.
+                    let slot = match batches
+                        .iter()
+                        .rposition(|(t, p, _)| *p == partition && t == topic)
+                    {
+                        Some(slot) => slot,
+                        None => {
+                            batches.push((topic.to_string(), partition, Vec::new()));
+                            sources.push(self.plan.source_name(topic).unwrap_or(""));
+                            batches.len() - 1
+                        }
+                    };
+                    let source = if sources[slot].is_empty() {
+                        topic
+                    } else {
+                        sources[slot]
+                    };
+                    batches[slot].2.push(incoming(&message, source));
                 }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }

@@ -12,9 +12,11 @@ use serde::Serialize;
 use super::workloads::WORKLOADS;
 use super::{BenchError, err};
 use crate::app::load_component;
-use crate::config::Config;
 use crate::runtime::bindings::{IncomingRecord, TaskInfo};
-use crate::runtime::{LoadedComponent, NativeFactory, ProcessorInstance, SystemClock, TaskContext};
+use crate::runtime::{
+    LoadedComponent, NativeFactory, ProcessorInstance, Runtime, SystemClock, TaskContext,
+    WasmLimits,
+};
 use crate::topology::TaskId;
 
 const RECORDS: usize = 200_000;
@@ -62,18 +64,7 @@ fn ns_per_record(
 }
 
 pub fn run(components: &Path) -> Result<Vec<BoundaryFigure>, BenchError> {
-    let config = Config::from_map(
-        [
-            ("application.id", "bench"),
-            ("bootstrap.servers", "unused:0"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        Some("bench"),
-    )
-    .map_err(err)?;
-    let runtime = crate::app::new_runtime(&config).map_err(err)?;
+    let runtime = Runtime::new(WasmLimits::default()).map_err(err)?;
     let w = &WORKLOADS[0];
     let wasm = load_component(&runtime, &components.join(w.file)).map_err(err)?;
     let factory: NativeFactory = Arc::new(w.native);

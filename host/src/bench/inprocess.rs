@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::workloads::WORKLOADS;
 use super::{BenchError, BenchOptions, err, median, unique};
-use crate::app::{App, load_component, new_runtime};
+use crate::app::{App, load_component};
 use crate::config::Config;
 use crate::lifecycle::State;
-use crate::runtime::{LoadedComponent, NativeFactory};
+use crate::runtime::{LoadedComponent, NativeFactory, Runtime, WasmLimits};
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -114,18 +114,7 @@ pub fn run(
     inputs: &BTreeMap<&'static str, (String, u64)>,
     state: &Path,
 ) -> Result<(Vec<Measurement>, Vec<Summary>), BenchError> {
-    let config = Config::from_map(
-        [
-            ("application.id", "bench"),
-            ("bootstrap.servers", opts.bootstrap.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        Some("bench"),
-    )
-    .map_err(err)?;
-    let runtime = new_runtime(&config).map_err(err)?;
+    let runtime = Runtime::new(WasmLimits::default()).map_err(err)?;
     let mut measurements = Vec::new();
     let mut summaries = Vec::new();
     for w in WORKLOADS {

@@ -335,16 +335,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { component } => {
-            let runtime = weir::app::new_runtime(&Config::from_map(
-                [
-                    ("application.id", "describe"),
-                    ("bootstrap.servers", "unused:0"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-                Some("local"),
-            )?)?;
+            let runtime = weir::runtime::Runtime::new(weir::runtime::WasmLimits::default())
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
             let loaded = weir::app::load_component(&runtime, &component)?;
             let json = serde_json::json!({
                 "component": loaded.label(),

@@ -122,10 +122,6 @@ impl DeploymentLog {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Waits until `done` holds for the reader's state; false on timeout.
     fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let state = self.shared.lock();

@@ -195,10 +195,6 @@ impl ProcessorInstance {
         })
     }
 
-    pub fn component(&self) -> &Arc<LoadedComponent> {
-        &self.component
-    }
-
     pub fn task(&self) -> &TaskContext {
         match &self.body {
             Body::Wasm { store, .. } => &store.data().task,
@@ -209,14 +205,6 @@ impl ProcessorInstance {
     pub fn task_mut(&mut self) -> &mut TaskContext {
         match &mut self.body {
             Body::Wasm { store, .. } => &mut store.data_mut().task,
-            Body::Native { task, .. } => task,
-        }
-    }
-
-    /// Gives the task context (and its stores) back.
-    pub fn into_task(self) -> TaskContext {
-        match self.body {
-            Body::Wasm { store, .. } => store.into_data().task,
             Body::Native { task, .. } => task,
         }
     }

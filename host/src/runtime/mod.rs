@@ -32,11 +32,26 @@ const DESCRIBE_DEADLINE: Duration = Duration::from_secs(2);
 /// Epoch tick: the resolution of CPU deadlines.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
+/// Default of `wasm.max.memory.bytes`.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 256 << 20;
+/// Default of `wasm.max.call.ms`.
+pub const DEFAULT_MAX_CALL: Duration = Duration::from_secs(10);
+
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy)]
 pub struct WasmLimits {
     pub max_memory_bytes: usize,
     pub max_call: Duration,
+}
+
+/// The limits `weir run` applies when the config says nothing.
+impl Default for WasmLimits {
+    fn default() -> Self {
+        WasmLimits {
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_call: DEFAULT_MAX_CALL,
+        }
+    }
 }
 
 /// Why a component was rejected; every variant names it.
@@ -106,10 +121,6 @@ impl Runtime {
             linker,
             limits,
         })
-    }
-
-    pub fn limits(&self) -> WasmLimits {
-        self.limits
     }
 
     /// Identifies which compiled artifacts this engine can load (wasmtime
@@ -249,11 +260,6 @@ impl std::fmt::Debug for LoadedComponent {
 }
 
 impl LoadedComponent {
-    /// The topology name `describe()` gave.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn sha256(&self) -> &str {
         &self.sha256
     }

@@ -1,8 +1,8 @@
 //! What one processor instance can reach through its imports: the task's
 //! stores, the outputs it forwarded during the current call, its schedules,
-//! stream time and clock. Owned by the instance's wasmtime store and handed
-//! back when the instance closes, so stores outlive instances (a new version
-//! of a processor continues on the same stores).
+//! stream time and clock. Owned by the instance's wasmtime store; a swap
+//! takes the stores out of it for the next instance, so stores outlive
+//! instances (a new version of a processor continues on the same stores).
 //!
 //! Knows nothing of Kafka: outputs are collected here and sent by the task.
 

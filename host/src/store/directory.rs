@@ -92,18 +92,8 @@ impl StateDirectory {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn relative(store: &str, task: TaskId) -> String {
         format!("{store}/{task}")
-    }
-
-    /// Whether a database already exists for (store, task).
-    pub fn has_state(&self, store: &str, task: TaskId) -> bool {
-        self.dir
-            .exists(format!("{}/CURRENT", Self::relative(store, task)))
     }
 
     /// Creates (if needed) and claims the directory of (store, task).

@@ -82,10 +82,6 @@ impl TaskManager {
         !self.reader.is_idle()
     }
 
-    pub fn task_ids(&self) -> Vec<TaskId> {
-        self.tasks.keys().copied().collect()
-    }
-
     fn report_status(&self) {
         let restoring = self
             .tasks

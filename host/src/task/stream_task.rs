@@ -107,6 +107,28 @@ fn open_rocks(
     Ok(Box::new(backend))
 }
 
+/// A processor instance of `setup`'s component for task `id`, on `stores`.
+fn instantiate(
+    id: TaskId,
+    setup: &TaskSetup,
+    stores: Vec<StateStore>,
+    at: &str,
+) -> Result<ProcessorInstance, TaskError> {
+    let ctx = TaskContext::new(
+        id,
+        &setup.application_id,
+        &setup.component.label(),
+        setup.component.topology().clone(),
+        stores,
+        setup.clock.clone(),
+    );
+    ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
+        task: id,
+        at: at.into(),
+        source: Box::new(source),
+    })
+}
+
 impl StreamTask {
     /// Opens the task's stores (RocksDB replays its WAL here) and
     /// instantiates its processor; `init` waits until restoration is done.
@@ -123,20 +145,7 @@ impl StreamTask {
                 guards.insert(spec.name.clone(), g);
             }
         }
-        let ctx = TaskContext::new(
-            id,
-            &setup.application_id,
-            &setup.component.label(),
-            topology,
-            stores,
-            setup.clock.clone(),
-        );
-        let instance =
-            ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
-                task: id,
-                at: "at instantiation".into(),
-                source: Box::new(source),
-            })?;
+        let instance = instantiate(id, setup, stores, "at instantiation")?;
         Ok(StreamTask {
             id,
             instance,
@@ -439,20 +448,7 @@ impl StreamTask {
             }
             tracing::info!(store = %name, "store dropped by the new version");
         }
-        let ctx = TaskContext::new(
-            id,
-            &setup.application_id,
-            &setup.component.label(),
-            topology,
-            stores,
-            setup.clock.clone(),
-        );
-        self.instance =
-            ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
-                task: id,
-                at: "at instantiation of the new version".into(),
-                source: Box::new(source),
-            })?;
+        self.instance = instantiate(id, setup, stores, "at instantiation of the new version")?;
         self.setup = setup.clone();
         self.state = TaskState::Restoring;
         self.restoring.clear();
