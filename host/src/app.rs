@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::group::{StreamsGroup, StreamsGroupSetup};
 use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
 use crate::runtime::{
@@ -41,6 +42,8 @@ pub enum StartError {
     StateDirectory(#[from] StoreError),
     #[error("cannot start stream thread {thread}: {source}")]
     Thread { thread: usize, source: TaskError },
+    #[error("cannot join the group: {0}")]
+    Group(#[from] crate::member::MembershipError),
 }
 
 /// Loads a component file with the runtime's limits.
@@ -181,6 +184,7 @@ impl Target {
 pub struct App {
     ctx: Arc<HostContext>,
     target: Arc<Target>,
+    group: Arc<StreamsGroup>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -218,6 +222,14 @@ impl App {
             metrics: ctx.metrics.clone(),
             registry: ctx.tasks.clone(),
         };
+        let group = StreamsGroup::start(StreamsGroupSetup {
+            config: config.clone(),
+            topology: (**release.component.topology()).clone(),
+            plan: release.plan.clone(),
+            dirs: Some(ctx.dirs.clone()),
+            lifecycle: ctx.lifecycle.clone(),
+            metrics: ctx.metrics.clone(),
+        })?;
         let mut stream_threads = Vec::new();
         for index in 0..config.num_stream_threads {
             let thread = StreamThread::new(
@@ -226,6 +238,7 @@ impl App {
                 setup.clone(),
                 ctx.lifecycle.clone(),
                 target.clone(),
+                group.clone(),
             )
             .map_err(|source| StartError::Thread {
                 thread: index + 1,
@@ -249,6 +262,7 @@ impl App {
         Ok(App {
             ctx: ctx.clone(),
             target,
+            group,
             threads,
         })
     }
@@ -273,6 +287,8 @@ impl App {
     /// boundary and waits until all threads have (or one failed). Returns
     /// false if the swap did not complete within `timeout`.
     pub fn swap(&self, release: Arc<Release>, timeout: Duration) -> bool {
+        self.group
+            .set_plan(release.component.topology(), release.plan.clone());
         let generation = {
             let mut state = self.target.lock();
             state.generation += 1;
@@ -322,6 +338,9 @@ impl App {
                 ));
             }
         }
+        // Last: a static member leaves by session timeout, so a restart
+        // within it gets the same tasks back without a rebalance.
+        self.group.close();
         clean
     }
 

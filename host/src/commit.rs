@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 
 use crate::config::{Config, ProcessingGuarantee};
-use crate::group::{SourceConsumer, TopicPartition, offset_list};
+use crate::group::{GroupMetadata, SourceConsumer, TopicPartition, offset_list};
+use crate::member::{MembershipError, Recovery};
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,7 +34,11 @@ pub enum CommitError {
     #[error("flushing the producer failed: {0}")]
     Flush(KafkaError),
     #[error("committing input offsets failed: {0}")]
-    Offsets(KafkaError),
+    Offsets(Box<MembershipError>),
+    #[error("input offsets: {0}")]
+    OffsetList(KafkaError),
+    #[error("sending offsets to the transaction of group `{group}` failed: {reason}")]
+    SendOffsets { group: String, reason: String },
     #[error("transaction failed in {step}: {source}")]
     Transaction {
         step: &'static str,
@@ -272,7 +276,7 @@ impl RecordCollector {
     pub fn commit_transaction(
         &mut self,
         offsets: &[(TopicPartition, i64)],
-        group: Option<ConsumerGroupMetadata>,
+        group: Option<GroupMetadata>,
     ) -> Result<(), CommitError> {
         if offsets.is_empty() && !self.in_transaction {
             return Ok(());
@@ -280,13 +284,8 @@ impl RecordCollector {
         self.maybe_begin_transaction()?;
         if !offsets.is_empty() {
             let group = group.ok_or(CommitError::NoGroupMetadata)?;
-            let tpl = offset_list(offsets).map_err(CommitError::Offsets)?;
-            self.producer
-                .send_offsets_to_transaction(&tpl, &group, TXN_TIMEOUT)
-                .map_err(|source| CommitError::Transaction {
-                    step: "send_offsets_to_transaction",
-                    source,
-                })?;
+            let tpl = offset_list(offsets).map_err(CommitError::OffsetList)?;
+            self.send_offsets(&tpl, &group)?;
         }
         self.producer
             .commit_transaction(TXN_TIMEOUT)
@@ -296,6 +295,64 @@ impl RecordCollector {
             })?;
         self.in_transaction = false;
         self.check_failures()
+    }
+
+    /// `send_offsets_to_transaction` with the group's generation and member
+    /// id, so the coordinator refuses the commit of a zombie from an older
+    /// generation. rdkafka builds group metadata only from its own group
+    /// consumer, which Weir does not use; librdkafka's C API takes it from
+    /// the ids directly.
+    fn send_offsets(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &GroupMetadata,
+    ) -> Result<(), CommitError> {
+        use rdkafka::bindings as rd;
+        use std::ffi::{CStr, CString};
+        let failed = |reason: String| CommitError::SendOffsets {
+            group: group.group_id.clone(),
+            reason,
+        };
+        let cstring = |s: &str| CString::new(s).map_err(|_| failed(format!("NUL in {s:?}")));
+        let group_id = cstring(&group.group_id)?;
+        let member_id = cstring(&group.member_id)?;
+        let instance_id = group
+            .group_instance_id
+            .as_deref()
+            .map(cstring)
+            .transpose()?;
+        // SAFETY: the strings outlive the call that copies them; the
+        // metadata is destroyed here and nowhere else; the producer and the
+        // partition list are live for the whole call; the returned error is
+        // read and destroyed exactly once.
+        unsafe {
+            let metadata = rd::rd_kafka_consumer_group_metadata_new_with_genid(
+                group_id.as_ptr(),
+                group.generation,
+                member_id.as_ptr(),
+                instance_id
+                    .as_ref()
+                    .map_or(std::ptr::null(), |id| id.as_ptr()),
+            );
+            if metadata.is_null() {
+                return Err(failed("librdkafka refused the group metadata".into()));
+            }
+            let error = rd::rd_kafka_send_offsets_to_transaction(
+                self.producer.client().native_ptr(),
+                offsets.ptr(),
+                metadata,
+                TXN_TIMEOUT.as_millis() as i32,
+            );
+            rd::rd_kafka_consumer_group_metadata_destroy(metadata);
+            if error.is_null() {
+                return Ok(());
+            }
+            let reason = CStr::from_ptr(rd::rd_kafka_error_string(error))
+                .to_string_lossy()
+                .into_owned();
+            rd::rd_kafka_error_destroy(error);
+            Err(failed(reason))
+        }
     }
 
     /// Exactly-once: abandons the open transaction (dirty close).
@@ -359,13 +416,25 @@ pub fn commit_tasks(
     for task in tasks.iter_mut() {
         task.apply_store_writes(collector)?;
     }
+    let mut offsets_committed = true;
     if !collector.exactly_once() {
-        consumer
-            .commit_offsets(&offsets)
-            .map_err(CommitError::Offsets)?;
+        match consumer.commit_offsets(&offsets) {
+            Ok(()) => {}
+            // A rebalance is under way or the coordinator moved: the state
+            // is applied (at-least-once allows it to run ahead); the offsets
+            // stay pending and go with the next commit, or the group's
+            // `Lost` event closes the tasks if the generation is gone.
+            Err(e) if e.recovery() != Recovery::Fatal => {
+                tracing::warn!(error = %e, "input offsets not committed; retrying at the next commit");
+                offsets_committed = false;
+            }
+            Err(e) => return Err(CommitError::Offsets(Box::new(e))),
+        }
     }
-    for task in tasks.iter_mut() {
-        task.offsets_committed();
+    if offsets_committed {
+        for task in tasks.iter_mut() {
+            task.offsets_committed();
+        }
     }
     collector.committed();
     Ok(CommitStats {

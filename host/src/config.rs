@@ -87,6 +87,10 @@ pub struct Config {
     pub wasm_max_memory_bytes: usize,
     /// `wasm.max.call.ms`: CPU deadline for one call into a processor.
     pub wasm_max_call: Duration,
+    /// The producer's `transaction.timeout.ms` under exactly-once: derived
+    /// from the commit interval and the call deadline unless given as
+    /// `kafka.transaction.timeout.ms` (see [`transaction_timeout`]).
+    pub transaction_timeout: Duration,
     /// `topics.<name>`: renames a topic the component declares.
     pub topics: BTreeMap<String, String>,
     /// `kafka.<property>`: passed to the Kafka clients as is.
@@ -290,6 +294,7 @@ impl Config {
                 "wasm.max.call.ms",
                 crate::runtime::DEFAULT_MAX_CALL.as_millis() as u64,
             )?,
+            transaction_timeout: Duration::ZERO,
             admin_listen: match take("admin.listen") {
                 None => None,
                 Some(v) => Some(v.parse().map_err(|_| {
@@ -328,6 +333,7 @@ impl Config {
                 config.kafka.insert(property.to_string(), value);
             }
         }
+        config.transaction_timeout = transaction_timeout(&config)?;
         Ok(config)
     }
 
@@ -343,6 +349,83 @@ impl Config {
     pub fn app_state_dir(&self) -> PathBuf {
         self.state_dir.join(&self.application_id)
     }
+}
+
+/// Slack on top of one commit interval and one processor call for the
+/// commit itself (flush, offsets, EndTxn) and a restore or swap step.
+const TRANSACTION_SLACK: Duration = Duration::from_secs(10);
+/// Kafka's default; the broker refuses a longer transaction timeout
+/// (`transaction.max.timeout.ms`) unless its operator raised it.
+const BROKER_MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// `transaction.timeout.ms` for exactly-once. A transaction stays open for
+/// a whole commit interval plus at most one processor call before the
+/// commit; if the coordinator times it out first, it aborts it and fences
+/// the producer. So the default is derived from `commit.interval.ms` and
+/// `wasm.max.call.ms`, and an explicit `kafka.transaction.timeout.ms` (or
+/// `kafka.message.timeout.ms`, which librdkafka requires to be no longer)
+/// that cannot hold is refused here rather than failing after a while.
+fn transaction_timeout(config: &Config) -> Result<Duration, ConfigError> {
+    let needed = config.commit_interval + config.wasm_max_call;
+    let explicit = match config.kafka.get("transaction.timeout.ms") {
+        None => None,
+        Some(v) => Some(Duration::from_millis(v.trim().parse().map_err(|_| {
+            invalid("kafka.transaction.timeout.ms", v, "expected a whole number")
+        })?)),
+    };
+    if config.processing_guarantee != ProcessingGuarantee::ExactlyOnceV2 {
+        return Ok(explicit.unwrap_or(Duration::from_secs(60)));
+    }
+    let timeout = match explicit {
+        Some(t) if t <= needed => {
+            return Err(invalid(
+                "kafka.transaction.timeout.ms",
+                &t.as_millis().to_string(),
+                &format!(
+                    "under exactly_once_v2 it must exceed commit.interval.ms ({}) + \
+                     wasm.max.call.ms ({}), or the broker aborts open transactions and \
+                     fences the producer; raise it or lower commit.interval.ms",
+                    config.commit_interval.as_millis(),
+                    config.wasm_max_call.as_millis()
+                ),
+            ));
+        }
+        Some(t) => t,
+        None => {
+            let derived = (needed + TRANSACTION_SLACK).max(Duration::from_secs(10));
+            if derived > BROKER_MAX_TRANSACTION_TIMEOUT {
+                return Err(invalid(
+                    "commit.interval.ms",
+                    &config.commit_interval.as_millis().to_string(),
+                    &format!(
+                        "under exactly_once_v2 a transaction must outlive commit.interval.ms + \
+                         wasm.max.call.ms + 10 s = {} ms, above Kafka's default \
+                         transaction.max.timeout.ms (900000); lower it, or set \
+                         kafka.transaction.timeout.ms if your brokers allow longer",
+                        derived.as_millis()
+                    ),
+                ));
+            }
+            derived
+        }
+    };
+    if let Some(v) = config.kafka.get("message.timeout.ms") {
+        let message_timeout = v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| invalid("kafka.message.timeout.ms", v, "expected a whole number"))?;
+        if Duration::from_millis(message_timeout) > timeout {
+            return Err(invalid(
+                "kafka.message.timeout.ms",
+                v,
+                &format!(
+                    "under exactly_once_v2 it must not exceed the transaction timeout ({} ms)",
+                    timeout.as_millis()
+                ),
+            ));
+        }
+    }
+    Ok(timeout)
 }
 
 fn admin_token(token: Option<String>, file: Option<String>) -> Result<Option<String>, ConfigError> {
@@ -556,6 +639,56 @@ mod tests {
             load(MINIMAL, &[]).unwrap().commit_interval,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn transaction_timeout_outlives_a_commit_interval_and_a_call() {
+        let eos = format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n");
+        // Defaults: 100 ms interval + 10 s call + 10 s slack.
+        let c = load(&eos, &[]).unwrap();
+        assert_eq!(c.transaction_timeout, Duration::from_millis(20_100));
+        // The README's 30 s interval no longer meets a 10 s timeout.
+        let c = load(&format!("{eos}commit.interval.ms = 30000\n"), &[]).unwrap();
+        assert_eq!(c.transaction_timeout, Duration::from_secs(50));
+        let c = load(
+            &format!("{eos}commit.interval.ms = 30000\nkafka.\"transaction.timeout.ms\" = 60000\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.transaction_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn inconsistent_transaction_settings_are_refused_at_start() {
+        let eos = format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n");
+        let err = load(
+            &format!("{eos}commit.interval.ms = 20000\nkafka.\"transaction.timeout.ms\" = 10000\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kafka.transaction.timeout.ms"), "{err}");
+        assert!(err.contains("commit.interval.ms (20000)"), "{err}");
+        let err = load(
+            &format!("{eos}kafka.\"message.timeout.ms\" = 300000\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kafka.message.timeout.ms"), "{err}");
+        assert!(err.contains("20100 ms"), "{err}");
+        let err = load(&format!("{eos}commit.interval.ms = 1000000\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("transaction.max.timeout.ms"), "{err}");
+        // At-least-once has no transactions: nothing to refuse.
+        load(
+            &format!(
+                "{MINIMAL}commit.interval.ms = 1000000\nkafka.\"transaction.timeout.ms\" = 1\n"
+            ),
+            &[],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -24,28 +24,17 @@ fn overrides(mut c: ClientConfig, config: &Config) -> ClientConfig {
     c
 }
 
-/// The group consumer of stream thread `thread`.
-///
-/// Static membership (`group.instance.id`) lets a restarted pod take its old
-/// partitions back without a rebalance. A topology subscribed to one topic
-/// uses the cooperative-sticky assignor; with several topics (co-partitioned
-/// sources, repartition topics) the range assignor, because task N must get
-/// partition N of every topic and only range guarantees that.
-pub fn group_consumer(config: &Config, thread: usize, topics: usize) -> ClientConfig {
+/// The source consumer of stream thread `thread`: `assign()` mode only
+/// (Weir's own group membership decides which partitions it fetches), with
+/// `group.id` set so assigned partitions start from the group's committed
+/// offsets. It never joins the group and never commits: offsets go through
+/// the membership with the generation.
+pub fn source_consumer(config: &Config, thread: usize) -> ClientConfig {
     let mut c = base(config, &format!("-StreamThread-{}-consumer", thread + 1));
-    let strategy = if topics > 1 {
-        "range"
-    } else {
-        "cooperative-sticky"
-    };
     c.set("group.id", &config.application_id)
-        .set("group.instance.id", instance_id(config, thread))
-        .set("partition.assignment.strategy", strategy)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "45000")
-        .set("max.poll.interval.ms", "300000")
         .set("isolation.level", isolation(config));
     overrides(c, config)
 }
@@ -88,10 +77,12 @@ pub fn producer(config: &Config, thread: usize) -> ClientConfig {
         .set("queue.buffering.max.messages", "500000")
         .set("message.timeout.ms", "120000");
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        // Config validated both against the commit interval; librdkafka
+        // requires message.timeout.ms <= transaction.timeout.ms.
+        let timeout = config.transaction_timeout.as_millis().to_string();
         c.set("transactional.id", transactional_id(config, thread))
-            .set("transaction.timeout.ms", "10000")
-            .set("message.timeout.ms", "10000");
+            .set("transaction.timeout.ms", &timeout)
+            .set("message.timeout.ms", &timeout);
     }
     overrides(c, config)
 }

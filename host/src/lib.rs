@@ -20,6 +20,12 @@
 //! - [`topics`]: source checks, sink and changelog topic creation.
 //! - [`lifecycle`]: the application state machine, readiness, liveness.
 //! - [`limits`]: open-files check and the memory formula.
+//! - [`assign`]: the leader's pure task assignor (KIP-441: actives,
+//!   standbys, warm-ups, threads, cooperative hand-over) and the versioned
+//!   subscription/assignment user data.
+//! - [`member`]: Weir's own consumer-group membership (classic protocol,
+//!   `kafka-protocol` crate): join, the leader's assignment, heartbeats,
+//!   offsets committed with the generation.
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`app`]: a running topology, version swaps and the ordered stop.
 //! - [`deploy`]: validating, recording and listing deployments (the
@@ -31,6 +37,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod assign;
 pub mod bench;
 pub mod changelog;
 pub mod commit;
@@ -40,6 +47,7 @@ pub mod group;
 pub mod kafka;
 pub mod lifecycle;
 pub mod limits;
+pub mod member;
 pub mod metrics;
 pub mod rollout;
 pub mod runtime;

@@ -25,6 +25,12 @@ pub struct Metrics {
     pub swaps: AtomicU64,
     pub swap_pause_micros_total: AtomicU64,
     pub swap_pause_micros_max: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub rebalance_tasks_kept: AtomicU64,
+    pub rebalance_tasks_gained: AtomicU64,
+    pub rebalance_tasks_revoked: AtomicU64,
+    pub rebalance_micros_total: AtomicU64,
+    pub rebalance_micros_max: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -37,6 +43,21 @@ impl Metrics {
         add(&self.commit_micros_total, micros);
         add(&self.changelog_records, changelog_records);
         self.commit_micros_max.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// One assignment received: tasks kept, newly gained, given up.
+    pub fn record_rebalance(&self, kept: u64, gained: u64, revoked: u64) {
+        add(&self.rebalances, 1);
+        add(&self.rebalance_tasks_kept, kept);
+        add(&self.rebalance_tasks_gained, gained);
+        add(&self.rebalance_tasks_revoked, revoked);
+    }
+
+    /// From joining (or a rebalance starting) to the assignment.
+    pub fn record_rebalance_time(&self, micros: u64) {
+        add(&self.rebalance_micros_total, micros);
+        self.rebalance_micros_max
+            .fetch_max(micros, Ordering::Relaxed);
     }
 
     pub fn record_swap(&self, micros: u64) {
@@ -52,6 +73,42 @@ impl Metrics {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         let geti = |a: &AtomicI64| a.load(Ordering::Relaxed) as f64;
         let rows: Vec<(&str, &str, &str, f64)> = vec![
+            (
+                "weir_rebalances_total",
+                "counter",
+                "group assignments received",
+                get(&self.rebalances),
+            ),
+            (
+                "weir_rebalance_seconds_total",
+                "counter",
+                "time from a rebalance starting to this process's assignment",
+                get(&self.rebalance_micros_total) / 1e6,
+            ),
+            (
+                "weir_rebalance_seconds_max",
+                "gauge",
+                "longest rebalance seen",
+                get(&self.rebalance_micros_max) / 1e6,
+            ),
+            (
+                "weir_rebalance_tasks_kept_total",
+                "counter",
+                "active tasks kept through an assignment (never paused)",
+                get(&self.rebalance_tasks_kept),
+            ),
+            (
+                "weir_rebalance_tasks_gained_total",
+                "counter",
+                "active tasks newly assigned",
+                get(&self.rebalance_tasks_gained),
+            ),
+            (
+                "weir_rebalance_tasks_revoked_total",
+                "counter",
+                "active tasks given up (committed and closed, or lost)",
+                get(&self.rebalance_tasks_revoked),
+            ),
             (
                 "weir_records_processed_total",
                 "counter",

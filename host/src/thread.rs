@@ -1,26 +1,31 @@
-//! A stream thread: one group consumer and its poll loop. Each pass polls a
-//! batch of records (rebalance callbacks run inside the poll), then lets the
-//! task manager restore, process, punctuate and maybe commit. On shutdown it
-//! closes its tasks (committing unless something failed) and then the
-//! consumer.
+//! A stream thread: one source consumer (librdkafka in `assign()` mode)
+//! and its poll loop. Each pass applies the thread's share of a new group
+//! assignment (revoked tasks committed and closed, gained ones created and
+//! their partitions fetched from the committed offsets), polls a batch of
+//! records, then lets the task manager restore, process, punctuate and
+//! maybe commit. On shutdown it closes its tasks (committing unless
+//! something failed) and then the consumer.
 //!
 //! Blocking work (Wasm calls, RocksDB) happens here, on a dedicated OS
-//! thread, never on an async reactor.
+//! thread, never on an async reactor; group heartbeats run on the
+//! membership's own thread, so a long call never costs the membership.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::app::Target;
 use crate::config::Config;
-use crate::group::GroupContext;
+use crate::group::{GroupSource, RebalanceListener, SourceContext, StreamsGroup, TopicPartition};
 use crate::lifecycle::{Lifecycle, ThreadStatus};
 use crate::runtime::bindings::{Header, IncomingRecord};
 use crate::task::{TaskError, TaskManager, TaskManagerSetup, TaskSetup};
 use crate::topics::TopicPlan;
+use crate::topology::TaskId;
 
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
@@ -29,17 +34,18 @@ type Batches = Vec<(String, i32, Vec<IncomingRecord>)>;
 pub(crate) struct StreamThread {
     index: usize,
     config: Arc<Config>,
-    tasks: Arc<Mutex<TaskManager>>,
-    consumer: BaseConsumer<GroupContext<TaskManager>>,
+    tasks: TaskManager,
+    consumer: BaseConsumer<SourceContext>,
+    group: Arc<StreamsGroup>,
     lifecycle: Arc<Lifecycle>,
     plan: Arc<TopicPlan>,
     target: Arc<Target>,
     /// The release generation this thread runs.
     generation: u64,
-}
-
-fn lock(tasks: &Mutex<TaskManager>) -> MutexGuard<'_, TaskManager> {
-    tasks.lock().unwrap_or_else(|p| p.into_inner())
+    /// The group assignment epoch this thread has applied.
+    epoch: u64,
+    /// The active tasks this thread runs.
+    owned: BTreeSet<TaskId>,
 }
 
 impl StreamThread {
@@ -49,30 +55,30 @@ impl StreamThread {
         setup: TaskSetup,
         lifecycle: Arc<Lifecycle>,
         target: Arc<Target>,
+        group: Arc<StreamsGroup>,
     ) -> Result<Self, TaskError> {
         let plan = setup.plan.clone();
-        let manager = TaskManager::new(TaskManagerSetup {
+        let tasks = TaskManager::new(TaskManagerSetup {
             config: config.clone(),
             thread: index,
             tasks: setup,
             lifecycle: lifecycle.clone(),
         })?;
-        let tasks = Arc::new(Mutex::new(manager));
-        let consumer: BaseConsumer<GroupContext<TaskManager>> =
-            crate::kafka::group_consumer(&config, index, plan.sources.len())
-                .create_with_context(GroupContext::new(tasks.clone()))
-                .map_err(|e| {
-                    TaskError::Consumer(format!("cannot create the group consumer: {e}"))
-                })?;
+        let consumer: BaseConsumer<SourceContext> = crate::kafka::source_consumer(&config, index)
+            .create_with_context(SourceContext)
+            .map_err(|e| TaskError::Consumer(format!("cannot create the source consumer: {e}")))?;
         Ok(StreamThread {
             index,
             config,
             tasks,
             consumer,
+            group,
             lifecycle,
             plan,
             target,
             generation: 0,
+            epoch: 0,
+            owned: BTreeSet::new(),
         })
     }
 
@@ -82,48 +88,55 @@ impl StreamThread {
         let _entered = span.enter();
         self.lifecycle
             .thread_status(self.index, ThreadStatus::Rebalancing);
-        let topics: Vec<&str> = self.plan.sources.iter().map(String::as_str).collect();
-        self.consumer
-            .subscribe(&topics)
-            .map_err(|e| TaskError::Consumer(format!("cannot subscribe to {topics:?}: {e}")))?;
-        tracing::info!(topics = ?topics, group = %self.config.application_id, "stream thread started");
+        tracing::info!(topics = ?self.plan.sources, group = %self.config.application_id, "stream thread started");
 
         while !self.lifecycle.shutdown_requested() && !self.target.stop_requested() {
             if let Some((generation, release)) = self.target.newer_than(self.generation) {
-                lock(&self.tasks).swap_to(
+                let source = GroupSource {
+                    consumer: &self.consumer,
+                    group: &self.group,
+                };
+                self.tasks.swap_to(
                     release.version,
                     release.component.clone(),
                     release.plan.clone(),
-                    &self.consumer,
+                    &source,
                 );
+                self.plan = release.plan.clone();
                 self.generation = generation;
                 self.target.applied(self.index, Some(generation));
             }
+            self.maybe_apply_assignment();
             let batches = self.poll_records();
-            let mut tasks = lock(&self.tasks);
-            if tasks.has_failed() {
+            if self.tasks.has_failed() {
                 break;
             }
-            tasks.restore_step(&self.consumer, Duration::ZERO);
-            tasks.process(batches);
-            tasks.punctuate_wall_clock();
-            tasks.maybe_commit(&self.consumer);
-            if tasks.has_failed() {
+            let source = GroupSource {
+                consumer: &self.consumer,
+                group: &self.group,
+            };
+            self.tasks.restore_step(&source, Duration::ZERO);
+            self.tasks.process(batches);
+            self.tasks.punctuate_wall_clock();
+            self.tasks.maybe_commit(&source);
+            if self.tasks.has_failed() {
                 break;
             }
         }
 
-        let failed = lock(&self.tasks).has_failed();
+        let failed = self.tasks.has_failed();
         tracing::info!(
             failed,
             "stream thread shutting down: committing and closing tasks"
         );
         // The task manager decides what a failure still allows to commit.
-        lock(&self.tasks).close_all(&self.consumer, true);
-        let failure = lock(&self.tasks).take_failure();
-        // Closing the consumer runs the final revoke callback (a no-op now)
-        // and, with static membership, leaves the group by session timeout so
-        // a quick restart gets the same partitions back without a rebalance.
+        let source = GroupSource {
+            consumer: &self.consumer,
+            group: &self.group,
+        };
+        self.tasks.close_all(&source, true);
+        let failure = self.tasks.take_failure();
+        self.group.thread_stopped(self.index);
         drop(self.consumer);
         self.lifecycle.thread_status(self.index, ThreadStatus::Dead);
         self.target.applied(self.index, None);
@@ -136,10 +149,62 @@ impl StreamThread {
         }
     }
 
+    /// Every source partition of `tasks`.
+    fn partitions(&self, tasks: &BTreeSet<TaskId>) -> Vec<TopicPartition> {
+        tasks
+            .iter()
+            .flat_map(|t| self.plan.sources.iter().map(|s| (s.clone(), t.partition)))
+            .collect()
+    }
+
+    /// Applies this thread's share of a new group assignment, if there is
+    /// one: tasks that stay are not touched; lost ones are closed without
+    /// committing, revoked ones after a commit; gained ones are created.
+    fn maybe_apply_assignment(&mut self) {
+        let Some(update) = self.group.update_for(self.index, self.epoch) else {
+            return;
+        };
+        let source = GroupSource {
+            consumer: &self.consumer,
+            group: &self.group,
+        };
+        let warn = |what: &str, r: Result<(), rdkafka::error::KafkaError>| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "{what} failed");
+            }
+        };
+        if update.lost && !self.owned.is_empty() {
+            let parts = self.partitions(&self.owned);
+            tracing::warn!(tasks = ?self.owned.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks lost");
+            self.tasks.on_lost(&parts);
+            warn("unassigning lost partitions", source.remove(&parts));
+            self.owned.clear();
+        }
+        let revoked: BTreeSet<TaskId> = self.owned.difference(&update.active).copied().collect();
+        let gained: BTreeSet<TaskId> = update.active.difference(&self.owned).copied().collect();
+        if !revoked.is_empty() {
+            let parts = self.partitions(&revoked);
+            tracing::info!(tasks = ?revoked.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks revoked");
+            self.tasks.on_revoked(&parts, &source);
+            warn("unassigning revoked partitions", source.remove(&parts));
+        }
+        if !gained.is_empty() {
+            let parts = self.partitions(&gained);
+            tracing::info!(tasks = ?gained.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks assigned");
+            warn("assigning partitions", source.add(&parts));
+            self.tasks.on_assigned(&parts, &source);
+        }
+        self.tasks.report_status();
+        self.owned = update.active;
+        self.epoch = update.epoch;
+        self.group
+            .applied(self.index, update.epoch, self.owned.clone());
+    }
+
     /// Polls up to `max.poll.records` records, grouped by partition in
     /// arrival (offset) order. Waits only if nothing is restoring.
     fn poll_records(&self) -> Batches {
-        let restoring = lock(&self.tasks).is_restoring();
+        let restoring = self.tasks.is_restoring();
         let mut wait = if restoring { Duration::ZERO } else { IDLE_POLL };
         let mut batches: Batches = Vec::new();
         // The declared source of each batch, by batch index.

@@ -8,6 +8,14 @@
 //! one. Every path is opened through a `cap_std` directory handle, so nothing
 //! here can reach outside the state directory. Must never open databases:
 //! that is the backends' job.
+//!
+//! Also kept here, as Kafka Streams keeps them in its state directory: the
+//! process id (`.process-id`, a UUID that survives restarts so the group
+//! leader recognises whose state is on this disk) and a checkpoint per
+//! (store, task) directory (`weir.checkpoint`: the changelog offset the
+//! local copy reached when the store was last closed cleanly), from which
+//! the offset sums of tasks this process has on disk are reported to the
+//! leader.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +29,9 @@ use super::StoreError;
 use crate::topology::TaskId;
 
 type Live = Arc<Mutex<BTreeSet<(String, TaskId)>>>;
+
+/// The checkpoint file inside a (store, task) directory.
+const CHECKPOINT: &str = "weir.checkpoint";
 
 pub struct StateDirectory {
     root: PathBuf,
@@ -90,6 +101,85 @@ impl StateDirectory {
             live: Live::default(),
             _lock: lock_file,
         })
+    }
+
+    /// The process id kept in `.process-id`, created on first use.
+    pub fn process_id(&self) -> Result<u128, StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.root.join(".process-id"),
+            source,
+        };
+        if let Ok(text) = self.dir.read_to_string(".process-id")
+            && let Ok(id) = u128::from_str_radix(text.trim(), 16)
+        {
+            return Ok(id);
+        }
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").map_err(io)?,
+            &mut bytes,
+        )
+        .map_err(io)?;
+        let id = u128::from_be_bytes(bytes);
+        self.dir
+            .write(".process-id", format!("{id:032x}\n"))
+            .map_err(io)?;
+        Ok(id)
+    }
+
+    /// Records the changelog offset a store's local copy reached, at a
+    /// clean close.
+    pub fn write_checkpoint(&self, guard: &TaskDirGuard, offset: i64) -> Result<(), StoreError> {
+        let relative = format!("{}/{CHECKPOINT}", Self::relative(&guard.key.0, guard.key.1));
+        self.dir
+            .write(&relative, format!("{offset}\n"))
+            .map_err(|source| StoreError::Io {
+                path: guard.path.join(CHECKPOINT),
+                source,
+            })
+    }
+
+    /// Removes a store's checkpoint when it is opened: from then on the
+    /// live task reports its offsets, and a crash must not leave an old
+    /// checkpoint claiming less lag than the store really has.
+    pub fn clear_checkpoint(&self, guard: &TaskDirGuard) {
+        let relative = format!("{}/{CHECKPOINT}", Self::relative(&guard.key.0, guard.key.1));
+        let _ = self.dir.remove_file(relative);
+    }
+
+    /// Per task with checkpointed state on this disk, the sum of its
+    /// stores' checkpointed changelog offsets. Tasks whose directories have
+    /// no checkpoint (never closed cleanly) are left out: unknown state
+    /// counts as none.
+    pub fn checkpointed_offset_sums(&self) -> std::collections::BTreeMap<TaskId, i64> {
+        let mut sums = std::collections::BTreeMap::new();
+        let Ok(stores) = self.dir.entries() else {
+            return sums;
+        };
+        for store in stores.flatten() {
+            let name = store.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(store_dir) = store.open_dir() else {
+                continue;
+            };
+            let Ok(tasks) = store_dir.entries() else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let Ok(id) = task.file_name().to_string_lossy().parse::<TaskId>() else {
+                    continue;
+                };
+                let path = format!("{}/{CHECKPOINT}", task.file_name().to_string_lossy());
+                if let Ok(text) = store_dir.read_to_string(path)
+                    && let Ok(offset) = text.trim().parse::<i64>()
+                {
+                    *sums.entry(id).or_insert(0) += offset.max(0);
+                }
+            }
+        }
+        sums
     }
 
     fn relative(store: &str, task: TaskId) -> String {
@@ -228,6 +318,47 @@ mod tests {
         assert_eq!(guard.path, tmp.path().join("app/counts/0_3"));
         assert!(guard.path.is_dir());
         assert!(dirs.claim("counts", TaskId::for_partition(3)).is_err());
+    }
+
+    #[test]
+    fn process_id_survives_reopening() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = StateDirectory::open(tmp.path(), "app")
+            .unwrap()
+            .process_id()
+            .unwrap();
+        let again = StateDirectory::open(tmp.path(), "app")
+            .unwrap()
+            .process_id()
+            .unwrap();
+        assert_eq!(first, again);
+        let other = StateDirectory::open(tmp.path(), "other")
+            .unwrap()
+            .process_id()
+            .unwrap();
+        assert_ne!(first, other);
+    }
+
+    #[test]
+    fn checkpoints_sum_per_task_and_clear_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = StateDirectory::open(tmp.path(), "app").unwrap();
+        let t0 = TaskId::for_partition(0);
+        let counts = dirs.claim("counts", t0).unwrap();
+        let totals = dirs.claim("totals", t0).unwrap();
+        let other = dirs.claim("counts", TaskId::for_partition(1)).unwrap();
+        dirs.write_checkpoint(&counts, 40).unwrap();
+        dirs.write_checkpoint(&totals, 2).unwrap();
+        let sums = dirs.checkpointed_offset_sums();
+        assert_eq!(sums.get(&t0), Some(&42));
+        assert_eq!(
+            sums.get(&TaskId::for_partition(1)),
+            None,
+            "no checkpoint: unknown"
+        );
+        dirs.clear_checkpoint(&counts);
+        assert_eq!(dirs.checkpointed_offset_sums().get(&t0), Some(&2));
+        drop(other);
     }
 
     #[test]

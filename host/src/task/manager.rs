@@ -82,7 +82,8 @@ impl TaskManager {
         !self.reader.is_idle()
     }
 
-    fn report_status(&self) {
+    /// Publishes task states to metrics, the registry and the lifecycle.
+    pub(crate) fn report_status(&self) {
         let restoring = self
             .tasks
             .values()
@@ -452,14 +453,18 @@ impl RebalanceListener for TaskManager {
     }
 
     fn on_lost(&mut self, partitions: &[TopicPartition]) {
-        if self.collector.exactly_once() {
-            // The open transaction spans every task of this thread and will
-            // be aborted; their uncommitted work cannot be kept.
-            self.fail(TaskError::Fatal(
-                "partitions were lost (session timeout) under exactly_once_v2".into(),
-            ));
-        }
-        for id in tasks_of(partitions) {
+        let lost = tasks_of(partitions);
+        // Under exactly-once the open transaction spans every task of the
+        // thread: it is aborted, so none of them may keep uncommitted work.
+        // Each is closed dirty and, if still assigned, re-created from the
+        // last commit by the next assignment.
+        let close: Vec<TaskId> = if self.collector.exactly_once() {
+            self.collector.abort_transaction();
+            self.tasks.keys().copied().collect()
+        } else {
+            lost
+        };
+        for id in close {
             self.reader.unregister(id);
             self.setup.registry.remove(id);
             if let Some(task) = self.tasks.remove(&id) {
@@ -467,9 +472,5 @@ impl RebalanceListener for TaskManager {
             }
         }
         self.report_status();
-    }
-
-    fn on_fatal(&mut self, error: String) {
-        self.fail(TaskError::Fatal(error));
     }
 }

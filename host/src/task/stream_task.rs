@@ -89,6 +89,7 @@ fn open_store(
         }
     };
     let guard = disk.dirs.claim(&spec.name, task)?;
+    disk.dirs.clear_checkpoint(&guard);
     let backend = open_rocks(spec, task, &guard, &disk.rocks)?;
     Ok((StateStore::new(spec.clone(), task, backend), Some(guard)))
 }
@@ -504,9 +505,20 @@ impl StreamTask {
         {
             tracing::warn!(error = %e, "processor close failed");
         }
+        let dirs = self.setup.disk.as_ref().map(|d| d.dirs.clone());
         for store in &mut self.instance.task_mut().stores {
             if let Err(e) = store.flush() {
                 tracing::warn!(error = %e, "store flush on close failed");
+                continue;
+            }
+            // The offset sums the group leader weighs placement by.
+            if let (Some(dirs), Some(guard), Ok(Some(offset))) = (
+                &dirs,
+                self.guards.get(store.name()),
+                store.changelog_offset(),
+            ) && let Err(e) = dirs.write_checkpoint(guard, offset)
+            {
+                tracing::warn!(error = %e, "writing the store checkpoint failed");
             }
         }
         tracing::info!("task closed");

@@ -42,18 +42,26 @@ impl App {
         self.dir.path().join("weir.toml")
     }
 
-    /// Writes the config: fast commits, test broker, state under the temp dir.
+    /// Writes the config: fast commits (unless `extra` sets
+    /// `commit.interval.ms`), test broker, state under the temp dir.
     pub fn write_config(&self) -> PathBuf {
         self.write_instance_config(DEFAULT_HOST)
     }
 
     fn write_instance_config(&self, hostname: &str) -> PathBuf {
         let mut text = format!(
-            "application.id = \"{}\"\nbootstrap.servers = \"{}\"\nstate.dir = \"{}\"\ncommit.interval.ms = 200\n",
+            "application.id = \"{}\"\nbootstrap.servers = \"{}\"\nstate.dir = \"{}\"\n",
             self.application_id,
             bootstrap(),
             self.instance_state_dir(hostname).display()
         );
+        if !self
+            .extra
+            .iter()
+            .any(|l| l.starts_with("commit.interval.ms"))
+        {
+            text.push_str("commit.interval.ms = 200\n");
+        }
         for line in &self.extra {
             text.push_str(line);
             text.push('\n');

@@ -1,0 +1,78 @@
+//! Group membership as the stream threads see it. Weir places its own
+//! tasks: one [`member::Membership`](crate::member::Membership) per
+//! process joins the classic group, the leader runs Weir's assignor
+//! ([`crate::assign`]), and each stream thread is handed the set of tasks it
+//! should run ([`streams::StreamsGroup`]). Threads fetch with librdkafka in
+//! `assign()` mode and never subscribe.
+//!
+//! This facade holds the narrow views task code gets: [`SourceConsumer`]
+//! (commit, pause, resume, the group metadata a transaction needs) and the
+//! [`RebalanceListener`] the task manager implements. Nothing here decides
+//! about tasks: the assignor decides where they run, the task manager how
+//! they start and stop.
+
+mod source;
+mod streams;
+mod subscription;
+
+pub use source::{GroupSource, SourceContext};
+pub use streams::{StreamsGroup, StreamsGroupSetup, ThreadUpdate};
+
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::member::MembershipError;
+
+/// A topic and partition.
+pub type TopicPartition = (String, i32);
+
+/// What the task manager hears about its thread's share of the assignment.
+pub trait RebalanceListener: Send {
+    /// Partitions are now this thread's (their fetch has been assigned).
+    fn on_assigned(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer);
+    /// Partitions go to another thread or member: commit and close.
+    fn on_revoked(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer);
+    /// This process's membership ended without a handshake (session lost,
+    /// generation missed): close without committing, another member may
+    /// already own the partitions.
+    fn on_lost(&mut self, partitions: &[TopicPartition]);
+}
+
+/// The group identity a transactional offset commit carries, so that the
+/// coordinator fences a zombie of an older generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    pub group_id: String,
+    pub generation: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+/// What task code may do with its thread's source consumer.
+pub trait SourceConsumer {
+    /// Commits `next offset to read` per partition with the current
+    /// generation, synchronously.
+    fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), MembershipError>;
+    /// `None` until the process has joined the group.
+    fn group_metadata(&self) -> Option<GroupMetadata>;
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError>;
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError>;
+}
+
+pub(crate) fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition(topic, *partition);
+    }
+    tpl
+}
+
+pub(crate) fn offset_list(
+    offsets: &[(TopicPartition, i64)],
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    Ok(tpl)
+}

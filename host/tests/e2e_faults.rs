@@ -1,0 +1,46 @@
+//! Faults that must not stop the application (issue: resilience), each on
+//! the real broker with the real `weir` binary and word-count component.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::guests;
+use support::kafka::{create_topic, read_all};
+use support::wordcount::{
+    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+};
+
+/// Exactly-once with a commit interval longer than librdkafka's and Kafka
+/// Streams' 10 s default transaction timeout: the transaction must outlive
+/// the interval, or the coordinator aborts it and fences the producer
+/// ("fenced by a newer instance") while input flows.
+#[test]
+fn exactly_once_with_a_long_commit_interval_keeps_running() {
+    let (input, output) = (support::unique("long-in"), support::unique("long-out"));
+    create_topic(&input, 2);
+    let text = lines(11, 2400);
+
+    let mut app = word_count_app(&input, &output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    app.extra.insert(1, "commit.interval.ms = 15000".into());
+    let mut weir = app.start(&guests::component("word-count"));
+    weir.wait_running();
+
+    // 100 lines/s for 24 s: the first transaction is open well past 10 s.
+    let started = Instant::now();
+    for (i, chunk) in text.chunks(100).enumerate() {
+        send_lines(&input, i * 100, chunk);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(started.elapsed() > Duration::from_secs(20));
+    wait_for_counts(&output, &count(&text));
+    let log = weir.log();
+    assert!(!log.contains("fenced"), "producer fenced:\n{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "weir failed:\n{log}");
+    assert!(!read_all(&output).is_empty());
+    assert_counts_are_sequences(&output);
+}

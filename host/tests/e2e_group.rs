@@ -1,0 +1,230 @@
+//! Weir's own streams group on the real broker: several `weir` processes
+//! of one application share the word-count tasks (source and repartition
+//! topic co-partitioned in one task), a static member restarts without a
+//! rebalance, a joining member takes only what balance needs while the
+//! others keep running, and a killed member's tasks move after its session.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::kafka::create_topic;
+use support::weir::{App, Weir};
+use support::wordcount::{
+    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+};
+use support::{eventually, guests, unique};
+
+const PARTITIONS: i32 = 4;
+
+/// Task ids named by `what` ("tasks assigned", "tasks revoked") lines of a
+/// log, in order.
+fn logged_tasks(log: &str, what: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .flat_map(|l| {
+            l.split('"')
+                .filter(|part| {
+                    part.split_once('_')
+                        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok())
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The tasks an instance runs now: assigned minus revoked, by its log.
+fn running_tasks(weir: &Weir) -> BTreeSet<String> {
+    let log = weir.log();
+    let mut tasks = BTreeSet::new();
+    for line in log.lines() {
+        let add = line.contains("tasks assigned");
+        let remove = line.contains("tasks revoked") || line.contains("tasks lost");
+        if !add && !remove {
+            continue;
+        }
+        for t in logged_tasks(line, if add { "tasks assigned" } else { "tasks " }) {
+            if add {
+                tasks.insert(t);
+            } else {
+                tasks.remove(&t);
+            }
+        }
+    }
+    tasks
+}
+
+fn start(app: &App, host: &str) -> Weir {
+    app.start_instance(host, Some(&guests::component("word-count")))
+}
+
+/// Waits until the instances between them run every task exactly once.
+fn wait_all_tasks_placed(instances: &[&Weir]) {
+    eventually(Duration::from_secs(90), "every task placed once", || {
+        let mut all: Vec<String> = instances.iter().flat_map(|w| running_tasks(w)).collect();
+        all.sort();
+        let expected: Vec<String> = (0..PARTITIONS).map(|p| format!("0_{p}")).collect();
+        (all == expected).then_some(())
+    });
+}
+
+fn fast_session(app: &mut App) {
+    app.extra
+        .insert(0, "kafka.\"session.timeout.ms\" = 6000".into());
+    app.extra
+        .insert(1, "kafka.\"heartbeat.interval.ms\" = 1000".into());
+}
+
+#[test]
+fn three_instances_share_the_tasks_and_a_static_restart_moves_nothing() {
+    let (input, output) = (unique("grp-in"), unique("grp-out"));
+    create_topic(&input, PARTITIONS);
+    let text = lines(21, 2400);
+    let app = word_count_app(&input, &output);
+    let mut a = start(&app, "weir-a");
+    let mut b = start(&app, "weir-b");
+    let mut c = start(&app, "weir-c");
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_running();
+    }
+    wait_all_tasks_placed(&[&a, &b, &c]);
+    send_lines(&input, 0, &text[..1200]);
+    wait_for_counts(&output, &count(&text[..1200]));
+    for w in [&a, &b, &c] {
+        assert!(!running_tasks(w).is_empty(), "{}", w.log());
+    }
+
+    // Static member: a clean stop and a restart within the session
+    // timeout gets the same tasks back, and the others see no rebalance.
+    let before_c = running_tasks(&c);
+    let assignments = |w: &Weir| w.log().matches("assignment received").count();
+    let (seen_a, seen_b) = (assignments(&a), assignments(&b));
+    let (status, log) = c.terminate();
+    assert!(status.success(), "{log}");
+    let mut c = start(&app, "weir-c");
+    c.wait_running();
+    eventually(Duration::from_secs(30), "c's tasks back", || {
+        (running_tasks(&c) == before_c).then_some(())
+    });
+    send_lines(&input, 1200, &text[1200..]);
+    wait_for_counts(&output, &count(&text));
+    assert_eq!(assignments(&a), seen_a, "a saw a rebalance:\n{}", a.log());
+    assert_eq!(assignments(&b), seen_b, "b saw a rebalance:\n{}", b.log());
+    // Its local state was current: nothing was replayed.
+    assert!(
+        !c.log().contains("restoring store from changelog"),
+        "{}",
+        c.log()
+    );
+    for w in [a, b, c] {
+        let (status, log) = w.terminate();
+        assert!(status.success(), "{log}");
+    }
+    assert_counts_are_sequences(&output);
+}
+
+#[test]
+fn a_joining_instance_takes_only_what_balance_needs_under_exactly_once() {
+    let (input, output) = (unique("grp-in"), unique("grp-out"));
+    create_topic(&input, PARTITIONS);
+    let text = lines(22, 3000);
+    let mut app = word_count_app(&input, &output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    fast_session(&mut app);
+    let mut a = start(&app, "weir-a");
+    let mut b = start(&app, "weir-b");
+    let mut c = start(&app, "weir-c");
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_running();
+    }
+    wait_all_tasks_placed(&[&a, &b, &c]);
+    send_lines(&input, 0, &text[..1000]);
+    wait_for_counts(&output, &count(&text[..1000]));
+    let revoked_before: usize = [&a, &b, &c]
+        .iter()
+        .map(|w| logged_tasks(&w.log(), "tasks revoked").len())
+        .sum();
+
+    // Input keeps flowing while a fourth instance joins.
+    let feeder_input = input.clone();
+    let middle = text[1000..2000].to_vec();
+    let feeder = std::thread::spawn(move || {
+        for (i, chunk) in middle.chunks(50).enumerate() {
+            send_lines(&feeder_input, 1000 + i * 50, chunk);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut d = start(&app, "weir-d");
+    d.wait_running();
+    // The moved task is revoked first, then handed over in the follow-up.
+    eventually(
+        Duration::from_secs(60),
+        "a task on the new instance",
+        || (!running_tasks(&d).is_empty()).then_some(()),
+    );
+    wait_all_tasks_placed(&[&a, &b, &c, &d]);
+    assert_eq!(running_tasks(&d).len(), 1, "{}", d.log());
+    // Exactly the one task that moved was revoked; every other task kept
+    // running through the rebalance.
+    let revoked_after: usize = [&a, &b, &c]
+        .iter()
+        .map(|w| logged_tasks(&w.log(), "tasks revoked").len())
+        .sum();
+    assert_eq!(revoked_after - revoked_before, 1);
+    feeder.join().unwrap();
+
+    // And out again: d's task goes back after its session times out.
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    wait_all_tasks_placed(&[&a, &b, &c]);
+    send_lines(&input, 2000, &text[2000..]);
+    wait_for_counts(&output, &count(&text));
+    for w in [a, b, c] {
+        let (status, log) = w.terminate();
+        assert!(status.success(), "{log}");
+    }
+    assert_counts_are_sequences(&output);
+}
+
+#[test]
+fn a_killed_instance_s_tasks_move_after_its_session_under_exactly_once() {
+    let (input, output) = (unique("grp-in"), unique("grp-out"));
+    create_topic(&input, PARTITIONS);
+    let text = lines(23, 3000);
+    let mut app = word_count_app(&input, &output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    fast_session(&mut app);
+    let mut a = start(&app, "weir-a");
+    let mut b = start(&app, "weir-b");
+    let mut c = start(&app, "weir-c");
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_running();
+    }
+    wait_all_tasks_placed(&[&a, &b, &c]);
+    send_lines(&input, 0, &text[..1000]);
+    wait_for_counts(&output, &count(&text[..1000]));
+
+    let feeder_input = input.clone();
+    let rest = text[1000..].to_vec();
+    let feeder = std::thread::spawn(move || {
+        for (i, chunk) in rest.chunks(100).enumerate() {
+            send_lines(&feeder_input, 1000 + i * 100, chunk);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    b.kill();
+    feeder.join().unwrap();
+    wait_all_tasks_placed(&[&a, &c]);
+    wait_for_counts(&output, &count(&text));
+    for w in [a, c] {
+        let (status, log) = w.terminate();
+        assert!(status.success(), "{log}");
+    }
+    // read_committed: the killed instance's open transaction was aborted.
+    assert_counts_are_sequences(&output);
+}
