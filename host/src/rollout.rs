@@ -6,18 +6,52 @@
 //! new upload.
 //!
 //! Owns the running [`App`]; stops it on shutdown. A version that cannot be
-//! loaded here is logged and skipped (the current one keeps running) until
-//! the log changes again.
+//! run here (its topics cannot be prepared, the broker is away, a start
+//! failed) is logged and retried with backoff while the current one keeps
+//! running, so a transient fault never leaves an instance idle for good.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::{App, HostContext, Release};
 use crate::deploy::{DeployRequest, Deployer, VersionRecord};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
 const SWAP_TIMEOUT: Duration = Duration::from_secs(120);
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// A version that failed here, and when to try it again.
+struct Retry {
+    wanted: (String, u32),
+    attempts: u32,
+    next: Instant,
+}
+
+impl Retry {
+    fn due(retry: &Option<Retry>, wanted: &(String, u32)) -> bool {
+        match retry {
+            Some(r) if &r.wanted == wanted => Instant::now() >= r.next,
+            _ => true,
+        }
+    }
+
+    /// The retry after one more failure of `wanted`.
+    fn after(previous: Option<Retry>, wanted: (String, u32)) -> Retry {
+        let attempts = previous
+            .filter(|r| r.wanted == wanted)
+            .map_or(1, |r| r.attempts + 1);
+        let delay = RETRY_FIRST
+            .saturating_mul(1 << (attempts - 1).min(6))
+            .min(RETRY_MAX);
+        Retry {
+            wanted,
+            attempts,
+            next: Instant::now() + delay,
+        }
+    }
+}
 
 struct Running {
     name: String,
@@ -80,7 +114,7 @@ pub fn bootstrap(deployer: &Deployer, component: &Path) -> Result<(), RolloutErr
 /// Follows the log until shutdown is requested, then stops what runs.
 pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
     let mut running: Option<Running> = None;
-    let mut skipped: Option<(String, u32)> = None;
+    let mut retry: Option<Retry> = None;
     if let Err(e) = deployer.log().wait_caught_up(CATCH_UP) {
         ctx.lifecycle.fail(e.to_string());
         return;
@@ -106,13 +140,21 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
                 announced_wait = false;
                 let current = running.as_ref().map(|r| (r.name.clone(), r.version));
                 let wanted = (name.clone(), version.version);
-                if current.as_ref() != Some(&wanted) && skipped.as_ref() != Some(&wanted) {
+                if current.as_ref() != Some(&wanted) && Retry::due(&retry, &wanted) {
                     match converge(&ctx, &deployer, running.take(), &name, &version) {
-                        Ok(r) => running = Some(r),
+                        Ok(r) => {
+                            running = Some(r);
+                            retry = None;
+                        }
                         Err((previous, error)) => {
-                            tracing::error!(topology = %name, version = version.version, "cannot run this version here: {error}");
+                            let next = Retry::after(retry.take(), wanted);
+                            tracing::error!(
+                                topology = %name, version = version.version, attempt = next.attempts,
+                                retry_in_ms = next.next.saturating_duration_since(Instant::now()).as_millis() as u64,
+                                "cannot run this version here: {error}; retrying"
+                            );
                             running = previous;
-                            skipped = Some(wanted);
+                            retry = Some(next);
                         }
                     }
                 }
@@ -183,5 +225,32 @@ fn converge(
                 Err(e) => Err((None, e.to_string())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_versions_are_retried_with_growing_backoff() {
+        let wanted = ("wc".to_string(), 2);
+        assert!(Retry::due(&None, &wanted));
+        let first = Retry::after(None, wanted.clone());
+        assert_eq!(first.attempts, 1);
+        let retry = Some(first);
+        assert!(!Retry::due(&retry, &wanted), "not again at once");
+        assert!(
+            Retry::due(&retry, &("wc".to_string(), 3)),
+            "a newer version goes at once"
+        );
+        let mut r = retry;
+        for _ in 0..10 {
+            r = Some(Retry::after(r, wanted.clone()));
+        }
+        let r = r.unwrap();
+        assert_eq!(r.attempts, 11);
+        assert!(r.next <= Instant::now() + RETRY_MAX);
+        assert!(r.next > Instant::now() + RETRY_MAX / 2);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
@@ -36,6 +36,25 @@ pub enum TopicError {
     },
     #[error("cannot create topic `{topic}`: {reason}")]
     Create { topic: String, reason: String },
+    #[error(
+        "sink `{sink}` writes to `{topic}`, one of the application's internal topics \
+         (deployment log, changelogs, repartitions); map it to another topic with `topics.{declared}`"
+    )]
+    InternalSink {
+        sink: String,
+        topic: String,
+        declared: String,
+    },
+    #[error(
+        "{role} topic `{topic}` has cleanup.policy={policy}: retention would delete {what}; \
+         set cleanup.policy=compact on it (kafka-configs --alter --add-config cleanup.policy=compact)"
+    )]
+    NotCompacted {
+        role: &'static str,
+        topic: String,
+        policy: String,
+        what: &'static str,
+    },
 }
 
 /// The actual topics a topology runs on.
@@ -71,9 +90,35 @@ fn admin_client(config: &Config) -> Result<AdminClient<DefaultClientContext>, To
 }
 
 /// Checks, without changing anything, that the sources exist and are
-/// co-partitioned; returns their partition count.
-pub fn check_sources(config: &Config, topology: &Topology) -> Result<usize, TopicError> {
-    source_partitions(&admin_client(config)?, config, topology)
+/// co-partitioned, that no sink names an internal topic, and that existing
+/// changelogs are compacted; returns the sources' partition count. A deploy
+/// runs this before it stores anything.
+pub fn check_topics(config: &Config, topology: &Topology) -> Result<usize, TopicError> {
+    let admin = admin_client(config)?;
+    let partitions = source_partitions(&admin, config, topology)?;
+    check_sinks(config, topology)?;
+    for store in topology.stores.iter().filter(|s| s.logged) {
+        let changelog = changelog_topic(&config.application_id, &store.name);
+        if partition_count(&admin, config, &changelog)?.is_some() {
+            check_compacted(&admin, &changelog, Role::Changelog)?;
+        }
+    }
+    Ok(partitions)
+}
+
+/// No sink may write a topic the host writes itself.
+fn check_sinks(config: &Config, topology: &Topology) -> Result<(), TopicError> {
+    for spec in &topology.sinks {
+        let topic = config.topic(&spec.topic);
+        if is_internal(&config.application_id, topic) {
+            return Err(TopicError::InternalSink {
+                sink: spec.name.clone(),
+                topic: topic.to_string(),
+                declared: spec.topic.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn source_partitions(
@@ -112,6 +157,16 @@ pub fn ensure_internal(config: &Config, topic: &str) -> Result<(), TopicError> {
     ensure(&admin_client(config)?, config, topic, 1, Role::Internal)
 }
 
+/// Whether `topic` is one the host writes itself: a processor writing
+/// there could forge deployment records or store contents.
+fn is_internal(application_id: &str, topic: &str) -> bool {
+    topic == crate::deploy::topic_name(application_id)
+        || topic.strip_prefix(application_id).is_some_and(|rest| {
+            rest.starts_with('-')
+                && (rest.ends_with("-changelog") || rest.ends_with("-repartition"))
+        })
+}
+
 /// Checks sources and creates what is missing.
 pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicError> {
     let admin = admin_client(config)?;
@@ -143,6 +198,7 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
             )
         })
         .collect();
+    check_sinks(config, topology)?;
     for sink in &sinks {
         ensure(&admin, config, sink, partitions, Role::Sink)?;
     }
@@ -204,6 +260,44 @@ impl Role {
     }
 }
 
+/// An existing changelog or deployment log must be compacted: with
+/// `delete` alone, retention would drop store contents (a restore would
+/// miss keys) or component chunks and version history.
+fn check_compacted(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    role: Role,
+) -> Result<(), TopicError> {
+    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let unreachable = |reason: String| TopicError::Create {
+        topic: topic.to_string(),
+        reason: format!("cannot read its configuration: {reason}"),
+    };
+    let results = futures_executor::block_on(
+        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options),
+    )
+    .map_err(|e| unreachable(e.to_string()))?;
+    for result in results {
+        let resource = result.map_err(|e| unreachable(e.to_string()))?;
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| "delete".into());
+        if !policy.split(',').any(|p| p.trim() == "compact") {
+            return Err(TopicError::NotCompacted {
+                role: role.name(),
+                topic: topic.to_string(),
+                policy,
+                what: match role {
+                    Role::Internal => "component chunks and the version history",
+                    _ => "store contents a restore needs",
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Creates `topic` unless it exists. An existing changelog or repartition
 /// topic must have `partitions` partitions (their partition N belongs to
 /// task N); a sink may have any count.
@@ -224,6 +318,9 @@ fn ensure(
                 actual,
                 expected: partitions,
             });
+        }
+        if compacted {
+            check_compacted(admin, topic, role)?;
         }
         return Ok(());
     }
@@ -256,4 +353,19 @@ fn ensure(
     }
     tracing::info!(topic, partitions, role = role.name(), "created topic");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_internal;
+
+    #[test]
+    fn internal_topics_are_recognised() {
+        assert!(is_internal("wc", &crate::deploy::topic_name("wc")));
+        assert!(is_internal("wc", "wc-counts-changelog"));
+        assert!(is_internal("wc", "wc-words-repartition"));
+        assert!(!is_internal("wc", "wc-counts"));
+        assert!(!is_internal("wc", "other-counts-changelog"));
+        assert!(!is_internal("wc", "word-counts"));
+    }
 }

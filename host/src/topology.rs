@@ -103,6 +103,16 @@ impl Topology {
         )?;
         unique("sink topic", self.sinks.iter().map(|s| &s.topic).collect())?;
         unique("store", self.stores.iter().map(|s| &s.name).collect())?;
+        // Store names are directories beside the state directory's own
+        // dot-files (`.lock`, `.process-id`, `.components`).
+        if let Some(store) = self.stores.iter().find(|s| s.name.starts_with('.')) {
+            return Err(TopologyError::BadName {
+                topology: topology(),
+                what: "store",
+                name: store.name.clone(),
+                reason: "must not start with `.`",
+            });
+        }
         Ok(())
     }
 
@@ -258,6 +268,10 @@ mod tests {
                 .to_string()
                 .contains("store name `../etc` is invalid")
         );
+        let mut t = topology();
+        t.stores[0].name = ".process-id".into();
+        let err = t.validate().unwrap_err().to_string();
+        assert!(err.contains("must not start with `.`"), "{err}");
     }
 
     #[test]

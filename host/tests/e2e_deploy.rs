@@ -288,3 +288,35 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     let (status, log) = weir.terminate();
     assert!(status.success(), "{log}");
 }
+
+/// An instance that cannot run the live version yet (here: its own topic
+/// mapping names a source that does not exist) keeps retrying with
+/// backoff, and starts the version once it can, instead of staying idle.
+#[test]
+fn a_rollout_that_failed_on_an_instance_is_retried() {
+    let (input, output, loud) = (
+        unique("retry-in"),
+        unique("retry-out"),
+        unique("retry-loud"),
+    );
+    let later = unique("retry-later");
+    create_topic(&input, 2);
+    let app_a = deployable_app(&input, &output, &loud);
+    let mut app_b = deployable_app(&later, &output, &loud);
+    app_b.application_id = app_a.application_id.clone();
+    let mut a = app_a.start_instance("weir-a", None);
+    let mut b = app_b.start_instance("weir-b", None);
+    let admin = a.admin_url();
+    b.admin_url();
+    let (ok, out) = deploy(&admin, TOKEN, "wc", &guests::component("word-count"), &[]);
+    assert!(ok, "{out}");
+    a.wait_running();
+    b.wait_for_log("cannot run this version here", Duration::from_secs(60));
+    b.wait_for_log("retrying", Duration::from_secs(5));
+    create_topic(&later, 2);
+    b.wait_for_log("starting topology", Duration::from_secs(90));
+    for w in [a, b] {
+        let (status, log) = w.terminate();
+        assert!(status.success(), "{log}");
+    }
+}

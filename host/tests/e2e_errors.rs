@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::kafka::{committed_offset, create_topic, produce};
+use support::kafka::{committed_offset, create_topic, create_topic_with, produce};
 use support::weir::{App, Weir};
 use support::{guests, unique};
 
@@ -163,6 +163,42 @@ fn missing_and_mismatched_source_topics_are_named() {
     assert!(
         log.contains(&format!(
             "source topics are not co-partitioned: `{left}` has 2, `{right}` has 3"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_changelog_topic_that_retention_would_empty_is_refused() {
+    let input = unique("policy-in");
+    create_topic(&input, 2);
+    let mut app = App::new(&unique("policy"));
+    let changelog = format!("{}-counts-changelog", app.application_id);
+    create_topic_with(&changelog, 2, &[("cleanup.policy", "delete")]);
+    app.extra
+        .push(format!("[topics]\n\"text-lines\" = \"{input}\""));
+    let log = run_expecting_failure(&app, &guests::component("word-count"));
+    assert!(
+        log.contains(&format!(
+            "changelog topic `{changelog}` has cleanup.policy=delete"
+        )),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_sink_cannot_write_the_application_s_internal_topics() {
+    let input = unique("internal-in");
+    create_topic(&input, 2);
+    let mut app = App::new(&unique("internal"));
+    let deployments = format!("{}-deployments", app.application_id);
+    app.extra.push(format!(
+        "[topics]\n\"text-lines\" = \"{input}\"\n\"word-counts\" = \"{deployments}\""
+    ));
+    let log = run_expecting_failure(&app, &guests::component("word-count"));
+    assert!(
+        log.contains(&format!(
+            "writes to `{deployments}`, one of the application's internal topics"
         )),
         "{log}"
     );

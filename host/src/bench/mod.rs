@@ -10,12 +10,16 @@
 //!   of the word-count store after its state directory is wiped.
 //! - [`boundary`]: nanoseconds per record of a call into a component, at
 //!   batch sizes 1, 16 and 256, against the same call into native code.
+//! - [`rebalance`] (`--rebalance`, on its own): a fourth instance joining
+//!   three, on Weir and on Kafka Streams: how long the moved task pauses and
+//!   the longest pause of a task that stays.
 //!
 //! Must not be used to judge correctness (the tests do that): it only
 //! checks that every record was processed.
 
 mod boundary;
 mod inprocess;
+mod rebalance;
 mod versus;
 mod workloads;
 
@@ -27,6 +31,7 @@ use serde::Serialize;
 
 pub use boundary::BoundaryFigure;
 pub use inprocess::{Measurement, Summary};
+pub use rebalance::RebalanceFigure;
 pub use versus::{RestoreFigure, SystemRun, SystemSummary};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +144,39 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         restore,
         wasm_boundary,
     })
+}
+
+/// The rebalance scenario alone (`weir bench --rebalance`).
+pub fn run_rebalance(opts: &BenchOptions) -> Result<Vec<RebalanceFigure>, BenchError> {
+    rebalance::run(opts, opts.kafka_streams.as_deref())
+}
+
+/// The rebalance figures as a table.
+pub fn rebalance_table(figures: &[RebalanceFigure]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "machine: {}
+word count, 4 partitions, 3 instances, then a 4th joins; input {} lines/s:",
+        machine(),
+        figures.first().map_or(0, |f| f.lines_per_second)
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>26} {:>20} {:>24}",
+        "system", "join to moved task running", "moved task pause", "longest kept-task pause"
+    );
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>25.2}s {:>19.2}s {:>23.2}s",
+            f.system,
+            f.join_to_moved_task_running_seconds,
+            f.moved_task_pause_seconds,
+            f.kept_task_max_pause_seconds
+        );
+    }
+    out
 }
 
 /// The human tables.

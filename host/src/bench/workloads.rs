@@ -148,10 +148,23 @@ pub(crate) fn create_topic(
     partitions: i32,
     topic: &str,
 ) -> Result<(), BenchError> {
+    create_topic_with(bootstrap, partitions, topic, &[])
+}
+
+/// Creates `topic` with topic configs `configs` unless it exists.
+pub(crate) fn create_topic_with(
+    bootstrap: &str,
+    partitions: i32,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> Result<(), BenchError> {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", bootstrap);
     let admin: AdminClient<DefaultClientContext> = client.create().map_err(err)?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
     for result in futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
         .map_err(err)?
     {

@@ -116,6 +116,11 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Only the rebalance scenario: three instances of word count, then
+        /// a fourth joins (and the same on Kafka Streams with
+        /// --vs-kafka-streams).
+        #[arg(long)]
+        rebalance: bool,
     },
 }
 
@@ -390,6 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commit_interval_ms,
             vs_kafka_streams,
             json,
+            rebalance,
         } => {
             let opts = weir::bench::BenchOptions {
                 bootstrap,
@@ -401,6 +407,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 kafka_streams: vs_kafka_streams,
                 weir: std::env::current_exe()?,
             };
+            if rebalance {
+                let figures = weir::bench::run_rebalance(&opts)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&figures)?);
+                } else {
+                    print!("{}", weir::bench::rebalance_table(&figures));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = weir::bench::run(&opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -197,7 +197,7 @@ impl Deployer {
                 },
             )?;
         }
-        crate::topics::check_sources(&self.config, &topology)?;
+        crate::topics::check_topics(&self.config, &topology)?;
 
         self.cache
             .store(&request.bytes)

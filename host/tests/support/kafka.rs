@@ -52,8 +52,16 @@ fn client() -> ClientConfig {
 }
 
 pub fn create_topic(topic: &str, partitions: i32) {
+    create_topic_with(topic, partitions, &[]);
+}
+
+/// Creates `topic` with topic configs, e.g. `("cleanup.policy", "delete")`.
+pub fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
     let results =
         futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
     for r in results {

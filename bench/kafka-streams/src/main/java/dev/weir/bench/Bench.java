@@ -30,7 +30,8 @@ import org.apache.kafka.streams.state.Stores;
  * Weir's example workloads as a Kafka Streams application. Runs until the
  * expected number of records was processed (or, with --mode restore, until
  * the application is RUNNING after restoring its stores), closes, and prints
- * one JSON line with its timings. CPU time and peak RSS are measured by the
+ * one JSON line with its timings; with --mode member, runs as one instance
+ * of a group until its standard input closes. CPU time and peak RSS are measured by the
  * runner from outside.
  *
  * filter-map: keep values that are multiples of 3, doubled (stateless).
@@ -159,6 +160,15 @@ public final class Bench {
         streams.start();
         if (!running.await(10, TimeUnit.MINUTES)) {
             throw new IllegalStateException("not RUNNING after 10 minutes");
+        }
+        if (mode.equals("member")) {
+            // One instance of a group (weir bench --rebalance): runs until
+            // the runner closes stdin.
+            while (System.in.read() != -1) {
+                Thread.onSpinWait();
+            }
+            streams.close(Duration.ofMinutes(1));
+            return;
         }
         if (mode.equals("restore")) {
             streams.close(Duration.ofMinutes(1));
