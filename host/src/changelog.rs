@@ -11,6 +11,11 @@
 //! event names an unambiguous partition), polled a bounded amount per stream
 //! loop so a long restore never starves the group consumer. Owns no offsets
 //! and writes no store: it hands records to the task manager.
+//!
+//! Broker faults are transient here: a read error (broker restarting, all
+//! brokers down, metadata not yet propagated for a just-created changelog)
+//! is logged and that topic is polled again after a backoff; finding a
+//! changelog's offsets is retried for up to `WATERMARK_RETRY_FOR`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,7 +29,11 @@ use crate::kafka::EndOfPartitionExpected;
 use crate::store::Write;
 use crate::topology::TaskId;
 
-const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the offsets of a changelog are retried before a restore fails.
+const WATERMARK_RETRY_FOR: Duration = Duration::from_secs(300);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +92,8 @@ struct TopicReader {
     consumer: BaseConsumer<EndOfPartitionExpected>,
     partitions: BTreeMap<i32, Restoring>,
     assigned: bool,
+    /// After a read error: not polled before this, and the next backoff.
+    backoff: Option<(Instant, Duration)>,
 }
 
 pub struct ChangelogReader {
@@ -115,6 +126,7 @@ impl ChangelogReader {
                     consumer,
                     partitions: BTreeMap::new(),
                     assigned: false,
+                    backoff: None,
                 },
             );
         }
@@ -133,14 +145,7 @@ impl ChangelogReader {
         recorded: Option<i64>,
     ) -> Result<RestoreStart, RestoreError> {
         let reader = self.reader(topic)?;
-        let (low, high) = reader
-            .consumer
-            .fetch_watermarks(topic, partition, WATERMARK_TIMEOUT)
-            .map_err(|source| RestoreError::Kafka {
-                topic: topic.to_string(),
-                partition,
-                source,
-            })?;
+        let (low, high) = watermarks(&reader.consumer, topic, partition)?;
         let from = match recorded {
             Some(r) if r > high || r < low => {
                 return Ok(RestoreStart::Corrupted {
@@ -214,6 +219,12 @@ impl ChangelogReader {
             if reader.partitions.is_empty() {
                 continue;
             }
+            if reader
+                .backoff
+                .is_some_and(|(until, _)| Instant::now() < until)
+            {
+                continue;
+            }
             if !reader.assigned {
                 let mut tpl = TopicPartitionList::new();
                 for (partition, r) in &reader.partitions {
@@ -237,6 +248,35 @@ impl ChangelogReader {
             read_topic(topic, reader, max_records, wait, &mut events)?;
         }
         Ok(events)
+    }
+}
+
+/// The low and high offsets of a changelog partition, retried with backoff
+/// while the broker is away.
+fn watermarks(
+    consumer: &BaseConsumer<EndOfPartitionExpected>,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), RestoreError> {
+    let started = Instant::now();
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT) {
+            Ok(w) => return Ok(w),
+            Err(source) if started.elapsed() >= WATERMARK_RETRY_FOR => {
+                return Err(RestoreError::Kafka {
+                    topic: topic.to_string(),
+                    partition,
+                    source,
+                });
+            }
+            Err(error) => {
+                tracing::warn!(topic, partition, %error, retry_in_ms = backoff.as_millis() as u64,
+                    "cannot read the changelog's offsets; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
     }
 }
 
@@ -281,14 +321,22 @@ fn read_topic(
                     finished.push(partition);
                 }
             }
-            Err(source) => {
-                return Err(RestoreError::Kafka {
-                    topic: topic.to_string(),
-                    partition: -1,
-                    source,
-                });
+            Err(error) => {
+                // librdkafka reconnects and refetches by itself; wait a
+                // little before asking again so a long outage is not a
+                // busy loop of errors.
+                let next = reader
+                    .backoff
+                    .map_or(BACKOFF_FIRST, |(_, last)| (last * 2).min(BACKOFF_MAX));
+                tracing::warn!(topic, %error, retry_in_ms = next.as_millis() as u64,
+                    "reading the changelog failed; retrying");
+                reader.backoff = Some((Instant::now() + next, next));
+                break;
             }
         }
+    }
+    if read > 0 {
+        reader.backoff = None;
     }
     for (partition, records) in batches {
         let r = &reader.partitions[&partition];

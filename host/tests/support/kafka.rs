@@ -45,6 +45,39 @@ pub fn bootstrap() -> &'static str {
     })
 }
 
+/// Stops the test broker, keeps it down for `down`, and starts it again on
+/// the same data directory and port (a broker restart, as in production).
+pub fn restart_broker(down: Duration) {
+    bootstrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let dir = std::env::var("WEIR_KAFKA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or(repo.join("target"))
+                .join("test-kafka")
+        });
+    let run = |cmd: &str| {
+        let out = Command::new(repo.join("scripts/kafka"))
+            .arg(cmd)
+            .env("WEIR_KAFKA_DIR", &dir)
+            .output()
+            .expect("running scripts/kafka");
+        assert!(
+            out.status.success(),
+            "scripts/kafka {cmd} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("stop");
+    std::thread::sleep(down);
+    run("start");
+}
+
 fn client() -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap());
@@ -145,4 +178,24 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64>
         Offset::Offset(o) => Some(o),
         _ => None,
     }
+}
+
+/// The sum of `topic`'s partitions' end offsets (0 if it does not exist).
+pub fn end_offsets(topic: &str) -> i64 {
+    let consumer: BaseConsumer = client().create().unwrap();
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return 0;
+    };
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    (0..partitions as i32)
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .ok()
+        })
+        .map(|(_, high)| high)
+        .sum()
 }
