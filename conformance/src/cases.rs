@@ -81,6 +81,11 @@ pub const CASES: &[Case] = &[
         run: sandbox,
     },
     Case {
+        name: "no-ambient-clock-or-randomness",
+        live_only: false,
+        run: ambient,
+    },
+    Case {
         name: "state-survives-restart",
         live_only: true,
         run: restart,
@@ -377,6 +382,24 @@ fn sandbox(t: &mut dyn Target, env: &Env) -> Result<(), String> {
         }
     }
     expect("environment variables", &answer(&r, "env")?, "vars: 0")
+}
+
+/// WASI's clocks stand still and its randomness has a fixed seed: time
+/// comes through `context`, and two tasks (two instances) given the same
+/// commands compute the same hashes.
+fn ambient(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    t.send(&[
+        Cmd::new("clock", "clock"),
+        Cmd::new("r0", "random").on(0),
+        Cmd::new("r1", "random").on(1),
+    ])?;
+    let r = results(t, 3)?;
+    expect("WASI wall clock", &answer(&r, "clock")?, "wall clock: 0")?;
+    expect(
+        "randomness across instances",
+        &answer(&r, "r1")?,
+        &answer(&r, "r0")?,
+    )
 }
 
 fn restart(t: &mut dyn Target, _: &Env) -> Result<(), String> {

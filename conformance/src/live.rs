@@ -289,6 +289,13 @@ impl Target for Live {
         false
     }
 
+    fn diagnostics(&self) -> Option<String> {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        Some(format!("last lines of {}:\n{tail}", self.log.display()))
+    }
+
     fn failure(&mut self, timeout: Duration) -> Option<String> {
         let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;

@@ -148,6 +148,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 }
                 Err(e) => {
                     println!("FAIL {:<32} [{mode}] {e}", case.name);
+                    if let Some(d) = target.diagnostics() {
+                        println!("{d}");
+                    }
                     failed += 1;
                 }
             }

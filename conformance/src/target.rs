@@ -84,4 +84,8 @@ pub trait Target {
     /// Whether other tasks go on after one fails: the offline driver keeps
     /// them; `weir run` commits them, closes them and stops.
     fn other_tasks_continue(&self) -> bool;
+    /// What to show beside a failed case (the end of the host's log).
+    fn diagnostics(&self) -> Option<String> {
+        None
+    }
 }

@@ -24,13 +24,13 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// A version that failed here, and when to try it again.
 struct Retry {
-    wanted: (String, u32),
+    wanted: (String, u32, String),
     attempts: u32,
     next: Instant,
 }
 
 impl Retry {
-    fn due(retry: &Option<Retry>, wanted: &(String, u32)) -> bool {
+    fn due(retry: &Option<Retry>, wanted: &(String, u32, String)) -> bool {
         match retry {
             Some(r) if &r.wanted == wanted => Instant::now() >= r.next,
             _ => true,
@@ -38,7 +38,7 @@ impl Retry {
     }
 
     /// The retry after one more failure of `wanted`.
-    fn after(previous: Option<Retry>, wanted: (String, u32)) -> Retry {
+    fn after(previous: Option<Retry>, wanted: (String, u32, String)) -> Retry {
         let attempts = previous
             .filter(|r| r.wanted == wanted)
             .map_or(1, |r| r.attempts + 1);
@@ -56,6 +56,7 @@ impl Retry {
 struct Running {
     name: String,
     version: u32,
+    sha256: String,
     app: App,
 }
 
@@ -98,12 +99,28 @@ pub fn bootstrap(deployer: &Deployer, component: &Path) -> Result<(), RolloutErr
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let deployed = deployer.deploy(DeployRequest {
+    let deployed = match deployer.deploy(DeployRequest {
         name,
         bytes,
         allow_store_drop: false,
         deployed_by: format!("weir run --component {}", component.display()),
-    })?;
+    }) {
+        Ok(deployed) => deployed,
+        Err(e) => {
+            // Instances started together all bootstrap; one write wins and
+            // the others read it back as someone else's. Then the log has
+            // a live version, which is all `--component` asks for.
+            deployer.log().wait_caught_up(CATCH_UP)?;
+            if let Some(live) = deployer.list().into_iter().find(|t| t.live.is_some()) {
+                tracing::info!(
+                    topology = %live.name, version = ?live.live,
+                    "another instance deployed first; running the live version"
+                );
+                return Ok(());
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(
         version = deployed.version.version,
         "deployed the --component given at start"
@@ -138,15 +155,20 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
             }
             Some((name, version)) => {
                 announced_wait = false;
-                let current = running.as_ref().map(|r| (r.name.clone(), r.version));
-                let wanted = (name.clone(), version.version);
+                // By content hash too: two racing deploys may both have
+                // written the same version number.
+                let current = running
+                    .as_ref()
+                    .map(|r| (r.name.clone(), r.version, r.sha256.clone()));
+                let wanted = (name.clone(), version.version, version.sha256.clone());
                 if current.as_ref() != Some(&wanted) && Retry::due(&retry, &wanted) {
                     match converge(&ctx, &deployer, running.take(), &name, &version) {
                         Ok(r) => {
                             running = Some(r);
                             retry = None;
                         }
-                        Err((previous, error)) => {
+                        Err(failed) => {
+                            let (previous, error) = *failed;
                             let next = Retry::after(retry.take(), wanted);
                             tracing::error!(
                                 topology = %name, version = version.version, attempt = next.attempts,
@@ -177,7 +199,7 @@ fn converge(
     running: Option<Running>,
     name: &str,
     version: &VersionRecord,
-) -> Result<Running, (Option<Running>, String)> {
+) -> Result<Running, Box<(Option<Running>, String)>> {
     let release = deployer
         .load_version(version)
         .map_err(|e| e.to_string())
@@ -186,7 +208,7 @@ fn converge(
         });
     let release = match release {
         Ok(release) => release,
-        Err(e) => return Err((running, e)),
+        Err(e) => return Err(Box::new((running, e))),
     };
     match running {
         Some(mut r) if r.name == name => {
@@ -204,6 +226,7 @@ fn converge(
                 );
             }
             r.version = version.version;
+            r.sha256 = version.sha256.clone();
             Ok(r)
         }
         previous => {
@@ -220,9 +243,10 @@ fn converge(
                 Ok(app) => Ok(Running {
                     name: name.to_string(),
                     version: version.version,
+                    sha256: version.sha256.clone(),
                     app,
                 }),
-                Err(e) => Err((None, e.to_string())),
+                Err(e) => Err(Box::new((None, e.to_string()))),
             }
         }
     }
@@ -234,14 +258,14 @@ mod tests {
 
     #[test]
     fn failed_versions_are_retried_with_growing_backoff() {
-        let wanted = ("wc".to_string(), 2);
+        let wanted = ("wc".to_string(), 2, "ab".to_string());
         assert!(Retry::due(&None, &wanted));
         let first = Retry::after(None, wanted.clone());
         assert_eq!(first.attempts, 1);
         let retry = Some(first);
         assert!(!Retry::due(&retry, &wanted), "not again at once");
         assert!(
-            Retry::due(&retry, &("wc".to_string(), 3)),
+            Retry::due(&retry, &("wc".to_string(), 3, "cd".to_string())),
             "a newer version goes at once"
         );
         let mut r = retry;

@@ -122,6 +122,7 @@ impl StreamThread {
             if self.tasks.has_failed() {
                 break;
             }
+            self.restart_reset_tasks();
         }
 
         let failed = self.tasks.has_failed();
@@ -197,8 +198,40 @@ impl StreamThread {
         self.tasks.report_status();
         self.owned = update.active;
         self.epoch = update.epoch;
+        self.restart_reset_tasks();
         self.group
             .applied(self.index, update.epoch, self.owned.clone());
+    }
+
+    /// Starts again, from the committed offsets, the tasks the task manager
+    /// closed after a recoverable commit failure (those still ours).
+    fn restart_reset_tasks(&mut self) {
+        let reset: BTreeSet<TaskId> = self
+            .tasks
+            .take_reset()
+            .into_iter()
+            .filter(|t| self.owned.contains(t))
+            .collect();
+        if reset.is_empty() {
+            return;
+        }
+        let parts = self.partitions(&reset);
+        let source = GroupSource {
+            consumer: &self.consumer,
+            group: &self.group,
+        };
+        // Unassign, then assign from the committed offsets: what was
+        // fetched past them is dropped and read again.
+        for (what, result) in [
+            ("unassigning reset partitions", source.remove(&parts)),
+            ("assigning reset partitions", source.add(&parts)),
+        ] {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "{what} failed");
+            }
+        }
+        tracing::info!(tasks = ?reset.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks restarted from the last commit");
+        self.tasks.on_assigned(&parts, &source);
     }
 
     /// Polls up to `max.poll.records` records, grouped by partition in

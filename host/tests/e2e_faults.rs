@@ -44,3 +44,50 @@ fn exactly_once_with_a_long_commit_interval_keeps_running() {
     assert!(!read_all(&output).is_empty());
     assert_counts_are_sequences(&output);
 }
+
+/// A zombie with Weir's transactional id fences Weir's producer (as a
+/// stale instance of the same pod would). The thread's tasks are closed
+/// without committing, a new producer fences the zombie in turn, and the
+/// tasks start again from the last commit: the process stays up, counts
+/// are exact, and nothing is repeated under read_committed.
+#[test]
+fn a_fenced_producer_restarts_its_tasks_instead_of_failing() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    let (input, output) = (support::unique("fence-in"), support::unique("fence-out"));
+    create_topic(&input, 2);
+    let text = lines(12, 3000);
+    let mut app = word_count_app(&input, &output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    let mut weir = app.start(&guests::component("word-count"));
+    weir.wait_running();
+    send_lines(&input, 0, &text[..1000]);
+    wait_for_counts(&output, &count(&text[..1000]));
+
+    // `<application.id>-<group.instance.id>-<thread>`; the instance id is
+    // `<application.id>-$HOSTNAME`.
+    let id = &app.application_id;
+    let zombie: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", support::kafka::bootstrap())
+        .set("transactional.id", format!("{id}-{id}-weir-test-0-1"))
+        .create()
+        .unwrap();
+    zombie.init_transactions(Duration::from_secs(30)).unwrap();
+    send_lines(&input, 1000, &text[1000..]);
+    wait_for_counts(&output, &count(&text));
+    let log = weir.log();
+    assert!(
+        log.contains("commit failed: closing tasks without committing"),
+        "the fence was not noticed:\n{log}"
+    );
+    assert!(
+        log.contains("tasks restarted from the last commit"),
+        "{log}"
+    );
+    drop(zombie);
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "weir failed:\n{log}");
+    assert_counts_are_sequences(&output);
+}

@@ -70,6 +70,30 @@ fn wait_all_tasks_placed(instances: &[&Weir]) {
     });
 }
 
+/// Word count under exactly-once with a 6 s session (a stopped member's
+/// tasks move quickly).
+fn exactly_once_app(input: &str, output: &str) -> App {
+    let mut app = word_count_app(input, output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    fast_session(&mut app);
+    app
+}
+
+/// Three instances running every task between them, with `first` counted.
+fn three_running(app: &App, input: &str, output: &str, first: &[String]) -> (Weir, Weir, Weir) {
+    let mut a = start(app, "weir-a");
+    let mut b = start(app, "weir-b");
+    let mut c = start(app, "weir-c");
+    for w in [&mut a, &mut b, &mut c] {
+        w.wait_running();
+    }
+    wait_all_tasks_placed(&[&a, &b, &c]);
+    send_lines(input, 0, first);
+    wait_for_counts(output, &count(first));
+    (a, b, c)
+}
+
 fn fast_session(app: &mut App) {
     app.extra
         .insert(0, "kafka.\"session.timeout.ms\" = 6000".into());
@@ -83,15 +107,7 @@ fn three_instances_share_the_tasks_and_a_static_restart_moves_nothing() {
     create_topic(&input, PARTITIONS);
     let text = lines(21, 2400);
     let app = word_count_app(&input, &output);
-    let mut a = start(&app, "weir-a");
-    let mut b = start(&app, "weir-b");
-    let mut c = start(&app, "weir-c");
-    for w in [&mut a, &mut b, &mut c] {
-        w.wait_running();
-    }
-    wait_all_tasks_placed(&[&a, &b, &c]);
-    send_lines(&input, 0, &text[..1200]);
-    wait_for_counts(&output, &count(&text[..1200]));
+    let (a, b, c) = three_running(&app, &input, &output, &text[..1200]);
     for w in [&a, &b, &c] {
         assert!(!running_tasks(w).is_empty(), "{}", w.log());
     }
@@ -130,19 +146,8 @@ fn a_joining_instance_takes_only_what_balance_needs_under_exactly_once() {
     let (input, output) = (unique("grp-in"), unique("grp-out"));
     create_topic(&input, PARTITIONS);
     let text = lines(22, 3000);
-    let mut app = word_count_app(&input, &output);
-    app.extra
-        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
-    fast_session(&mut app);
-    let mut a = start(&app, "weir-a");
-    let mut b = start(&app, "weir-b");
-    let mut c = start(&app, "weir-c");
-    for w in [&mut a, &mut b, &mut c] {
-        w.wait_running();
-    }
-    wait_all_tasks_placed(&[&a, &b, &c]);
-    send_lines(&input, 0, &text[..1000]);
-    wait_for_counts(&output, &count(&text[..1000]));
+    let app = exactly_once_app(&input, &output);
+    let (a, b, c) = three_running(&app, &input, &output, &text[..1000]);
     let revoked_before: usize = [&a, &b, &c]
         .iter()
         .map(|w| logged_tasks(&w.log(), "tasks revoked").len())
@@ -194,19 +199,8 @@ fn a_killed_instance_s_tasks_move_after_its_session_under_exactly_once() {
     let (input, output) = (unique("grp-in"), unique("grp-out"));
     create_topic(&input, PARTITIONS);
     let text = lines(23, 3000);
-    let mut app = word_count_app(&input, &output);
-    app.extra
-        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
-    fast_session(&mut app);
-    let mut a = start(&app, "weir-a");
-    let mut b = start(&app, "weir-b");
-    let mut c = start(&app, "weir-c");
-    for w in [&mut a, &mut b, &mut c] {
-        w.wait_running();
-    }
-    wait_all_tasks_placed(&[&a, &b, &c]);
-    send_lines(&input, 0, &text[..1000]);
-    wait_for_counts(&output, &count(&text[..1000]));
+    let app = exactly_once_app(&input, &output);
+    let (a, b, c) = three_running(&app, &input, &output, &text[..1000]);
 
     let feeder_input = input.clone();
     let rest = text[1000..].to_vec();
@@ -226,5 +220,30 @@ fn a_killed_instance_s_tasks_move_after_its_session_under_exactly_once() {
         assert!(status.success(), "{log}");
     }
     // read_committed: the killed instance's open transaction was aborted.
+    assert_counts_are_sequences(&output);
+}
+
+#[test]
+fn one_process_spreads_its_tasks_over_its_stream_threads() {
+    let (input, output) = (unique("grp-thr-in"), unique("grp-thr-out"));
+    create_topic(&input, PARTITIONS);
+    let text = lines(24, 2000);
+    let mut app = word_count_app(&input, &output);
+    app.extra.insert(0, "num.stream.threads = 2".into());
+    let mut weir = start(&app, "weir-a");
+    weir.wait_running();
+    wait_all_tasks_placed(&[&weir]);
+    send_lines(&input, 0, &text);
+    wait_for_counts(&output, &count(&text));
+    let log = weir.log();
+    for thread in ["thread=1", "thread=2"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("tasks assigned") && l.contains(thread)),
+            "no tasks on {thread}:\n{log}"
+        );
+    }
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
     assert_counts_are_sequences(&output);
 }

@@ -159,10 +159,7 @@ mod tests {
     use super::*;
 
     fn t(p: i32) -> TaskId {
-        TaskId {
-            subtopology: 0,
-            partition: p,
-        }
+        TaskId::for_partition(p)
     }
 
     #[test]

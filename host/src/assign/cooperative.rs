@@ -56,10 +56,7 @@ mod tests {
     use crate::assign::model::ClientAssignment;
 
     fn t(p: i32) -> TaskId {
-        TaskId {
-            subtopology: 0,
-            partition: p,
-        }
+        TaskId::for_partition(p)
     }
 
     fn set(ps: &[i32]) -> BTreeSet<TaskId> {

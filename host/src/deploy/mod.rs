@@ -211,8 +211,8 @@ impl Deployer {
             deployed_by: request.deployed_by.clone(),
             topology,
         };
-        record.versions.push(version.clone());
         record.live = Some(version.version);
+        record.push_version(version.clone());
         record.changed_at = version.deployed_at.clone();
         record.changed_by = request.deployed_by;
         self.log.publish_topology(&record)?;

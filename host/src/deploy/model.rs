@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Topology;
 
+/// Versions kept in a topology's history record: the record is one Kafka
+/// message, so an unbounded history would pass the producer's 1 MB limit
+/// after some hundreds of deploys. The oldest go first; the live one stays.
+pub const HISTORY_LIMIT: usize = 50;
+
 /// One uploaded version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRecord {
@@ -40,6 +45,26 @@ impl TopologyRecord {
         self.live.and_then(|v| self.version(v))
     }
 
+    /// Adds `version`, dropping the oldest versions beyond
+    /// [`HISTORY_LIMIT`] (never the live one). Version numbers keep
+    /// growing: the newest versions are the ones kept.
+    pub fn push_version(&mut self, version: VersionRecord) {
+        self.versions.push(version);
+        while self.versions.len() > HISTORY_LIMIT {
+            let Some(oldest) = self
+                .versions
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| Some(v.version) != self.live)
+                .min_by_key(|(_, v)| v.version)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            self.versions.remove(oldest);
+        }
+    }
+
     pub fn next_version(&self) -> u32 {
         self.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1
     }
@@ -58,4 +83,61 @@ impl TopologyRecord {
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{StoreKind, StoreSpec};
+
+    fn version(n: u32) -> VersionRecord {
+        VersionRecord {
+            version: n,
+            sha256: "ab".repeat(32),
+            size: 45_000,
+            deployed_at: now_rfc3339(),
+            deployed_by: "weir deploy".into(),
+            topology: Topology {
+                name: "word-count".into(),
+                sources: vec!["text-lines".into()],
+                sinks: vec![],
+                stores: vec![StoreSpec {
+                    name: "counts".into(),
+                    kind: StoreKind::KeyValue,
+                    logged: true,
+                    persistent: true,
+                }],
+                repartitions: vec!["words".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn deploy_number_1000_still_fits_one_message() {
+        let mut record = TopologyRecord {
+            name: "word-count".into(),
+            versions: Vec::new(),
+            live: None,
+            changed_at: now_rfc3339(),
+            changed_by: "test".into(),
+        };
+        for n in 1..=1000 {
+            let v = version(record.next_version());
+            assert_eq!(v.version, n);
+            // Version 3 was rolled back to and stays live a while.
+            if n <= 3 || n == 1000 {
+                record.live = Some(n);
+            }
+            record.push_version(v);
+            if n == 999 {
+                assert!(record.version(3).is_some(), "the live version is kept");
+            }
+        }
+        assert_eq!(record.versions.len(), HISTORY_LIMIT);
+        assert_eq!(record.next_version(), 1001);
+        assert!(record.version(1000).is_some());
+        assert!(record.version(3).is_none(), "no longer live: pruned");
+        let bytes = serde_json::to_vec(&record).unwrap();
+        assert!(bytes.len() < 100_000, "{} bytes", bytes.len());
+    }
 }

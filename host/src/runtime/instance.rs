@@ -108,6 +108,33 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// The seed of every instance's WASI random generators.
+const GUEST_RANDOM_SEED: u64 = 0x5745_4952; // "WEIR"
+
+/// WASI's wall and monotonic clocks for guests: always zero. Processors
+/// get time from the `context` interface only.
+struct StillClock;
+
+impl wasmtime_wasi::HostWallClock for StillClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StillClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// The data of an instance's wasmtime store.
 pub struct HostState {
     wasi: WasiCtx,
@@ -128,11 +155,21 @@ impl WasiView for HostState {
 impl HostState {
     pub(crate) fn new(task: TaskContext, memory_cap: usize) -> Self {
         // No preopened directories, no environment, no arguments, no network:
-        // WASI is linked only because Rust's std imports it.
+        // WASI is linked only because Rust's std imports it. Time comes
+        // through `context` (stream time, the host's wall clock for
+        // punctuation), so WASI's clocks stand still at zero; randomness is
+        // a fixed-seed generator, so a replayed batch computes the same
+        // thing (std's HashMap keys still work, but nothing is secret).
+        use rand::SeedableRng;
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .wall_clock(StillClock)
+            .monotonic_clock(StillClock)
+            .secure_random(rand::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(GUEST_RANDOM_SEED))
+            .insecure_random_seed(u128::from(GUEST_RANDOM_SEED))
             .build();
         HostState {
             wasi,

@@ -32,6 +32,28 @@ pub enum TaskError {
 }
 
 impl TaskError {
+    /// Whether closing the thread's tasks dirty and starting them again
+    /// from the last commit recovers (Kafka Streams' `TaskMigrated` and
+    /// fenced-producer handling): transaction, flush and produce failures
+    /// and commits the group refused. Store, guest and client-setup
+    /// failures are not.
+    pub fn is_recoverable_by_reset(&self) -> bool {
+        use crate::commit::CommitError as C;
+        match self {
+            TaskError::Commit(c) => match c {
+                C::Produce { .. }
+                | C::Flush(_)
+                | C::Transaction { .. }
+                | C::SendOffsets { .. }
+                | C::NoGroupMetadata
+                | C::MissingChangelogOffset { .. } => true,
+                C::Offsets(e) => e.recovery() != crate::member::Recovery::Fatal,
+                C::OffsetList(_) | C::Create(_) | C::Store(_) => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The task this error belongs to, if it is one task's.
     pub fn task(&self) -> Option<TaskId> {
         match self {

@@ -22,6 +22,10 @@ use crate::runtime::bindings::IncomingRecord;
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
+/// Resets without a successful commit in between before a commit failure
+/// fails the thread after all.
+const MAX_RESETS: u32 = 5;
+
 /// Changelog records read per restore step, so polling stays responsive.
 const RESTORE_BATCH: usize = 10_000;
 
@@ -43,6 +47,12 @@ pub struct TaskManager {
     reader: ChangelogReader,
     last_commit: Instant,
     failure: Option<TaskError>,
+    /// Tasks closed dirty after a recoverable commit failure, for the
+    /// thread to start again from the last commit.
+    reset: Vec<TaskId>,
+    /// Resets since the last successful commit: a failure that comes back
+    /// every time (a record the broker always refuses) must not loop.
+    resets_since_commit: u32,
 }
 
 impl TaskManager {
@@ -58,6 +68,8 @@ impl TaskManager {
             collector,
             last_commit: Instant::now(),
             failure: None,
+            reset: Vec::new(),
+            resets_since_commit: 0,
         })
     }
 
@@ -286,22 +298,24 @@ impl TaskManager {
                 continue;
             };
             if let Err(e) = task.process(&topic, records, &mut self.collector) {
-                self.fail(e);
+                self.recover_or_fail(e);
             }
         }
         if let Err(e) = self.collector.poll() {
-            self.fail(e.into());
+            self.recover_or_fail(e.into());
         }
     }
 
     pub fn punctuate_wall_clock(&mut self) {
+        let mut error = None;
         for task in self.tasks.values_mut() {
-            if self.failure.is_some() {
-                return;
-            }
             if let Err(e) = task.punctuate_wall_clock(&mut self.collector) {
-                self.failure = Some(e);
+                error = Some(e);
+                break;
             }
+        }
+        if let Some(e) = error {
+            self.recover_or_fail(e);
         }
     }
 
@@ -322,8 +336,47 @@ impl TaskManager {
         if (due || full())
             && let Err(e) = self.commit_all(consumer)
         {
-            self.fail(e);
+            self.recover_or_fail(e);
         }
+    }
+
+    /// A commit failed. If a fresh start of the thread's tasks from the
+    /// last commit recovers from it (a fenced or timed-out transaction, a
+    /// failed flush, a commit refused by the group), do that: abort, close
+    /// every task dirty (under exactly-once one transaction spans them all;
+    /// under at-least-once their unflushed changelog records are lost),
+    /// replace a transactional producer, and leave the tasks for the
+    /// thread to start again. Anything else fails the thread.
+    fn recover_or_fail(&mut self, error: TaskError) {
+        if !error.is_recoverable_by_reset() || self.resets_since_commit >= MAX_RESETS {
+            return self.fail(error);
+        }
+        self.resets_since_commit += 1;
+        tracing::warn!(%error, tasks = self.tasks.len(),
+            "commit failed: closing tasks without committing and starting them again from the last commit");
+        self.collector.abort_transaction();
+        if self.collector.exactly_once() {
+            // A fenced producer cannot be used again; a new one fences any
+            // zombie with our transactional id in turn.
+            match RecordCollector::new(&self.config, self.thread) {
+                Ok(collector) => self.collector = collector,
+                Err(e) => return self.fail(e.into()),
+            }
+        }
+        for (id, task) in std::mem::take(&mut self.tasks) {
+            self.reader.unregister(id);
+            self.setup.registry.remove(id);
+            task.close_dirty();
+            self.reset.push(id);
+        }
+        self.report_status();
+    }
+
+    /// Tasks closed by [`TaskManager::recover_or_fail`] since the last call:
+    /// the thread re-fetches their partitions from the committed offsets
+    /// and assigns them again.
+    pub fn take_reset(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.reset)
     }
 
     /// Commits every task that has something to commit.
@@ -342,6 +395,7 @@ impl TaskManager {
         let result = commit_tasks(&mut participants, &mut self.collector, consumer);
         self.lifecycle.commit_finished(self.thread);
         let stats = result?;
+        self.resets_since_commit = 0;
         self.setup
             .metrics
             .record_commit(stats.elapsed.as_micros() as u64, stats.changelog_records);
@@ -433,7 +487,8 @@ impl RebalanceListener for TaskManager {
             match self.commit_all(consumer) {
                 Ok(()) => true,
                 Err(e) => {
-                    self.fail(e);
+                    // Closes every task dirty, the revoked ones included.
+                    self.recover_or_fail(e);
                     false
                 }
             }

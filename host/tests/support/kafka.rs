@@ -23,32 +23,15 @@ pub fn bootstrap() -> &'static str {
         {
             return b;
         }
-        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or(repo.join("target"));
-        let output = Command::new(repo.join("scripts/kafka"))
-            .args(["start", "--stop-with", &std::process::id().to_string()])
-            .env("WEIR_KAFKA_DIR", target.join("test-kafka"))
-            .output()
-            .expect("running scripts/kafka start");
-        assert!(
-            output.status.success(),
-            "starting Kafka failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8(output.stdout).unwrap();
+        let pid = std::process::id().to_string();
+        let stdout = scripts_kafka(&["start", "--stop-with", &pid]);
         stdout.lines().last().unwrap().trim().to_string()
     })
 }
 
-/// Stops the test broker, keeps it down for `down`, and starts it again on
-/// the same data directory and port (a broker restart, as in production).
-pub fn restart_broker(down: Duration) {
-    bootstrap();
+/// Runs `scripts/kafka ARGS` on the test broker's directory
+/// (`WEIR_KAFKA_DIR`, else `<target>/test-kafka`); returns its stdout.
+fn scripts_kafka(args: &[&str]) -> String {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -61,21 +44,26 @@ pub fn restart_broker(down: Duration) {
                 .unwrap_or(repo.join("target"))
                 .join("test-kafka")
         });
-    let run = |cmd: &str| {
-        let out = Command::new(repo.join("scripts/kafka"))
-            .arg(cmd)
-            .env("WEIR_KAFKA_DIR", &dir)
-            .output()
-            .expect("running scripts/kafka");
-        assert!(
-            out.status.success(),
-            "scripts/kafka {cmd} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run("stop");
+    let out = Command::new(repo.join("scripts/kafka"))
+        .args(args)
+        .env("WEIR_KAFKA_DIR", &dir)
+        .output()
+        .expect("running scripts/kafka");
+    assert!(
+        out.status.success(),
+        "scripts/kafka {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Stops the test broker, keeps it down for `down`, and starts it again on
+/// the same data directory and port (a broker restart, as in production).
+pub fn restart_broker(down: Duration) {
+    bootstrap();
+    scripts_kafka(&["stop"]);
     std::thread::sleep(down);
-    run("start");
+    scripts_kafka(&["start"]);
 }
 
 fn client() -> ClientConfig {

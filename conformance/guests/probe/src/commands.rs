@@ -8,6 +8,7 @@
 //   range <bound> <bound>   bounds: [hex (included), (hex (excluded), * (unbounded)
 //   prefix <hex> | seq <n> | multi | schedule stream|wall <ms> | version
 //   panic | alloc <MiB> | spin | read-file <path> | env | connect <host:port>
+//   clock (WASI wall-clock seconds) | random (a std RandomState hash)
 
 use std::time::Duration;
 
@@ -111,6 +112,16 @@ impl Probe {
             }
             "read-file" => denied(std::fs::read(arg(1)?).map(|b| format!("{} bytes", b.len())).map_err(|e| e.to_string())),
             "env" => format!("vars: {}", std::env::vars().count()),
+            "clock" => format!(
+                "wall clock: {}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            ),
+            "random" => {
+                use std::hash::BuildHasher;
+                format!("hash: {}", std::collections::hash_map::RandomState::new().hash_one(1u64))
+            }
             "connect" => denied(
                 std::net::TcpStream::connect(arg(1)?)
                     .map(|_| "connected".to_string())
