@@ -22,6 +22,7 @@ impl Offline {
             limits: WasmLimits {
                 max_memory_bytes: 256 << 20,
                 max_call,
+                ..WasmLimits::default()
             },
             ..Default::default()
         };

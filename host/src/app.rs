@@ -59,6 +59,12 @@ pub fn new_runtime(config: &Config) -> Result<Runtime, StartError> {
     Runtime::new(WasmLimits {
         max_memory_bytes: config.wasm_max_memory_bytes,
         max_call: config.wasm_max_call,
+        max_call_bytes: config.wasm_max_call_bytes,
+        max_record_bytes: config
+            .kafka
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(crate::runtime::DEFAULT_MAX_RECORD_BYTES),
     })
     .map_err(|e| StartError::Runtime(format!("{e:#}")))
 }

@@ -87,6 +87,9 @@ pub struct Config {
     pub wasm_max_memory_bytes: usize,
     /// `wasm.max.call.ms`: CPU deadline for one call into a processor.
     pub wasm_max_call: Duration,
+    /// `wasm.max.call.bytes`: host-side bytes (store writes and outputs)
+    /// one call into a processor may buffer.
+    pub wasm_max_call_bytes: usize,
     /// The producer's `transaction.timeout.ms` under exactly-once: derived
     /// from the commit interval and the call deadline unless given as
     /// `kafka.transaction.timeout.ms` (see [`transaction_timeout`]).
@@ -126,6 +129,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("rocksdb.write.buffer.bytes", "67108864", "memtable budget shared by all stores"),
     ("wasm.max.memory.bytes", "268435456", "memory cap per processor instance"),
     ("wasm.max.call.ms", "10000", "CPU deadline per call into a processor"),
+    ("wasm.max.call.bytes", "67108864", "store writes and outputs one call may buffer in the host"),
     ("admin.listen", "(none)", "ip:port of the admin HTTP API (deploy, probes, metrics)"),
     ("admin.token", "(none)", "bearer token for mutating admin endpoints"),
     ("admin.token.file", "(none)", "file holding admin.token (e.g. a mounted secret)"),
@@ -293,6 +297,12 @@ impl Config {
                 take("wasm.max.call.ms"),
                 "wasm.max.call.ms",
                 crate::runtime::DEFAULT_MAX_CALL.as_millis() as u64,
+            )?,
+            wasm_max_call_bytes: number(
+                take("wasm.max.call.bytes"),
+                "wasm.max.call.bytes",
+                crate::runtime::DEFAULT_MAX_CALL_BYTES,
+                1 << 20..=4 << 30,
             )?,
             transaction_timeout: Duration::ZERO,
             admin_listen: match take("admin.listen") {

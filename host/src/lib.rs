@@ -14,7 +14,8 @@
 //!   state directory.
 //! - [`changelog`]: restoring stores from changelog topics.
 //! - [`commit`]: the producer and the commit cycle (at-least-once, EOS v2).
-//! - [`group`]: consumer-group callbacks as assigned/revoked/lost.
+//! - [`group`]: this process's place in the streams group (subscription,
+//!   the leader's assignment, per-thread targets, the source consumer).
 //! - [`task`]: stream tasks and the per-thread task manager.
 //! - [`thread`]: the stream thread poll loop.
 //! - [`topics`]: source checks, sink and changelog topic creation.

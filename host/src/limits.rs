@@ -70,13 +70,15 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     let rocks = config.rocksdb_block_cache_bytes + config.rocksdb_write_buffer_bytes;
     let wasm = config.wasm_max_memory_bytes * tasks;
-    let buffers = config.statestore_cache_max_bytes * config.num_stream_threads;
+    // A call may add wasm.max.call.bytes on top of what forces a commit.
+    let buffers = (config.statestore_cache_max_bytes + config.wasm_max_call_bytes)
+        * config.num_stream_threads;
     let total = rocks + wasm + buffers;
     format!(
         "memory bound for {tasks} task(s) of `{}` ({} store(s) each):\n\
          \x20 RocksDB, shared by every store: rocksdb.block.cache.bytes {:.0} MiB + rocksdb.write.buffer.bytes {:.0} MiB = {:.0} MiB\n\
          \x20 Wasm: wasm.max.memory.bytes {:.0} MiB x {tasks} instance(s) = {:.0} MiB (a cap; instances use what they touch)\n\
-         \x20 uncommitted store writes: statestore.cache.max.bytes {:.0} MiB x {} thread(s) = {:.0} MiB\n\
+         \x20 uncommitted writes and outputs: (statestore.cache.max.bytes {:.0} MiB + wasm.max.call.bytes {:.0} MiB) x {} thread(s) = {:.0} MiB\n\
          \x20 total {:.0} MiB + host and Kafka client overhead (~100 MiB) + headroom for compaction spikes",
         topology.name,
         topology.stores.len(),
@@ -86,6 +88,7 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
         mib(config.wasm_max_memory_bytes),
         mib(wasm),
         mib(config.statestore_cache_max_bytes),
+        mib(config.wasm_max_call_bytes),
         config.num_stream_threads,
         mib(buffers),
         mib(total),
@@ -121,6 +124,8 @@ mod tests {
         let text = memory_formula(&config, &topology, 4);
         assert!(text.contains("= 150 MiB"), "{text}");
         assert!(text.contains("x 4 instance(s) = 40 MiB"), "{text}");
-        assert!(text.contains("total 200 MiB"), "{text}");
+        // 10 MiB statestore.cache.max.bytes + 64 MiB wasm.max.call.bytes.
+        assert!(text.contains("x 1 thread(s) = 74 MiB"), "{text}");
+        assert!(text.contains("total 264 MiB"), "{text}");
     }
 }

@@ -203,3 +203,30 @@ fn a_sink_cannot_write_the_application_s_internal_topics() {
         "{log}"
     );
 }
+
+/// A guest cannot make the host buffer without bound inside one call, nor
+/// write a store value its changelog would refuse: the call fails naming
+/// the cap (before the host grows or the producer fails at commit).
+#[test]
+fn host_side_buffers_are_capped_per_call_and_per_record() {
+    for (command, cap) in [
+        ("flood 3000 900000", "wasm.max.call.bytes (67108864 bytes)"),
+        (
+            "flood 1 2000000",
+            "largest record Kafka accepts (1000000 bytes",
+        ),
+    ] {
+        let input = unique("flood-in");
+        create_topic(&input, 1);
+        produce(&input, &[(Some(0), "k", command.as_bytes())]);
+        let mut app = App::new(&unique("flood"));
+        let mut topics = format!("[topics]\ncommands = \"{input}\"\n");
+        for sink in ["results", "sink-a", "sink-b"] {
+            topics.push_str(&format!("\"{sink}\" = \"{}\"\n", unique(sink)));
+        }
+        app.extra.push(topics);
+        let log = run_expecting_failure(&app, &guests::component("probe"));
+        assert!(log.contains(cap), "{command}: {log}");
+        assert!(log.contains("a write to store `state`"), "{log}");
+    }
+}

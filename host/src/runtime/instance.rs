@@ -52,6 +52,12 @@ pub enum GuestError {
         call: &'static str,
         source: StoreError,
     },
+    #[error("component {component} exceeded a host buffer cap in {call}: {limit}")]
+    Limit {
+        component: String,
+        call: &'static str,
+        limit: String,
+    },
     #[error("component {component} cannot be instantiated: {reason}")]
     Instantiate { component: String, reason: String },
     #[error("component {component} is unusable after an earlier trap")]
@@ -186,7 +192,7 @@ enum Body {
         processor: Processor,
     },
     Native {
-        task: TaskContext,
+        task: Box<TaskContext>,
         logic: Box<dyn NativeProcessor>,
     },
 }
@@ -206,10 +212,15 @@ impl ProcessorInstance {
             (limits.max_call.as_millis() / TICK.as_millis()).clamp(1, u64::MAX as u128) as u64;
         let body = match component.kind() {
             Kind::Native(factory) => Body::Native {
-                task,
+                task: Box::new(task),
                 logic: factory(),
             },
             Kind::Wasm(pre) => {
+                let mut task = task;
+                task.limits = crate::runtime::task_context::BufferLimits {
+                    max_call_bytes: limits.max_call_bytes,
+                    max_record_bytes: limits.max_record_bytes,
+                };
                 let mut store =
                     Store::new(pre.engine(), HostState::new(task, limits.max_memory_bytes));
                 store.limiter(|s| &mut s.limiter);
@@ -286,10 +297,19 @@ impl ProcessorInstance {
             Body::Wasm { store, processor } => {
                 store.set_epoch_deadline(self.deadline_ticks);
                 store.data_mut().task.abort_reason = None;
+                store.data_mut().task.call_bytes = 0;
                 let result = wasm(processor, store);
                 (result, &mut store.data_mut().task)
             }
         };
+        if let Some(limit) = task.limit_failure.take() {
+            self.poisoned = result.is_err();
+            return Err(GuestError::Limit {
+                component,
+                call,
+                limit,
+            });
+        }
         if let Some(source) = task.store_failure.take() {
             self.poisoned = result.is_err();
             return Err(GuestError::Store {

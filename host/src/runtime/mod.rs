@@ -36,12 +36,22 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 256 << 20;
 /// Default of `wasm.max.call.ms`.
 pub const DEFAULT_MAX_CALL: Duration = Duration::from_secs(10);
+/// `wasm.max.call.bytes` when not configured.
+pub const DEFAULT_MAX_CALL_BYTES: usize = 64 << 20;
+/// librdkafka's default producer `message.max.bytes`.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy)]
 pub struct WasmLimits {
     pub max_memory_bytes: usize,
     pub max_call: Duration,
+    /// Host-side bytes (store writes and outputs) one call may buffer.
+    pub max_call_bytes: usize,
+    /// The largest record Kafka accepts (producer `message.max.bytes`): a
+    /// changelogged store entry or an output larger than this is refused
+    /// when the guest makes it, not when the producer fails at commit.
+    pub max_record_bytes: usize,
 }
 
 /// The limits `weir run` applies when the config says nothing.
@@ -50,6 +60,8 @@ impl Default for WasmLimits {
         WasmLimits {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             max_call: DEFAULT_MAX_CALL,
+            max_call_bytes: DEFAULT_MAX_CALL_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -284,6 +296,7 @@ impl LoadedComponent {
             limits: WasmLimits {
                 max_memory_bytes: usize::MAX,
                 max_call: Duration::MAX,
+                ..WasmLimits::default()
             },
         })
     }

@@ -56,6 +56,29 @@ pub struct TaskContext {
     pub abort_reason: Option<(String, Option<u32>)>,
     /// A store failure during the current call; fails the task.
     pub store_failure: Option<StoreError>,
+    /// Caps on what one call may make the host buffer.
+    pub limits: BufferLimits,
+    /// Bytes buffered by the current call so far.
+    pub call_bytes: usize,
+    /// The first cap the current call exceeded; fails the task.
+    pub limit_failure: Option<String>,
+}
+
+/// Caps on host-side buffers, so a guest cannot make the host allocate
+/// without bound inside one call (see [`super::WasmLimits`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BufferLimits {
+    pub max_call_bytes: usize,
+    pub max_record_bytes: usize,
+}
+
+impl Default for BufferLimits {
+    fn default() -> Self {
+        BufferLimits {
+            max_call_bytes: super::DEFAULT_MAX_CALL_BYTES,
+            max_record_bytes: super::DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
 }
 
 impl TaskContext {
@@ -79,6 +102,42 @@ impl TaskContext {
             clock,
             abort_reason: None,
             store_failure: None,
+            limits: BufferLimits::default(),
+            call_bytes: 0,
+            limit_failure: None,
+        }
+    }
+
+    /// Counts `bytes` the guest asks the host to buffer (`what`: "a write to
+    /// store `x`", "an output to `y`"); `record` when they become one Kafka
+    /// record. Over a cap, the call fails with an error naming it, and the
+    /// task fails even if the guest ignores the error.
+    pub(crate) fn charge(&mut self, what: &str, bytes: usize, record: bool) -> Result<(), String> {
+        let limits = self.limits;
+        let refused = if record && bytes > limits.max_record_bytes {
+            Some(format!(
+                "{what} of {bytes} bytes is larger than the largest record Kafka accepts \
+                 ({} bytes, kafka.message.max.bytes)",
+                limits.max_record_bytes
+            ))
+        } else if self.call_bytes.saturating_add(bytes) > limits.max_call_bytes {
+            Some(format!(
+                "{what} would make one call buffer more than wasm.max.call.bytes ({} bytes) \
+                 of store writes and outputs",
+                limits.max_call_bytes
+            ))
+        } else {
+            None
+        };
+        match refused {
+            Some(message) => {
+                self.limit_failure.get_or_insert_with(|| message.clone());
+                Err(message)
+            }
+            None => {
+                self.call_bytes += bytes;
+                Ok(())
+            }
         }
     }
 
@@ -90,6 +149,14 @@ impl TaskContext {
                 declared.join(", ")
             ));
         };
+        let bytes = record.key.as_ref().map_or(0, Vec::len)
+            + record.value.as_ref().map_or(0, Vec::len)
+            + record
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.len())
+                .sum::<usize>();
+        self.charge(&format!("an output to `{sink}`"), bytes, true)?;
         if record.timestamp.is_none() {
             record.timestamp = Some(self.stream_time.max(0));
         }

@@ -9,6 +9,7 @@
 //   prefix <hex> | seq <n> | multi | schedule stream|wall <ms> | version
 //   panic | alloc <MiB> | spin | read-file <path> | env | connect <host:port>
 //   clock (WASI wall-clock seconds) | random (a std RandomState hash)
+//   flood <n> <bytes>   puts n values of `bytes` bytes in one call
 
 use std::time::Duration;
 
@@ -112,6 +113,15 @@ impl Probe {
             }
             "read-file" => denied(std::fs::read(arg(1)?).map(|b| format!("{} bytes", b.len())).map_err(|e| e.to_string())),
             "env" => format!("vars: {}", std::env::vars().count()),
+            "flood" => {
+                let n: u32 = arg(1)?.parse().map_err(|_| Error::msg("flood: bad count"))?;
+                let bytes: usize = arg(2)?.parse().map_err(|_| Error::msg("flood: bad size"))?;
+                let value = vec![7u8; bytes];
+                for i in 0..n {
+                    self.state.put(&i.to_be_bytes().to_vec(), &value)?;
+                }
+                format!("flooded {n}")
+            }
             "clock" => format!(
                 "wall clock: {}",
                 std::time::SystemTime::now()

@@ -110,6 +110,12 @@ impl HostKvStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.store_index(&handle)?;
+        let store = &self.task.stores[i];
+        let what = format!("a write to store `{}`", store.name());
+        let logged = store.spec().logged;
+        if let Err(message) = self.task.charge(&what, key.len() + value.len(), logged) {
+            return Ok(Err(StoreError::Backend(message)));
+        }
         self.task.stores[i].put(key, value);
         Ok(Ok(()))
     }
