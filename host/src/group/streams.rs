@@ -94,7 +94,6 @@ struct GroupState {
     /// Rejoin once every thread has applied this epoch.
     followup_epoch: Option<u64>,
     host_map: BTreeMap<String, HostTasks>,
-    generation: Option<i32>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -236,11 +235,6 @@ impl StreamsGroup {
         lock(&self.shared.state).host_map.clone()
     }
 
-    /// The group generation of the last assignment, if any.
-    pub fn generation(&self) -> Option<i32> {
-        lock(&self.shared.state).generation
-    }
-
     /// Leaves the group's heartbeat loop. Static members do not send
     /// LeaveGroup: a restart within `session.timeout.ms` gets the same
     /// tasks back without a rebalance.
@@ -292,7 +286,6 @@ impl Shared {
                     state.lost_epoch = state.epoch;
                     state.targets = vec![BTreeSet::new(); self.threads];
                     state.followup_epoch = None;
-                    state.generation = None;
                     self.changed.notify_all();
                 }
                 MembershipEvent::Fatal { error } => {
@@ -307,7 +300,7 @@ impl Shared {
             Ok(info) => info,
             Err(e) => {
                 tracing::error!(generation, error = %e, "unreadable assignment from the group leader; running no tasks");
-                return self.set_targets(generation, &BTreeSet::new(), false, BTreeMap::new());
+                return self.set_targets(&BTreeSet::new(), false, BTreeMap::new());
             }
         };
         if info.error_code != crate::assign::error_code::NONE {
@@ -327,12 +320,11 @@ impl Shared {
             generation, leader, tasks = ?active.iter().map(ToString::to_string).collect::<Vec<_>>(),
             followup = info.followup_needed, "assignment received"
         );
-        self.set_targets(generation, &active, info.followup_needed, info.host_map);
+        self.set_targets(&active, info.followup_needed, info.host_map);
     }
 
     fn set_targets(
         &self,
-        generation: i32,
         active: &BTreeSet<TaskId>,
         followup: bool,
         host_map: BTreeMap<String, HostTasks>,
@@ -353,7 +345,6 @@ impl Shared {
         state.epoch += 1;
         state.followup_epoch = followup.then_some(state.epoch);
         state.host_map = host_map;
-        state.generation = Some(generation);
         self.metrics.record_rebalance(
             kept as u64,
             (active.len() - kept) as u64,

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod transactions;
+
 /// What a bad configuration looks like, always naming the key or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -343,7 +345,7 @@ impl Config {
                 config.kafka.insert(property.to_string(), value);
             }
         }
-        config.transaction_timeout = transaction_timeout(&config)?;
+        config.transaction_timeout = transactions::transaction_timeout(&config)?;
         Ok(config)
     }
 
@@ -359,83 +361,6 @@ impl Config {
     pub fn app_state_dir(&self) -> PathBuf {
         self.state_dir.join(&self.application_id)
     }
-}
-
-/// Slack on top of one commit interval and one processor call for the
-/// commit itself (flush, offsets, EndTxn) and a restore or swap step.
-const TRANSACTION_SLACK: Duration = Duration::from_secs(10);
-/// Kafka's default; the broker refuses a longer transaction timeout
-/// (`transaction.max.timeout.ms`) unless its operator raised it.
-const BROKER_MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// `transaction.timeout.ms` for exactly-once. A transaction stays open for
-/// a whole commit interval plus at most one processor call before the
-/// commit; if the coordinator times it out first, it aborts it and fences
-/// the producer. So the default is derived from `commit.interval.ms` and
-/// `wasm.max.call.ms`, and an explicit `kafka.transaction.timeout.ms` (or
-/// `kafka.message.timeout.ms`, which librdkafka requires to be no longer)
-/// that cannot hold is refused here rather than failing after a while.
-fn transaction_timeout(config: &Config) -> Result<Duration, ConfigError> {
-    let needed = config.commit_interval + config.wasm_max_call;
-    let explicit = match config.kafka.get("transaction.timeout.ms") {
-        None => None,
-        Some(v) => Some(Duration::from_millis(v.trim().parse().map_err(|_| {
-            invalid("kafka.transaction.timeout.ms", v, "expected a whole number")
-        })?)),
-    };
-    if config.processing_guarantee != ProcessingGuarantee::ExactlyOnceV2 {
-        return Ok(explicit.unwrap_or(Duration::from_secs(60)));
-    }
-    let timeout = match explicit {
-        Some(t) if t <= needed => {
-            return Err(invalid(
-                "kafka.transaction.timeout.ms",
-                &t.as_millis().to_string(),
-                &format!(
-                    "under exactly_once_v2 it must exceed commit.interval.ms ({}) + \
-                     wasm.max.call.ms ({}), or the broker aborts open transactions and \
-                     fences the producer; raise it or lower commit.interval.ms",
-                    config.commit_interval.as_millis(),
-                    config.wasm_max_call.as_millis()
-                ),
-            ));
-        }
-        Some(t) => t,
-        None => {
-            let derived = (needed + TRANSACTION_SLACK).max(Duration::from_secs(10));
-            if derived > BROKER_MAX_TRANSACTION_TIMEOUT {
-                return Err(invalid(
-                    "commit.interval.ms",
-                    &config.commit_interval.as_millis().to_string(),
-                    &format!(
-                        "under exactly_once_v2 a transaction must outlive commit.interval.ms + \
-                         wasm.max.call.ms + 10 s = {} ms, above Kafka's default \
-                         transaction.max.timeout.ms (900000); lower it, or set \
-                         kafka.transaction.timeout.ms if your brokers allow longer",
-                        derived.as_millis()
-                    ),
-                ));
-            }
-            derived
-        }
-    };
-    if let Some(v) = config.kafka.get("message.timeout.ms") {
-        let message_timeout = v
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| invalid("kafka.message.timeout.ms", v, "expected a whole number"))?;
-        if Duration::from_millis(message_timeout) > timeout {
-            return Err(invalid(
-                "kafka.message.timeout.ms",
-                v,
-                &format!(
-                    "under exactly_once_v2 it must not exceed the transaction timeout ({} ms)",
-                    timeout.as_millis()
-                ),
-            ));
-        }
-    }
-    Ok(timeout)
 }
 
 fn admin_token(token: Option<String>, file: Option<String>) -> Result<Option<String>, ConfigError> {
@@ -598,166 +523,4 @@ fn local_hostname() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let mut raw = parse_toml(text).unwrap();
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        apply_env(&mut raw, &env);
-        Config::from_map(raw, env.get("HOSTNAME").map(String::as_str))
-    }
-
-    const MINIMAL: &str = "application.id = \"wc\"\nbootstrap.servers = \"127.0.0.1:9092\"\n";
-
-    #[test]
-    fn dotted_and_quoted_keys_mean_the_same() {
-        let quoted = "\"application.id\" = \"wc\"\n\"bootstrap.servers\" = \"b:1\"\n\"commit.interval.ms\" = 500\n";
-        let c = load(quoted, &[]).unwrap();
-        assert_eq!(c.application_id, "wc");
-        assert_eq!(c.commit_interval, Duration::from_millis(500));
-        let c = load(&format!("{MINIMAL}commit.interval.ms = \"250\"\n"), &[]).unwrap();
-        assert_eq!(c.commit_interval, Duration::from_millis(250));
-    }
-
-    #[test]
-    fn client_id_defaults_from_hostname_and_env_overrides_file() {
-        let c = load(MINIMAL, &[("HOSTNAME", "wc-0")]).unwrap();
-        assert_eq!(c.client_id, "wc-wc-0");
-        assert_eq!(c.group_instance_id, "wc-wc-0");
-        let c = load(
-            MINIMAL,
-            &[("HOSTNAME", "wc-0"), ("WEIR_BOOTSTRAP_SERVERS", "k:9")],
-        )
-        .unwrap();
-        assert_eq!(c.bootstrap_servers, "k:9");
-    }
-
-    #[test]
-    fn exactly_once_changes_the_commit_default() {
-        let c = load(
-            &format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n"),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(c.processing_guarantee, ProcessingGuarantee::ExactlyOnceV2);
-        assert_eq!(c.commit_interval, Duration::from_millis(100));
-        assert_eq!(
-            load(MINIMAL, &[]).unwrap().commit_interval,
-            Duration::from_secs(30)
-        );
-    }
-
-    #[test]
-    fn transaction_timeout_outlives_a_commit_interval_and_a_call() {
-        let eos = format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n");
-        // Defaults: 100 ms interval + 10 s call + 10 s slack.
-        let c = load(&eos, &[]).unwrap();
-        assert_eq!(c.transaction_timeout, Duration::from_millis(20_100));
-        // The README's 30 s interval no longer meets a 10 s timeout.
-        let c = load(&format!("{eos}commit.interval.ms = 30000\n"), &[]).unwrap();
-        assert_eq!(c.transaction_timeout, Duration::from_secs(50));
-        let c = load(
-            &format!("{eos}commit.interval.ms = 30000\nkafka.\"transaction.timeout.ms\" = 60000\n"),
-            &[],
-        )
-        .unwrap();
-        assert_eq!(c.transaction_timeout, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn inconsistent_transaction_settings_are_refused_at_start() {
-        let eos = format!("{MINIMAL}processing.guarantee = \"exactly_once_v2\"\n");
-        let err = load(
-            &format!("{eos}commit.interval.ms = 20000\nkafka.\"transaction.timeout.ms\" = 10000\n"),
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("kafka.transaction.timeout.ms"), "{err}");
-        assert!(err.contains("commit.interval.ms (20000)"), "{err}");
-        let err = load(
-            &format!("{eos}kafka.\"message.timeout.ms\" = 300000\n"),
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("kafka.message.timeout.ms"), "{err}");
-        assert!(err.contains("20100 ms"), "{err}");
-        let err = load(&format!("{eos}commit.interval.ms = 1000000\n"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("transaction.max.timeout.ms"), "{err}");
-        // At-least-once has no transactions: nothing to refuse.
-        load(
-            &format!(
-                "{MINIMAL}commit.interval.ms = 1000000\nkafka.\"transaction.timeout.ms\" = 1\n"
-            ),
-            &[],
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn unknown_keys_are_named_with_a_suggestion() {
-        let err = load(&format!("{MINIMAL}commit.intervall.ms = 5\n"), &[]).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("`commit.intervall.ms`"), "{msg}");
-        assert!(msg.contains("did you mean `commit.interval.ms`"), "{msg}");
-    }
-
-    #[test]
-    fn bad_values_name_key_and_reason() {
-        let err = load(&format!("{MINIMAL}num.stream.threads = \"four\"\n"), &[]).unwrap_err();
-        assert!(err.to_string().contains("`num.stream.threads`"), "{err}");
-        let err = load(
-            &format!("{MINIMAL}processing.guarantee = \"exactly_once\"\n"),
-            &[],
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("expected at_least_once or exactly_once_v2"),
-            "{err}"
-        );
-        let err = load("bootstrap.servers = \"b:1\"\n", &[]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ConfigError::Missing {
-                    key: "application.id"
-                }
-            ),
-            "{err}"
-        );
-        let err = load(
-            "application.id = \"../x\"\nbootstrap.servers = \"b:1\"\n",
-            &[],
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("application.id"), "{err}");
-    }
-
-    #[test]
-    fn topic_renames_and_client_properties_pass_through() {
-        let text = format!(
-            "{MINIMAL}[topics]\n\"text-lines\" = \"wc-in\"\n[kafka]\n\"fetch.min.bytes\" = 1\n"
-        );
-        let c = load(&text, &[]).unwrap();
-        assert_eq!(c.topic("text-lines"), "wc-in");
-        assert_eq!(c.topic("other"), "other");
-        assert_eq!(
-            c.kafka.get("fetch.min.bytes").map(String::as_str),
-            Some("1")
-        );
-    }
-
-    #[test]
-    fn env_names_follow_the_key() {
-        assert_eq!(env_name("bootstrap.servers"), "WEIR_BOOTSTRAP_SERVERS");
-        assert_eq!(env_name("wasm.max.call.ms"), "WEIR_WASM_MAX_CALL_MS");
-    }
-}
+mod tests;
