@@ -9,6 +9,7 @@
 //! POST   /v1/topologies/{name}/rollback[?version=N]
 //! DELETE /v1/topologies/{name}
 //! GET    /v1/tasks                 GET /health/live   GET /health/ready   GET /metrics
+//! GET    /v1/stores/...            interactive queries (see `query::http`)
 //! ```
 //! Mutating endpoints need `Authorization: Bearer <admin.token>`; with no
 //! token configured they are refused. An upload over
@@ -77,6 +78,11 @@ pub fn serve(
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let query_api = crate::query::http::QueryApi {
+        stores: ctx.queries.clone(),
+        metrics: ctx.metrics.clone(),
+        read_token: ctx.config.admin_read_token.clone(),
+    };
     let admin = Admin {
         ctx,
         deployer,
@@ -94,7 +100,8 @@ pub fn serve(
             get(show).put(deploy).delete(undeploy),
         )
         .route("/v1/topologies/{name}/rollback", post(rollback))
-        .with_state(admin);
+        .with_state(admin)
+        .merge(crate::query::http::routes(query_api));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("weir-admin")

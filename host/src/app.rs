@@ -77,6 +77,8 @@ pub struct HostContext {
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
     pub tasks: Arc<TaskRegistry>,
+    /// The stores interactive queries can read here, and the host map.
+    pub queries: Arc<crate::query::QueryableStores>,
 }
 
 impl HostContext {
@@ -95,6 +97,9 @@ impl HostContext {
         let hung = (config.commit_interval * 2).max(Duration::from_secs(120));
         let lifecycle = Arc::new(Lifecycle::new(config.num_stream_threads, hung));
         spawn_cleaner(dirs.clone(), config.state_cleanup_delay, lifecycle.clone());
+        let queries = Arc::new(crate::query::QueryableStores::new(
+            config.application_server.clone(),
+        ));
         Ok(Arc::new(HostContext {
             config: Arc::new(config),
             dirs,
@@ -102,6 +107,7 @@ impl HostContext {
             metrics: Arc::new(Metrics::default()),
             lifecycle,
             tasks: Arc::new(TaskRegistry::default()),
+            queries,
         }))
     }
 
@@ -227,6 +233,7 @@ impl App {
             clock: Arc::new(SystemClock),
             metrics: ctx.metrics.clone(),
             registry: ctx.tasks.clone(),
+            queries: ctx.queries.clone(),
         };
         let group = StreamsGroup::start(StreamsGroupSetup {
             config: config.clone(),
@@ -235,6 +242,7 @@ impl App {
             dirs: Some(ctx.dirs.clone()),
             lifecycle: ctx.lifecycle.clone(),
             metrics: ctx.metrics.clone(),
+            queries: ctx.queries.clone(),
         })?;
         let mut stream_threads = Vec::new();
         for index in 0..config.num_stream_threads {

@@ -12,6 +12,10 @@
 //! loop so a long restore never starves the group consumer. Owns no offsets
 //! and writes no store: it hands records to the task manager.
 //!
+//! Standby tasks use a reader of their own in *tail* mode: a tailed
+//! partition stays registered at its end (reporting `CaughtUp` once each
+//! time it gets there) and keeps applying what the active writes.
+//!
 //! Broker faults are transient here: a read error (broker restarting, all
 //! brokers down, metadata not yet propagated for a just-created changelog)
 //! is logged and that topic is polled again after a backoff; finding a
@@ -75,6 +79,8 @@ pub enum RestoreEvent {
         restored: u64,
         elapsed: Duration,
     },
+    /// A tailed partition reached the changelog's end (again).
+    CaughtUp { task: TaskId, store: usize },
 }
 
 struct Restoring {
@@ -86,6 +92,10 @@ struct Restoring {
     restored: u64,
     started: Instant,
     last_report: Instant,
+    /// Standby mode: stays registered at the end and keeps reading.
+    tail: bool,
+    /// Tail mode: at the end since the last record.
+    at_end: bool,
 }
 
 struct TopicReader {
@@ -133,17 +143,40 @@ impl ChangelogReader {
         Ok(self.topics.get_mut(topic).expect("inserted above"))
     }
 
-    /// Starts restoring store `store` (named `store_name`) of `task` from
-    /// `topic`/`partition`, after `recorded` if the store has an offset.
+    /// Starts restoring a store from its changelog, after `recorded` if
+    /// the store has an offset.
     pub fn register(
         &mut self,
-        task: TaskId,
-        store: usize,
-        store_name: &str,
-        topic: &str,
-        partition: i32,
+        at: StorePosition<'_>,
         recorded: Option<i64>,
     ) -> Result<RestoreStart, RestoreError> {
+        self.register_as(at, recorded, false)
+    }
+
+    /// Starts tailing a standby's store from its changelog: as
+    /// [`ChangelogReader::register`], but the partition stays registered
+    /// once caught up.
+    pub fn register_tail(
+        &mut self,
+        at: StorePosition<'_>,
+        recorded: Option<i64>,
+    ) -> Result<RestoreStart, RestoreError> {
+        self.register_as(at, recorded, true)
+    }
+
+    fn register_as(
+        &mut self,
+        at: StorePosition<'_>,
+        recorded: Option<i64>,
+        tail: bool,
+    ) -> Result<RestoreStart, RestoreError> {
+        let StorePosition {
+            task,
+            store,
+            store_name,
+            topic,
+            partition,
+        } = at;
         let reader = self.reader(topic)?;
         let (low, high) = watermarks(&reader.consumer, topic, partition)?;
         let from = match recorded {
@@ -157,13 +190,20 @@ impl ChangelogReader {
             Some(r) => r,
             None => low,
         };
-        if from >= high {
+        if from >= high && !tail {
             return Ok(RestoreStart::UpToDate);
         }
-        tracing::info!(
-            task_id = %task, store = store_name, topic, partition, from, end = high,
-            "restoring store from changelog ({} records at most)", high - from
-        );
+        if tail {
+            tracing::info!(
+                task_id = %task, store = store_name, topic, partition, from, end = high,
+                "standby tailing changelog ({} records behind at most)", (high - from).max(0)
+            );
+        } else {
+            tracing::info!(
+                task_id = %task, store = store_name, topic, partition, from, end = high,
+                "restoring store from changelog ({} records at most)", high - from
+            );
+        }
         let now = Instant::now();
         reader.partitions.insert(
             partition,
@@ -176,9 +216,14 @@ impl ChangelogReader {
                 restored: 0,
                 started: now,
                 last_report: now,
+                tail,
+                at_end: false,
             },
         );
         reader.assigned = false;
+        if from >= high {
+            return Ok(RestoreStart::UpToDate);
+        }
         Ok(RestoreStart::Restoring { from, end: high })
     }
 
@@ -195,6 +240,30 @@ impl ChangelogReader {
 
     pub fn is_idle(&self) -> bool {
         self.topics.values().all(|r| r.partitions.is_empty())
+    }
+
+    /// Whether some partition has not reached its end and can be read now
+    /// (tailed partitions at their end count as caught up).
+    pub fn is_behind(&self) -> bool {
+        // A topic waiting out a read error's backoff has nothing to read
+        // now: counting it would spin the thread's loop.
+        let now = Instant::now();
+        self.topics
+            .values()
+            .filter(|r| r.backoff.is_none_or(|(until, _)| now >= until))
+            .flat_map(|r| r.partitions.values())
+            .any(|p| !p.at_end)
+    }
+
+    /// Records `task` is behind its changelogs' ends, summed over its
+    /// partitions: exact at the end, from the last known end otherwise.
+    pub fn lag(&self, task: TaskId) -> i64 {
+        self.topics
+            .values()
+            .flat_map(|r| r.partitions.values())
+            .filter(|p| p.task == task && !p.at_end)
+            .map(|p| (p.end - p.next).max(0))
+            .sum()
     }
 
     /// Records still to restore, summed over every partition (an upper
@@ -251,6 +320,34 @@ impl ChangelogReader {
     }
 }
 
+/// Where `consumer` will read `topic`/`partition` next (no broker request).
+fn position(
+    consumer: &BaseConsumer<EndOfPartitionExpected>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    match consumer
+        .position()
+        .ok()?
+        .find_partition(topic, partition)?
+        .offset()
+    {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// A store of a task and the changelog partition it is restored from.
+#[derive(Debug, Clone, Copy)]
+pub struct StorePosition<'a> {
+    pub task: TaskId,
+    /// The store's index in the task's topology.
+    pub store: usize,
+    pub store_name: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+}
+
 /// The low and high offsets of a changelog partition, retried with backoff
 /// while the broker is away.
 fn watermarks(
@@ -289,6 +386,7 @@ fn read_topic(
 ) -> Result<(), RestoreError> {
     let mut batches: BTreeMap<i32, Vec<Write>> = BTreeMap::new();
     let mut finished = Vec::new();
+    let mut caught_up = Vec::new();
     let mut timeout = wait;
     let mut read = 0;
     while read < max_records {
@@ -306,6 +404,8 @@ fn read_topic(
                     continue;
                 }
                 r.next = message.offset() + 1;
+                r.end = r.end.max(r.next);
+                r.at_end = false;
                 r.restored += 1;
                 read += 1;
                 if let Some(key) = message.key() {
@@ -317,8 +417,26 @@ fn read_topic(
                 }
             }
             Err(KafkaError::PartitionEOF(partition)) => {
-                if reader.partitions.contains_key(&partition) {
-                    finished.push(partition);
+                // Past the last record may lie transaction markers and
+                // aborted records: the store records the end itself, so a
+                // later restore from it (a promoted standby's) has nothing
+                // left to wait for.
+                if let (Some(r), Some(end)) = (
+                    reader.partitions.get_mut(&partition),
+                    position(&reader.consumer, topic, partition),
+                ) && end > r.next
+                {
+                    r.next = end;
+                    batches.entry(partition).or_default();
+                }
+                match reader.partitions.get_mut(&partition) {
+                    Some(r) if r.tail && !r.at_end => {
+                        r.at_end = true;
+                        r.end = r.next;
+                        caught_up.push((r.task, r.store));
+                    }
+                    Some(r) if !r.tail => finished.push(partition),
+                    _ => {}
                 }
             }
             Err(error) => {
@@ -347,8 +465,20 @@ fn read_topic(
             next_offset: r.next,
         });
     }
+    for (task, store) in caught_up {
+        events.push(RestoreEvent::CaughtUp { task, store });
+    }
+    for (partition, r) in reader.partitions.iter_mut() {
+        if r.tail
+            && !r.at_end
+            && let Some(high) =
+                crate::kafka::cached_high_watermark(&reader.consumer, topic, *partition)
+        {
+            r.end = r.end.max(high);
+        }
+    }
     for r in reader.partitions.values_mut() {
-        if r.last_report.elapsed() >= PROGRESS_EVERY {
+        if !r.at_end && r.last_report.elapsed() >= PROGRESS_EVERY {
             r.last_report = Instant::now();
             let secs = r.started.elapsed().as_secs_f64().max(0.001);
             tracing::info!(

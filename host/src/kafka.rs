@@ -60,6 +60,9 @@ pub fn restore_consumer(config: &Config, thread: usize) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        // The end of a changelog (only transaction markers left) shows at
+        // the next fetch's answer: keep the broker's wait short.
+        .set("fetch.wait.max.ms", "100")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
     overrides(c, config)
@@ -123,3 +126,104 @@ impl ClientContext for EndOfPartitionExpected {
 }
 
 impl ConsumerContext for EndOfPartitionExpected {}
+
+/// The high watermark of `topic`/`partition` as `consumer` last saw it in
+/// a fetch response (no request to the broker), if it has seen one.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    use rdkafka::bindings as rd;
+    use rdkafka::consumer::Consumer;
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is live for the call (borrowed from
+    // `consumer`), the topic string outlives it, and librdkafka only writes
+    // the two out-parameters.
+    let error = unsafe {
+        rd::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+/// A consumer only for reading offsets (the group leader's view of each
+/// changelog's end): no group, nothing fetched.
+pub fn offsets_consumer(config: &Config) -> ClientConfig {
+    let mut c = base(config, "-leader-offsets");
+    c.set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    overrides(c, config)
+}
+
+/// Kafka's default partition for a key: `toPositive(murmur2(key)) % n`, the
+/// same as the Java client and librdkafka's `murmur2_random`.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c).
+pub fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        let cases: &[(&[u8], i32)] = &[
+            (b"21", -973932308),
+            (b"foobar", -790332482),
+            (b"a-little-bit-long-string", -985981536),
+            (b"a-little-bit-longer-string", -1486304829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
+            (b"abc", 479470107),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                murmur2(input) as i32,
+                *expected,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

@@ -50,6 +50,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod member;
 pub mod metrics;
+pub mod query;
 pub mod rollout;
 pub mod runtime;
 pub mod store;

@@ -78,6 +78,7 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
         "memory bound for {tasks} task(s) of `{}` ({} store(s) each):\n\
          \x20 RocksDB, shared by every store: rocksdb.block.cache.bytes {:.0} MiB + rocksdb.write.buffer.bytes {:.0} MiB = {:.0} MiB\n\
          \x20 Wasm: wasm.max.memory.bytes {:.0} MiB x {tasks} instance(s) = {:.0} MiB (a cap; instances use what they touch)\n\
+         \x20 standby and warm-up tasks (num.standby.replicas {}, max.warmup.replicas {}): stores only, inside the RocksDB budget above; no Wasm instance\n\
          \x20 uncommitted writes and outputs: (statestore.cache.max.bytes {:.0} MiB + wasm.max.call.bytes {:.0} MiB) x {} thread(s) = {:.0} MiB\n\
          \x20 total {:.0} MiB + host and Kafka client overhead (~100 MiB) + headroom for compaction spikes",
         topology.name,
@@ -87,6 +88,8 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
         mib(rocks),
         mib(config.wasm_max_memory_bytes),
         mib(wasm),
+        config.num_standby_replicas,
+        config.max_warmup_replicas,
         mib(config.statestore_cache_max_bytes),
         mib(config.wasm_max_call_bytes),
         config.num_stream_threads,
@@ -127,5 +130,6 @@ mod tests {
         // 10 MiB statestore.cache.max.bytes + 64 MiB wasm.max.call.bytes.
         assert!(text.contains("x 1 thread(s) = 74 MiB"), "{text}");
         assert!(text.contains("total 264 MiB"), "{text}");
+        assert!(text.contains("num.standby.replicas 0"), "{text}");
     }
 }

@@ -116,6 +116,10 @@ impl StreamThread {
                 group: &self.group,
             };
             self.tasks.restore_step(&source, Duration::ZERO);
+            if self.tasks.standby_step() {
+                self.group
+                    .report_standbys(self.index, self.tasks.standby_offset_sums());
+            }
             self.tasks.process(batches);
             self.tasks.punctuate_wall_clock();
             self.tasks.maybe_commit(&source);
@@ -181,6 +185,9 @@ impl StreamThread {
             warn("unassigning lost partitions", source.remove(&parts));
             self.owned.clear();
         }
+        // Before the active changes: a revoked task that stays here as a
+        // standby keeps its stores open.
+        self.tasks.set_standby_target(update.standby.clone());
         let revoked: BTreeSet<TaskId> = self.owned.difference(&update.active).copied().collect();
         let gained: BTreeSet<TaskId> = update.active.difference(&self.owned).copied().collect();
         if !revoked.is_empty() {
@@ -195,7 +202,9 @@ impl StreamThread {
             warn("assigning partitions", source.add(&parts));
             self.tasks.on_assigned(&parts, &source);
         }
-        self.tasks.report_status();
+        self.tasks.apply_standbys();
+        self.group
+            .report_standbys(self.index, self.tasks.standby_offset_sums());
         self.owned = update.active;
         self.epoch = update.epoch;
         self.restart_reset_tasks();
@@ -235,9 +244,10 @@ impl StreamThread {
     }
 
     /// Polls up to `max.poll.records` records, grouped by partition in
-    /// arrival (offset) order. Waits only if nothing is restoring.
+    /// arrival (offset) order. Waits only if nothing is restoring and no
+    /// standby is catching up.
     fn poll_records(&self) -> Batches {
-        let restoring = self.tasks.is_restoring();
+        let restoring = self.tasks.is_restoring() || self.tasks.standbys_behind();
         let mut wait = if restoring { Duration::ZERO } else { IDLE_POLL };
         let mut batches: Batches = Vec::new();
         // The declared source of each batch, by batch index.

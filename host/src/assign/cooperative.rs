@@ -6,7 +6,9 @@
 //! this round. Must never: take a task away from a process that keeps it,
 //! give a task to a process while another member still owns it, or change
 //! standbys and warm-ups (they need no hand-over: several copies may tail
-//! a changelog at once).
+//! a changelog at once). A task withheld from its new owner for a round is
+//! made a standby there meanwhile, so the owner opens its stores and
+//! tails the changelog while the old owner lets go.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,13 +41,18 @@ pub fn cooperative(
     let mut out = target.clone();
     let mut followup = false;
     for (member, client) in out.clients.iter_mut() {
+        let mut withheld = Vec::new();
         client.active.retain(|task| {
             let held_elsewhere = owners
                 .get(task)
                 .is_some_and(|list| list.iter().any(|o| o != member));
-            followup |= held_elsewhere;
+            if held_elsewhere {
+                withheld.push(*task);
+            }
             !held_elsewhere
         });
+        followup |= !withheld.is_empty();
+        client.standby.extend(withheld);
     }
     (out, followup)
 }
@@ -91,6 +98,7 @@ mod tests {
         assert!(followup);
         assert_eq!(round1.clients[&ProcessId(1)].active, set(&[0, 1]));
         assert!(round1.clients[&ProcessId(2)].active.is_empty());
+        assert_eq!(round1.clients[&ProcessId(2)].standby, set(&[2, 3]));
 
         let owned: BTreeMap<ProcessId, BTreeSet<TaskId>> = round1
             .clients
@@ -122,6 +130,11 @@ mod tests {
         let (out, followup) = cooperative(&goal, &owned);
         assert!(followup);
         assert!(out.clients[&ProcessId(2)].active.is_empty());
+        assert_eq!(
+            out.clients[&ProcessId(2)].standby,
+            set(&[0]),
+            "withheld: a standby meanwhile"
+        );
         assert_eq!(out.clients[&ProcessId(1)].standby, set(&[0]));
         assert_eq!(out.clients[&ProcessId(1)].warmup, set(&[1]));
     }

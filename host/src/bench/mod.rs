@@ -13,11 +13,15 @@
 //! - [`rebalance`] (`--rebalance`, on its own): a fourth instance joining
 //!   three, on Weir and on Kafka Streams: how long the moved task pauses and
 //!   the longest pause of a task that stays.
+//! - [`failover`] (`--failover`, on its own): an instance SIGKILLed under a
+//!   large store, without and with a standby, and on Kafka Streams with
+//!   one: how long until its tasks run again elsewhere.
 //!
 //! Must not be used to judge correctness (the tests do that): it only
 //! checks that every record was processed.
 
 mod boundary;
+mod failover;
 mod inprocess;
 mod rebalance;
 mod versus;
@@ -30,6 +34,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use boundary::BoundaryFigure;
+pub use failover::FailoverFigure;
 pub use inprocess::{Measurement, Summary};
 pub use rebalance::RebalanceFigure;
 pub use versus::{RestoreFigure, SystemRun, SystemSummary};
@@ -149,6 +154,40 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 /// The rebalance scenario alone (`weir bench --rebalance`).
 pub fn run_rebalance(opts: &BenchOptions) -> Result<Vec<RebalanceFigure>, BenchError> {
     rebalance::run(opts, opts.kafka_streams.as_deref())
+}
+
+/// The failover scenario alone (`weir bench --failover`).
+pub fn run_failover(opts: &BenchOptions) -> Result<Vec<FailoverFigure>, BenchError> {
+    failover::run(opts, opts.kafka_streams.as_deref())
+}
+
+/// The failover figures as a table.
+pub fn failover_table(figures: &[FailoverFigure]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "machine: {}
+word count, 4 partitions, 3 instances, {} keys in the store, one SIGKILLed; session.timeout.ms {:.0} s:",
+        machine(),
+        figures.first().map_or(0, |f| f.store_keys),
+        figures.first().map_or(0.0, |f| f.session_timeout_seconds),
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>8} {:>24} {:>30}",
+        "system", "standbys", "kill to moved running", "rebalance to moved running"
+    );
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>8} {:>23.2}s {:>29.2}s",
+            f.system,
+            f.standby_replicas,
+            f.kill_to_moved_running_seconds,
+            f.rebalance_to_moved_running_seconds
+        );
+    }
+    out
 }
 
 /// The rebalance figures as a table.

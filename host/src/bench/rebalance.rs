@@ -49,20 +49,20 @@ pub struct RebalanceFigure {
     pub kept_task_max_pause_seconds: f64,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Produces a steady stream of word-count lines until stopped.
-struct Feeder {
+pub(super) struct Feeder {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<()>,
 }
 
 impl Feeder {
-    fn start(bootstrap: &str, topic: &str) -> Result<Feeder, BenchError> {
+    pub(super) fn start(bootstrap: &str, topic: &str) -> Result<Feeder, BenchError> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("linger.ms", "2")
@@ -97,20 +97,26 @@ impl Feeder {
         Ok(Feeder { stop, handle })
     }
 
-    fn stop(self) {
+    pub(super) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.handle.join();
     }
 }
 
 /// One instance of the application under test.
-struct Member {
+pub(super) struct Member {
     child: Child,
 }
 
 impl Member {
+    /// SIGKILL: no shutdown path at all.
+    pub(super) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Ordered stop (SIGTERM for Weir, end of stdin for the Java app).
-    fn stop(mut self) {
+    pub(super) fn stop(mut self) {
         drop(self.child.stdin.take());
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -126,25 +132,30 @@ impl Member {
     }
 }
 
-struct Scenario<'a> {
-    opts: &'a BenchOptions,
-    app: String,
-    input: String,
-    output: String,
-    state: &'a Path,
+pub(super) struct Scenario<'a> {
+    pub opts: &'a BenchOptions,
+    pub app: String,
+    pub input: String,
+    pub output: String,
+    pub state: &'a Path,
+    /// Extra `weir.toml` lines.
+    pub weir_config: Vec<String>,
+    /// Extra arguments of the Kafka Streams member.
+    pub ks_args: Vec<String>,
 }
 
 impl Scenario<'_> {
-    fn weir(&self, host: &str) -> Result<Member, BenchError> {
+    pub(super) fn weir(&self, host: &str) -> Result<Member, BenchError> {
         let dir = self.state.join(&self.app).join(host);
         std::fs::create_dir_all(&dir).map_err(err)?;
         let config = format!(
-            "application.id = \"{}\"\nbootstrap.servers = \"{}\"\nstate.dir = \"{}\"\ncommit.interval.ms = {}\n\
+            "application.id = \"{}\"\nbootstrap.servers = \"{}\"\nstate.dir = \"{}\"\ncommit.interval.ms = {}\n{}\n\
              [topics]\n\"text-lines\" = \"{}\"\n\"word-counts\" = \"{}\"\n",
             self.app,
             self.opts.bootstrap,
             dir.join("state").display(),
             self.opts.commit_interval_ms,
+            self.weir_config.join("\n"),
             self.input,
             self.output
         );
@@ -168,7 +179,7 @@ impl Scenario<'_> {
         Ok(Member { child })
     }
 
-    fn kafka_streams(&self, ks: &Path, host: &str) -> Result<Member, BenchError> {
+    pub(super) fn kafka_streams(&self, ks: &Path, host: &str) -> Result<Member, BenchError> {
         let classpath = format!(
             "{}:{}/*",
             ks.join("target/classes").display(),
@@ -185,6 +196,7 @@ impl Scenario<'_> {
                 "--commit-interval-ms",
                 &self.opts.commit_interval_ms.to_string(),
             ])
+            .args(&self.ks_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -218,6 +230,8 @@ fn scenario(
         output: format!("{app}-out"),
         app,
         state,
+        weir_config: Vec::new(),
+        ks_args: Vec::new(),
     };
     create_topic_with(&opts.bootstrap, PARTITIONS, &s.input, &[])?;
     create_topic_with(
@@ -252,9 +266,9 @@ fn scenario(
     Ok(figure(system, &stamps, joined_at, until))
 }
 
-type Reader = BaseConsumer<EndOfPartitionExpected>;
+pub(super) type Reader = BaseConsumer<EndOfPartitionExpected>;
 
-fn output_reader(bootstrap: &str, topic: &str) -> Result<Reader, BenchError> {
+pub(super) fn output_reader(bootstrap: &str, topic: &str) -> Result<Reader, BenchError> {
     let consumer: Reader = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("weir-bench-reader"))
@@ -271,7 +285,7 @@ fn output_reader(bootstrap: &str, topic: &str) -> Result<Reader, BenchError> {
     Ok(consumer)
 }
 
-fn wait_for_every_partition(reader: &Reader, topic: &str) -> Result<(), BenchError> {
+pub(super) fn wait_for_every_partition(reader: &Reader, topic: &str) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let mut all = true;
@@ -294,7 +308,10 @@ fn wait_for_every_partition(reader: &Reader, topic: &str) -> Result<(), BenchErr
 }
 
 /// Every output record's append time, per partition.
-fn append_times(reader: &Reader, topic: &str) -> Result<BTreeMap<i32, Vec<i64>>, BenchError> {
+pub(super) fn append_times(
+    reader: &Reader,
+    topic: &str,
+) -> Result<BTreeMap<i32, Vec<i64>>, BenchError> {
     let mut stamps: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
     let mut at_end = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -316,13 +333,12 @@ fn append_times(reader: &Reader, topic: &str) -> Result<BTreeMap<i32, Vec<i64>>,
 }
 
 /// Per partition, the longest gap between outputs within the window
-/// (counting the window's edges), and where it ends.
-fn figure(
-    system: &'static str,
+/// (counting the window's edges) and where it ends, longest first.
+pub(super) fn longest_gaps(
     stamps: &BTreeMap<i32, Vec<i64>>,
     from: i64,
     until: i64,
-) -> RebalanceFigure {
+) -> Vec<(i64, i64)> {
     let mut gaps: Vec<(i64, i64)> = (0..PARTITIONS)
         .map(|p| {
             let mut times: Vec<i64> = stamps
@@ -346,6 +362,16 @@ fn figure(
         })
         .collect();
     gaps.sort_unstable_by(|a, b| b.cmp(a));
+    gaps
+}
+
+fn figure(
+    system: &'static str,
+    stamps: &BTreeMap<i32, Vec<i64>>,
+    from: i64,
+    until: i64,
+) -> RebalanceFigure {
+    let gaps = longest_gaps(stamps, from, until);
     let (moved_gap, moved_resumed) = gaps[0];
     RebalanceFigure {
         system,

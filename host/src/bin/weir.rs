@@ -73,6 +73,23 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Read one key of a store from any instance (interactive query): the
+    /// instance forwards to the key's owner.
+    Query {
+        #[command(flatten)]
+        admin: AdminArgs,
+        store: String,
+        key: String,
+        /// How KEY is written: text, hex or base64.
+        #[arg(long, default_value = "text")]
+        key_format: String,
+        /// How to decode the value: bytes, utf8, u64, i64 or json.
+        #[arg(long, default_value = "utf8")]
+        value_format: String,
+        /// Let a standby answer (it may lag; the lag is printed).
+        #[arg(long)]
+        stale: bool,
+    },
     /// Validate a component and print its topology as JSON.
     Describe { component: PathBuf },
     /// Print the memory bound a config implies for a component.
@@ -121,6 +138,11 @@ enum Command {
         /// --vs-kafka-streams).
         #[arg(long)]
         rebalance: bool,
+        /// Only the failover scenario: three instances of word count with a
+        /// large store, one SIGKILLed, without and with a standby replica
+        /// (and Kafka Streams with one, with --vs-kafka-streams).
+        #[arg(long, conflicts_with = "rebalance")]
+        failover: bool,
     },
 }
 
@@ -333,6 +355,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{name}: version {} is live again", reply["version"]);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Query {
+            admin,
+            store,
+            key,
+            key_format,
+            value_format,
+            stale,
+        } => {
+            let format =
+                weir::query::KeyFormat::parse(Some(&key_format)).map_err(anyhow::Error::msg)?;
+            let bytes = format.decode(&key).map_err(anyhow::Error::msg)?;
+            // Hex in the URL: any key travels without escaping.
+            let url = format!(
+                "{}/v1/stores/{store}/keys/{}?key_format=hex&value_format={value_format}{}",
+                admin.admin.trim_end_matches('/'),
+                hex::encode(bytes),
+                if stale { "&stale=ok" } else { "" }
+            );
+            let reply = client::request(&admin, "GET", &url, None)?;
+            match reply {
+                serde_json::Value::String(s) => println!("{s}"),
+                other => println!("{other}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Undeploy { admin, name } => {
             let url = format!("{}/v1/topologies/{name}", admin.admin.trim_end_matches('/'));
             client::request(&admin, "DELETE", &url, None)?;
@@ -396,6 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             vs_kafka_streams,
             json,
             rebalance,
+            failover,
         } => {
             let opts = weir::bench::BenchOptions {
                 bootstrap,
@@ -413,6 +461,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string_pretty(&figures)?);
                 } else {
                     print!("{}", weir::bench::rebalance_table(&figures));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if failover {
+                let figures = weir::bench::run_failover(&opts)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&figures)?);
+                } else {
+                    print!("{}", weir::bench::failover_table(&figures));
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -482,7 +539,13 @@ mod client {
                 }
                 r.call()
             }
-            _ => agent.get(url).call(),
+            _ => {
+                let mut r = agent.get(url);
+                if let Some(a) = &auth {
+                    r = r.header("authorization", a);
+                }
+                r.call()
+            }
         };
         let mut response = response.with_context(|| format!("{method} {url}"))?;
         let status = response.status();

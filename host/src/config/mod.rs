@@ -63,6 +63,17 @@ pub struct Config {
     pub application_server: Option<String>,
     /// `num.stream.threads`.
     pub num_stream_threads: usize,
+    /// `num.standby.replicas`: standby copies kept per stateful task, each
+    /// on another process than the active and than each other.
+    pub num_standby_replicas: u32,
+    /// `acceptable.recovery.lag`: changelog records a process may be behind
+    /// on a task and still count as caught up (take it over at once).
+    pub acceptable_recovery_lag: i64,
+    /// `max.warmup.replicas`: warm-up replicas placed in one assignment.
+    pub max_warmup_replicas: u32,
+    /// `probing.rebalance.interval.ms`: how soon after placing warm-ups the
+    /// group rebalances again to move tasks whose warm-up caught up.
+    pub probing_rebalance_interval: Duration,
     /// `state.dir`; stores live under `<state.dir>/<application.id>/`.
     pub state_dir: PathBuf,
     /// `commit.interval.ms` (30000, or 100 under exactly-once).
@@ -107,6 +118,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `admin.max.component.bytes`: largest component upload.
     pub admin_max_component_bytes: usize,
+    /// `admin.read.token`: when set, interactive queries need it as a
+    /// bearer token (none: reads are open).
+    pub admin_read_token: Option<String>,
 }
 
 /// Every plain key: name, default shown in docs, description.
@@ -118,7 +132,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("group.instance.id", "client.id", "static group membership id"),
     ("application.server", "(none)", "host:port other instances use to reach this one"),
     ("num.stream.threads", "1", "processing threads"),
-    ("num.standby.replicas", "0", "standby replicas (only 0 is supported yet)"),
+    ("num.standby.replicas", "0", "standby replicas per stateful task"),
+    ("acceptable.recovery.lag", "10000", "records behind that still count as caught up"),
+    ("max.warmup.replicas", "2", "warm-up replicas placed at once"),
+    ("probing.rebalance.interval.ms", "600000", "rebalance period while warm-ups catch up"),
     ("state.dir", "/tmp/weir", "where stores live"),
     ("commit.interval.ms", "30000 (100 with exactly_once_v2)", "commit cycle period"),
     ("processing.guarantee", "at_least_once", "at_least_once | exactly_once_v2"),
@@ -136,6 +153,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("admin.token", "(none)", "bearer token for mutating admin endpoints"),
     ("admin.token.file", "(none)", "file holding admin.token (e.g. a mounted secret)"),
     ("admin.max.component.bytes", "67108864", "largest component upload"),
+    ("admin.read.token", "(none)", "bearer token interactive queries need (none: open reads)"),
 ];
 
 /// Key prefixes that take any suffix.
@@ -215,19 +233,24 @@ impl Config {
         }
         let num_stream_threads =
             number(take("num.stream.threads"), "num.stream.threads", 1, 1..=64)?;
-        let standbys: usize = number(
+        let num_standby_replicas = number(
             take("num.standby.replicas"),
             "num.standby.replicas",
             0,
             0..=8,
         )?;
-        if standbys != 0 {
-            return Err(invalid(
-                "num.standby.replicas",
-                &standbys.to_string(),
-                "standby replicas are not implemented yet; only 0 is accepted",
-            ));
-        }
+        let acceptable_recovery_lag = number(
+            take("acceptable.recovery.lag"),
+            "acceptable.recovery.lag",
+            10_000,
+            0..=i64::MAX,
+        )?;
+        let max_warmup_replicas = number(
+            take("max.warmup.replicas"),
+            "max.warmup.replicas",
+            2,
+            1..=1_000,
+        )?;
         let processing_guarantee = match take("processing.guarantee").as_deref() {
             None | Some("at_least_once") => ProcessingGuarantee::AtLeastOnce,
             Some("exactly_once_v2") => ProcessingGuarantee::ExactlyOnceV2,
@@ -306,6 +329,11 @@ impl Config {
                 crate::runtime::DEFAULT_MAX_CALL_BYTES,
                 1 << 20..=4 << 30,
             )?,
+            probing_rebalance_interval: ms(
+                take("probing.rebalance.interval.ms"),
+                "probing.rebalance.interval.ms",
+                600_000,
+            )?,
             transaction_timeout: Duration::ZERO,
             admin_listen: match take("admin.listen") {
                 None => None,
@@ -314,6 +342,7 @@ impl Config {
                 })?),
             },
             admin_token: admin_token(take("admin.token"), take("admin.token.file"))?,
+            admin_read_token: take("admin.read.token").filter(|t| !t.is_empty()),
             admin_max_component_bytes: number(
                 take("admin.max.component.bytes"),
                 "admin.max.component.bytes",
@@ -326,10 +355,20 @@ impl Config {
             group_instance_id,
             application_server,
             num_stream_threads,
+            num_standby_replicas,
+            acceptable_recovery_lag,
+            max_warmup_replicas,
             processing_guarantee,
             topics: BTreeMap::new(),
             kafka: BTreeMap::new(),
         };
+        if config.probing_rebalance_interval < Duration::from_secs(1) {
+            return Err(invalid(
+                "probing.rebalance.interval.ms",
+                &config.probing_rebalance_interval.as_millis().to_string(),
+                "must be at least 1000",
+            ));
+        }
         if config.wasm_max_call < Duration::from_millis(10) {
             return Err(invalid(
                 "wasm.max.call.ms",

@@ -159,3 +159,31 @@ fn env_names_follow_the_key() {
     assert_eq!(env_name("bootstrap.servers"), "WEIR_BOOTSTRAP_SERVERS");
     assert_eq!(env_name("wasm.max.call.ms"), "WEIR_WASM_MAX_CALL_MS");
 }
+
+#[test]
+fn standby_and_warm_up_settings_follow_kafka_streams() {
+    let c = load(MINIMAL, &[]).unwrap();
+    assert_eq!(c.num_standby_replicas, 0);
+    assert_eq!(c.acceptable_recovery_lag, 10_000);
+    assert_eq!(c.max_warmup_replicas, 2);
+    assert_eq!(c.probing_rebalance_interval, Duration::from_secs(600));
+    let c = load(
+        &format!("{MINIMAL}num.standby.replicas = 1\nacceptable.recovery.lag = 50\nprobing.rebalance.interval.ms = 5000\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.num_standby_replicas, 1);
+    assert_eq!(c.acceptable_recovery_lag, 50);
+    assert_eq!(c.probing_rebalance_interval, Duration::from_secs(5));
+    let err = load(
+        &format!("{MINIMAL}probing.rebalance.interval.ms = 10\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("`probing.rebalance.interval.ms`"),
+        "{err}"
+    );
+    let err = load(&format!("{MINIMAL}max.warmup.replicas = 0\n"), &[]).unwrap_err();
+    assert!(err.to_string().contains("`max.warmup.replicas`"), "{err}");
+}

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -68,6 +69,7 @@ pub(crate) fn subscription_info(
     plan: &PlanView,
     task_offset_sums: BTreeMap<TaskId, i64>,
     owned_active: BTreeSet<TaskId>,
+    owned_standby: BTreeSet<TaskId>,
 ) -> SubscriptionInfo {
     SubscriptionInfo {
         version: LATEST_VERSION,
@@ -77,24 +79,30 @@ pub(crate) fn subscription_info(
         threads: config.num_stream_threads as u32,
         task_offset_sums,
         owned_active,
-        owned_standby: BTreeSet::new(),
+        owned_standby,
         client_tags: BTreeMap::new(),
         topology_fingerprint: plan.fingerprint.clone(),
     }
 }
 
-/// The assignor settings while standby and warm-up tasks do not run yet:
-/// every process counts as caught up, so balance may move a task to a
-/// process without its state (it restores from the changelog there), as
-/// librdkafka's assignors did; stickiness and offset sums still decide
-/// who keeps what.
-fn assignor_config() -> AssignorConfig {
+/// The assignor settings from the config, named as in Kafka Streams.
+pub(crate) fn assignor_config(config: &Config) -> AssignorConfig {
     AssignorConfig {
-        num_standby_replicas: 0,
-        acceptable_recovery_lag: i64::MAX,
-        max_warmup_replicas: 0,
+        num_standby_replicas: config.num_standby_replicas,
+        acceptable_recovery_lag: config.acceptable_recovery_lag,
+        max_warmup_replicas: config.max_warmup_replicas,
         rack_aware_assignment_tags: Vec::new(),
     }
+}
+
+/// What the leader decides with besides the members' subscriptions.
+#[derive(Debug, Clone)]
+pub(crate) struct LeaderSettings {
+    pub assignor: AssignorConfig,
+    pub probing_rebalance_interval: Duration,
+    /// Per task, the sum of its changelogs' end offsets; a task missing
+    /// here is judged by the most state any member reports.
+    pub changelog_ends: BTreeMap<TaskId, i64>,
 }
 
 /// The leader's answer: every member's assignment user data.
@@ -102,6 +110,7 @@ pub(crate) fn leader_assignment(
     generation: i32,
     plan: &PlanView,
     members: &[MemberMetadata],
+    settings: &LeaderSettings,
 ) -> BTreeMap<String, Vec<u8>> {
     let mut clients: BTreeMap<ProcessId, ClientState> = BTreeMap::new();
     let mut owned: BTreeMap<ProcessId, BTreeSet<TaskId>> = BTreeMap::new();
@@ -142,15 +151,13 @@ pub(crate) fn leader_assignment(
         process_of.insert(member.member_id.clone(), pid);
     }
 
-    // Lag ranks by the state each process reports; true changelog end
-    // offsets matter once warm-ups need a threshold (standby issue).
-    let end = |task: TaskId| {
-        clients
+    let end = |task: TaskId| match settings.changelog_ends.get(&task) {
+        Some(end) => *end,
+        None => clients
             .values()
             .filter_map(|c| c.task_offset_sums.get(&task).copied())
             .max()
-            .unwrap_or(0)
-            .saturating_add(1)
+            .unwrap_or(0),
     };
     let tasks: Vec<TaskSpec> = (0..plan.plan.partitions as i32)
         .map(TaskId::for_partition)
@@ -159,7 +166,7 @@ pub(crate) fn leader_assignment(
             false => TaskSpec::stateless(id),
         })
         .collect();
-    let target = assign(&tasks, &clients, &assignor_config());
+    let target = assign(&tasks, &clients, &settings.assignor);
     let (round, followup) = cooperative(&target, &owned);
     let hosts = host_map(&round, &clients);
     tracing::info!(
@@ -167,8 +174,12 @@ pub(crate) fn leader_assignment(
         members = members.len(),
         tasks = tasks.len(),
         followup,
+        probing = target.probing_rebalance_needed,
         "leader computed the assignment"
     );
+    let probing_rebalance_in_ms = target
+        .probing_rebalance_needed
+        .then_some(settings.probing_rebalance_interval.as_millis() as u64);
 
     let mut out = BTreeMap::new();
     for member in members {
@@ -180,7 +191,7 @@ pub(crate) fn leader_assignment(
             warmup: BTreeSet::new(),
             host_map: hosts.clone(),
             followup_needed: false,
-            probing_rebalance_in_ms: None,
+            probing_rebalance_in_ms,
             error_code: refused
                 .get(&member.member_id)
                 .copied()
@@ -191,6 +202,8 @@ pub(crate) fn leader_assignment(
             .and_then(|pid| round.clients.get(pid))
         {
             info.active = client.active.iter().copied().collect();
+            info.standby = client.standby.clone();
+            info.warmup = client.warmup.clone();
             info.followup_needed = followup;
         }
         out.insert(member.member_id.clone(), info.encode());
@@ -247,6 +260,17 @@ mod tests {
         }
     }
 
+    fn settings(standbys: u32) -> LeaderSettings {
+        LeaderSettings {
+            assignor: AssignorConfig {
+                num_standby_replicas: standbys,
+                ..AssignorConfig::default()
+            },
+            probing_rebalance_interval: Duration::from_secs(5),
+            changelog_ends: BTreeMap::new(),
+        }
+    }
+
     fn decode(out: &BTreeMap<String, Vec<u8>>, id: &str) -> AssignmentInfo {
         AssignmentInfo::decode(&out[id]).unwrap()
     }
@@ -255,7 +279,7 @@ mod tests {
     fn every_partition_is_assigned_once_and_the_host_map_names_the_owners() {
         let plan = plan(4);
         let members = [member("a", 1, &plan, &[]), member("b", 2, &plan, &[])];
-        let out = leader_assignment(1, &plan, &members);
+        let out = leader_assignment(1, &plan, &members, &settings(0));
         let (a, b) = (decode(&out, "a"), decode(&out, "b"));
         let mut all: Vec<TaskId> = a.active.iter().chain(&b.active).copied().collect();
         all.sort();
@@ -274,7 +298,7 @@ mod tests {
             member("a", 1, &plan, &[0, 1, 2, 3]),
             member("b", 2, &plan, &[]),
         ];
-        let first = leader_assignment(2, &plan, &members);
+        let first = leader_assignment(2, &plan, &members, &settings(0));
         let (a, b) = (decode(&first, "a"), decode(&first, "b"));
         assert_eq!(a.active.len(), 2, "a keeps two and lets two go");
         assert!(b.active.is_empty(), "b waits until a has let them go");
@@ -282,7 +306,7 @@ mod tests {
         // The follow-up: `a` reports only what it kept.
         let kept: Vec<i32> = a.active.iter().map(|t| t.partition).collect();
         let members = [member("a", 1, &plan, &kept), member("b", 2, &plan, &[])];
-        let second = leader_assignment(3, &plan, &members);
+        let second = leader_assignment(3, &plan, &members, &settings(0));
         let (a2, b2) = (decode(&second, "a"), decode(&second, "b"));
         assert_eq!(a2.active, a.active, "kept tasks never move");
         assert_eq!(b2.active.len(), 2);
@@ -295,7 +319,7 @@ mod tests {
         let mut other = plan.clone();
         other.fingerprint = "wc:different".into();
         let members = [member("a", 1, &plan, &[]), member("b", 2, &other, &[])];
-        let out = leader_assignment(1, &plan, &members);
+        let out = leader_assignment(1, &plan, &members, &settings(0));
         assert_eq!(decode(&out, "a").active.len(), 2);
         let b = decode(&out, "b");
         assert!(b.active.is_empty());
@@ -304,7 +328,12 @@ mod tests {
             user_data: b"not a subscription".to_vec(),
             ..member("c", 3, &plan, &[])
         };
-        let out = leader_assignment(2, &plan, &[member("a", 1, &plan, &[]), garbage]);
+        let out = leader_assignment(
+            2,
+            &plan,
+            &[member("a", 1, &plan, &[]), garbage],
+            &settings(0),
+        );
         assert_eq!(
             decode(&out, "c").error_code,
             error_code::UNSUPPORTED_VERSION
@@ -316,5 +345,43 @@ mod tests {
         let a = plan(4);
         assert_eq!(a.fingerprint, plan(4).fingerprint);
         assert_ne!(a.fingerprint, plan(8).fingerprint);
+    }
+
+    #[test]
+    fn standbys_go_to_the_other_process_and_lagging_moves_wait_for_warm_ups() {
+        let plan = plan(2);
+        let fresh = [member("a", 1, &plan, &[]), member("b", 2, &plan, &[])];
+        let out = leader_assignment(1, &plan, &fresh, &settings(1));
+        let (a, b) = (decode(&out, "a"), decode(&out, "b"));
+        for task in [0, 1].map(TaskId::for_partition) {
+            let active_on_a = a.active.contains(&task);
+            assert_ne!(
+                active_on_a,
+                b.active.contains(&task),
+                "one active for {task}"
+            );
+            let standby_on = if active_on_a { &b.standby } else { &a.standby };
+            assert!(
+                standby_on.contains(&task),
+                "{task} has a standby on the other process"
+            );
+        }
+        assert_eq!(b.host_map["a:8080"], a.host_map["a:8080"]);
+
+        // `a` ran both; `b`, far behind on large changelogs, gets a
+        // warm-up, `a` keeps both tasks, and a probing rebalance is set.
+        let members = [member("a", 1, &plan, &[0, 1]), member("b", 2, &plan, &[])];
+        let mut lagging = settings(0);
+        lagging.changelog_ends = [
+            (TaskId::for_partition(0), 500_000),
+            (TaskId::for_partition(1), 500_000),
+        ]
+        .into();
+        let out = leader_assignment(2, &plan, &members, &lagging);
+        let (a, b) = (decode(&out, "a"), decode(&out, "b"));
+        assert_eq!(a.active.len(), 2, "no task moves cold");
+        assert!(b.active.is_empty());
+        assert_eq!(b.warmup.len(), 1);
+        assert_eq!(a.probing_rebalance_in_ms, Some(5_000));
     }
 }

@@ -103,6 +103,12 @@ impl StateDirectory {
         })
     }
 
+    /// Whether `.process-id` exists (false for a state directory that is
+    /// new or was emptied, e.g. an ephemeral disk after a pod restart).
+    pub fn has_process_id(&self) -> bool {
+        self.dir.exists(".process-id")
+    }
+
     /// The process id kept in `.process-id`, created on first use.
     pub fn process_id(&self) -> Result<u128, StoreError> {
         let io = |source| StoreError::Io {

@@ -21,6 +21,7 @@ pub use state_store::StateStore;
 
 use std::ops::Bound;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
@@ -79,6 +80,27 @@ pub trait KeyValueBackend: Send {
     /// Makes applied writes durable beyond the write-ahead log (flushes
     /// memtables); used on clean shutdown so the next start replays less.
     fn flush(&mut self) -> Result<(), BackendError>;
+
+    /// A read-only view of the committed entries that other threads may
+    /// hold (interactive queries), if this backend can share one.
+    fn reader(&self) -> Option<Arc<dyn StoreReader>> {
+        None
+    }
+}
+
+/// Reads of a store's committed state from outside its stream thread:
+/// never sees a commit interval's buffered writes, never blocks the task.
+pub trait StoreReader: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Up to `limit` entries within the bounds, in key order, from one
+    /// consistent snapshot.
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, BackendError>;
 }
 
 /// True when no key can lie within the bounds (and `BTreeMap::range` would

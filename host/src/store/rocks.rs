@@ -9,13 +9,16 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
     ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
-use super::{BackendError, Entry, KeyValueBackend, Write, before_end, bounds_are_empty};
+use super::{
+    BackendError, Entry, KeyValueBackend, StoreReader, Write, before_end, bounds_are_empty,
+};
 
 const META_CF: &str = "weir-meta";
 const OFFSET_KEY: &[u8] = b"changelog-offset";
@@ -81,7 +84,8 @@ impl RocksResources {
 
 /// A RocksDB database at `<state.dir>/<application.id>/<store>/<task>`.
 pub struct RocksBackend {
-    db: DB,
+    /// Shared with interactive-query readers ([`RocksBackend::reader`]).
+    db: Arc<DB>,
     path: PathBuf,
 }
 
@@ -96,13 +100,76 @@ impl RocksBackend {
         let db = DB::open_cf_descriptors(&opts, path, cfs)
             .map_err(|e| BackendError(format!("cannot open RocksDB at {}: {e}", path.display())))?;
         Ok(RocksBackend {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
         })
     }
 
     fn err(&self, what: &str, e: rocksdb::Error) -> BackendError {
-        BackendError(format!("RocksDB {what} at {}: {e}", self.path.display()))
+        rocks_error(&self.path, what, e)
+    }
+}
+
+fn rocks_error(path: &Path, what: &str, e: rocksdb::Error) -> BackendError {
+    BackendError(format!("RocksDB {what} at {}: {e}", path.display()))
+}
+
+/// Entries of `db` within the bounds, from one snapshot.
+fn scan_db(
+    db: &DB,
+    path: &Path,
+    start: Bound<&[u8]>,
+    end: Bound<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Entry>, BackendError> {
+    if bounds_are_empty(start, end) {
+        return Ok(Vec::new());
+    }
+    let snapshot = db.snapshot();
+    let mut read = ReadOptions::default();
+    if let Bound::Excluded(e) = end {
+        read.set_iterate_upper_bound(e.to_vec());
+    }
+    let mode = match start {
+        Bound::Unbounded => IteratorMode::Start,
+        Bound::Included(s) | Bound::Excluded(s) => IteratorMode::From(s, Direction::Forward),
+    };
+    let mut out = Vec::new();
+    for item in snapshot.iterator_opt(mode, read) {
+        let (k, v) = item.map_err(|e| rocks_error(path, "scan", e))?;
+        if let Bound::Excluded(s) = start
+            && &*k == s
+        {
+            continue;
+        }
+        if !before_end(&k, end) || out.len() == limit {
+            break;
+        }
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(out)
+}
+
+/// An interactive-query view of one RocksDB store.
+struct RocksReader {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl StoreReader for RocksReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        self.db
+            .get(key)
+            .map_err(|e| rocks_error(&self.path, "get", e))
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, BackendError> {
+        scan_db(&self.db, &self.path, start, end, limit)
     }
 }
 
@@ -117,31 +184,7 @@ impl KeyValueBackend for RocksBackend {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, BackendError> {
-        if bounds_are_empty(start, end) {
-            return Ok(Vec::new());
-        }
-        let mut read = ReadOptions::default();
-        if let Bound::Excluded(e) = end {
-            read.set_iterate_upper_bound(e.to_vec());
-        }
-        let mode = match start {
-            Bound::Unbounded => IteratorMode::Start,
-            Bound::Included(s) | Bound::Excluded(s) => IteratorMode::From(s, Direction::Forward),
-        };
-        let mut out = Vec::new();
-        for item in self.db.iterator_opt(mode, read) {
-            let (k, v) = item.map_err(|e| self.err("scan", e))?;
-            if let Bound::Excluded(s) = start
-                && &*k == s
-            {
-                continue;
-            }
-            if !before_end(&k, end) || out.len() == limit {
-                break;
-            }
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        scan_db(&self.db, &self.path, start, end, limit)
     }
 
     fn apply(
@@ -204,6 +247,13 @@ impl KeyValueBackend for RocksBackend {
         }
         Ok(())
     }
+
+    fn reader(&self) -> Option<Arc<dyn StoreReader>> {
+        Some(Arc::new(RocksReader {
+            db: self.db.clone(),
+            path: self.path.clone(),
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -233,5 +283,34 @@ mod tests {
         let backend = RocksBackend::open(dir.path(), &resources).unwrap();
         assert_eq!(backend.get(b"k").unwrap(), Some(b"v".to_vec()));
         assert_eq!(backend.changelog_offset().unwrap(), Some(42));
+    }
+
+    #[test]
+    fn a_reader_sees_committed_writes_from_another_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let resources = RocksResources::new(8 << 20, 8 << 20);
+        let mut backend = RocksBackend::open(dir.path(), &resources).unwrap();
+        let reader = backend.reader().unwrap();
+        backend
+            .apply(
+                vec![
+                    (b"a".to_vec(), Some(b"1".to_vec())),
+                    (b"b".to_vec(), Some(b"2".to_vec())),
+                ],
+                Some(2),
+            )
+            .unwrap();
+        let seen = std::thread::spawn(move || {
+            (
+                reader.get(b"a").unwrap(),
+                reader
+                    .scan(Bound::Unbounded, Bound::Unbounded, 10)
+                    .unwrap()
+                    .len(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (Some(b"1".to_vec()), 2));
     }
 }

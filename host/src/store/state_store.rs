@@ -192,6 +192,12 @@ impl StateStore {
         self.dirty_bytes = 0;
     }
 
+    /// A view of the committed state for interactive queries, if the
+    /// backend shares one.
+    pub fn reader(&self) -> Option<std::sync::Arc<dyn super::StoreReader>> {
+        self.backend.reader()
+    }
+
     /// Flushes committed state to disk (clean close).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.backend.flush().map_err(|e| self.err(e))

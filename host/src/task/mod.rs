@@ -5,13 +5,21 @@
 //! A task moves RESTORING → RUNNING (after every logged store caught up with
 //! its changelog; only then is the processor's `init` called) → closed.
 //! Records arriving while restoring are held, not dropped.
+//!
+//! A standby task ([`StandbyTask`]) holds the same stores with no
+//! processor and tails their changelogs; promotion and demotion hand the
+//! open stores over ([`state`] owns opening, wiping and checkpointing them).
 
 mod error;
 mod manager;
 mod registry;
+mod standby;
+mod state;
 mod stream_task;
 
 pub use error::TaskError;
 pub use manager::{TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
+pub use standby::StandbyTask;
+pub use state::ChangelogStart;
 pub use stream_task::{DiskStores, StreamTask, TaskSetup, TaskState};

@@ -16,8 +16,11 @@ pub struct TaskStatus {
     pub topology: String,
     pub version: u32,
     pub component: String,
-    /// `RESTORING` or `RUNNING`.
+    /// `RESTORING`, `RUNNING` or `STANDBY`.
     pub state: &'static str,
+    /// A standby's records behind the changelogs' end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
 }
 
 #[derive(Debug, Default)]

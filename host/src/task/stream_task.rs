@@ -11,13 +11,11 @@ use crate::group::TopicPartition;
 use crate::metrics::{Metrics, add};
 use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use crate::runtime::{Clock, GuestError, LoadedComponent, ProcessorInstance, TaskContext};
-use crate::store::{
-    KeyValueBackend, MemoryBackend, RocksBackend, RocksResources, StateDirectory, StateStore,
-    StoreError, TaskDirGuard, Write,
-};
+use crate::store::{RocksResources, StateDirectory, StateStore, Write};
 use crate::topics::TopicPlan;
-use crate::topology::{StoreSpec, TaskId};
+use crate::topology::TaskId;
 
+use super::state::{self, ChangelogStart, Guards};
 use super::{TaskError, TaskRegistry, TaskStatus};
 
 /// What every task of a stream thread is built from.
@@ -34,6 +32,8 @@ pub struct TaskSetup {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<TaskRegistry>,
+    /// Where interactive queries find this process's stores.
+    pub queries: Arc<crate::query::QueryableStores>,
 }
 
 /// The state directory and RocksDB budget persistent stores use.
@@ -41,15 +41,6 @@ pub struct TaskSetup {
 pub struct DiskStores {
     pub dirs: Arc<StateDirectory>,
     pub rocks: Arc<RocksResources>,
-}
-
-/// A logged store of a task and the changelog offset its local copy has.
-#[derive(Debug, Clone)]
-pub struct ChangelogStart {
-    pub store: usize,
-    pub name: String,
-    pub topic: String,
-    pub recorded: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +55,7 @@ pub struct StreamTask {
     // released.
     instance: ProcessorInstance,
     /// Directory claims of persistent stores, by store name.
-    guards: BTreeMap<String, TaskDirGuard>,
+    guards: Guards,
     setup: TaskSetup,
     state: TaskState,
     /// Logged stores not yet caught up with their changelog.
@@ -74,38 +65,6 @@ pub struct StreamTask {
     consumed: BTreeMap<String, i64>,
     uncommitted: bool,
     span: tracing::Span,
-}
-
-fn open_store(
-    spec: &StoreSpec,
-    task: TaskId,
-    setup: &TaskSetup,
-) -> Result<(StateStore, Option<TaskDirGuard>), StoreError> {
-    let disk = match &setup.disk {
-        Some(disk) if spec.persistent => disk,
-        _ => {
-            let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
-            return Ok((store, None));
-        }
-    };
-    let guard = disk.dirs.claim(&spec.name, task)?;
-    disk.dirs.clear_checkpoint(&guard);
-    let backend = open_rocks(spec, task, &guard, &disk.rocks)?;
-    Ok((StateStore::new(spec.clone(), task, backend), Some(guard)))
-}
-
-fn open_rocks(
-    spec: &StoreSpec,
-    task: TaskId,
-    guard: &TaskDirGuard,
-    rocks: &RocksResources,
-) -> Result<Box<dyn KeyValueBackend>, StoreError> {
-    let backend = RocksBackend::open(&guard.path, rocks).map_err(|source| StoreError::Backend {
-        store: spec.name.clone(),
-        task: task.to_string(),
-        source,
-    })?;
-    Ok(Box::new(backend))
 }
 
 /// A processor instance of `setup`'s component for task `id`, on `stores`.
@@ -134,18 +93,20 @@ impl StreamTask {
     /// Opens the task's stores (RocksDB replays its WAL here) and
     /// instantiates its processor; `init` waits until restoration is done.
     pub fn new(id: TaskId, setup: &TaskSetup) -> Result<Self, TaskError> {
+        let (stores, guards) = state::open_all(id, setup)?;
+        Self::on_stores(id, setup, stores, guards)
+    }
+
+    /// An active task on stores already open (a promoted standby's):
+    /// only their changelogs' tails remain to restore.
+    pub fn on_stores(
+        id: TaskId,
+        setup: &TaskSetup,
+        stores: Vec<StateStore>,
+        guards: Guards,
+    ) -> Result<Self, TaskError> {
         let topology = setup.component.topology().clone();
         let span = tracing::info_span!("task", task_id = %id, topology = %topology.name);
-        let mut stores = Vec::new();
-        let mut guards = BTreeMap::new();
-        for spec in &topology.stores {
-            let (store, guard) = open_store(spec, id, setup)
-                .map_err(|source| TaskError::Store { task: id, source })?;
-            stores.push(store);
-            if let Some(g) = guard {
-                guards.insert(spec.name.clone(), g);
-            }
-        }
         let instance = instantiate(id, setup, stores, "at instantiation")?;
         Ok(StreamTask {
             id,
@@ -181,35 +142,11 @@ impl StreamTask {
 
     /// Where each logged store's restore starts.
     pub fn changelog_starts(&self) -> Result<Vec<ChangelogStart>, TaskError> {
-        let mut out = Vec::new();
-        for (i, store) in self.instance.task().stores.iter().enumerate() {
-            let Some(topic) = self.changelog(i) else {
-                continue;
-            };
-            let recorded = store
-                .changelog_offset()
-                .map_err(|source| TaskError::Store {
-                    task: self.id,
-                    source,
-                })?;
-            out.push(ChangelogStart {
-                store: i,
-                name: store.name().to_string(),
-                topic: topic.to_string(),
-                recorded,
-            });
-        }
-        Ok(out)
+        state::changelog_starts(self.id, &self.instance.task().stores, &self.setup.plan)
     }
 
     fn changelog(&self, store: usize) -> Option<&str> {
-        let name = self.instance.task().stores[store].name();
-        self.setup
-            .plan
-            .changelogs
-            .iter()
-            .find(|(s, _)| s == name)
-            .map(|(_, t)| t.as_str())
+        state::changelog_of(&self.setup.plan, self.instance.task().stores[store].name())
     }
 
     pub fn begin_restore(&mut self, store: usize) {
@@ -218,24 +155,8 @@ impl StreamTask {
 
     /// Drops the local copy of `store` so it restores from scratch.
     pub fn wipe_store(&mut self, store: usize) -> Result<(), TaskError> {
-        let err = |source| TaskError::Store {
-            task: self.id,
-            source,
-        };
-        let spec = self.instance.task().stores[store].spec().clone();
-        let (Some(guard), Some(disk)) = (self.guards.get(&spec.name), &self.setup.disk) else {
-            return Ok(()); // in memory: already empty
-        };
-        // Close the database before deleting its files.
-        let placeholder = StateStore::new(spec.clone(), self.id, Box::new(MemoryBackend::new()));
-        drop(std::mem::replace(
-            &mut self.instance.task_mut().stores[store],
-            placeholder,
-        ));
-        disk.dirs.wipe(guard).map_err(err)?;
-        let backend = open_rocks(&spec, self.id, guard, &disk.rocks).map_err(err)?;
-        self.instance.task_mut().stores[store] = StateStore::new(spec, self.id, backend);
-        Ok(())
+        let stores = &mut self.instance.task_mut().stores;
+        state::wipe_store(self.id, stores, &self.guards, &self.setup, store)
     }
 
     pub fn restore(
@@ -433,7 +354,7 @@ impl StreamTask {
             match old.remove(&spec.name) {
                 Some(store) => stores.push(store),
                 None => {
-                    let (store, guard) = open_store(spec, id, setup).map_err(store_err)?;
+                    let (store, guard) = state::open_store(spec, id, setup).map_err(store_err)?;
                     if let Some(g) = guard {
                         self.guards.insert(spec.name.clone(), g);
                     }
@@ -473,7 +394,13 @@ impl StreamTask {
                 TaskState::Restoring => "RESTORING",
                 TaskState::Running => "RUNNING",
             },
+            lag: None,
         }
+    }
+
+    /// Readers of the committed state, for interactive queries.
+    pub fn readers(&self) -> Vec<(String, Arc<dyn crate::store::StoreReader>)> {
+        state::readers(&self.instance.task().stores)
     }
 
     /// Bytes of store writes waiting for the next commit.
@@ -505,23 +432,27 @@ impl StreamTask {
         {
             tracing::warn!(error = %e, "processor close failed");
         }
-        let dirs = self.setup.disk.as_ref().map(|d| d.dirs.clone());
-        for store in &mut self.instance.task_mut().stores {
-            if let Err(e) = store.flush() {
-                tracing::warn!(error = %e, "store flush on close failed");
-                continue;
-            }
-            // The offset sums the group leader weighs placement by.
-            if let (Some(dirs), Some(guard), Ok(Some(offset))) = (
-                &dirs,
-                self.guards.get(store.name()),
-                store.changelog_offset(),
-            ) && let Err(e) = dirs.write_checkpoint(guard, offset)
-            {
-                tracing::warn!(error = %e, "writing the store checkpoint failed");
-            }
-        }
+        state::flush_and_checkpoint(
+            &mut self.instance.task_mut().stores,
+            &self.guards,
+            &self.setup,
+        );
         tracing::info!("task closed");
+    }
+
+    /// Closes the processor after a commit and hands its open stores over
+    /// (demotion to a standby): nothing is flushed or reopened.
+    pub fn into_stores(mut self) -> (Vec<StateStore>, Guards) {
+        let _span = self.span.clone().entered();
+        if self.state == TaskState::Running
+            && !self.instance.is_poisoned()
+            && let Err(e) = self.instance.close()
+        {
+            tracing::warn!(error = %e, "processor close failed");
+        }
+        let stores = std::mem::take(&mut self.instance.task_mut().stores);
+        tracing::info!("task handed its stores over to a standby");
+        (stores, std::mem::take(&mut self.guards))
     }
 
     /// Closes without committing: uncommitted writes are discarded, the

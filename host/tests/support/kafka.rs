@@ -187,3 +187,11 @@ pub fn end_offsets(topic: &str) -> i64 {
         .map(|(_, high)| high)
         .sum()
 }
+
+/// The end offset of `topic`/`partition` (0 if unknown).
+pub fn end_offset(topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = client().create().unwrap();
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_or(0, |(_, high)| high)
+}

@@ -84,6 +84,17 @@ impl App {
     /// identity and state directory), with or without a component to
     /// bootstrap.
     pub fn start_instance(&self, hostname: &str, component: Option<&Path>) -> Weir {
+        self.start_instance_with_env(hostname, component, &[])
+    }
+
+    /// As [`App::start_instance`], with `WEIR_*` overrides of this
+    /// instance's own (its admin address, `application.server`).
+    pub fn start_instance_with_env(
+        &self,
+        hostname: &str,
+        component: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Weir {
         let config = self.write_instance_config(hostname);
         let mut args = vec![
             "run".to_string(),
@@ -95,7 +106,7 @@ impl App {
             args.push(c.display().to_string());
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Weir::spawn_as(&args, self.dir.path(), hostname)
+        Weir::spawn_with(&args, self.dir.path(), hostname, env)
     }
 }
 
@@ -114,6 +125,11 @@ impl Weir {
 
     /// As [`Weir::spawn`], as pod `hostname`.
     pub fn spawn_as(args: &[&str], dir: &Path, hostname: &str) -> Weir {
+        Weir::spawn_with(args, dir, hostname, &[])
+    }
+
+    /// As [`Weir::spawn_as`], with extra environment variables.
+    pub fn spawn_with(args: &[&str], dir: &Path, hostname: &str, env: &[(&str, &str)]) -> Weir {
         let log = dir.join(format!(
             "weir-{}.log",
             std::time::SystemTime::now()
@@ -127,6 +143,7 @@ impl Weir {
             .env("RUST_LOG", "info,rdkafka=warn")
             .env("NO_COLOR", "1")
             .env("HOSTNAME", hostname)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -2,32 +2,38 @@
 //! lost partitions, drives restoration, routes records to tasks, fires
 //! wall-clock punctuations, and runs the commit cycle.
 //!
-//! It owns the thread's producer ([`RecordCollector`]) and changelog reader,
-//! and receives the consumer only as a [`SourceConsumer`], per call. After a
+//! It owns the thread's producer ([`RecordCollector`]) and changelog readers
+//! (one restoring actives, one tailing for standbys), and receives the
+//! consumer only as a [`SourceConsumer`], per call. Standby tasks are kept
+//! beside the actives; an active whose task stays here as a standby hands
+//! its open stores over, and a standby that becomes active hands them back. After a
 //! failure it stops doing work and keeps the error for the thread to report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::stream_task::ChangelogStart;
-use super::{StreamTask, TaskError, TaskSetup, TaskState};
-use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart};
+use super::state::ChangelogStart;
+use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState};
+use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
 use crate::commit::{CommitParticipant, RecordCollector, commit_tasks};
 use crate::config::Config;
 use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
 use crate::lifecycle::{Lifecycle, ThreadStatus};
+use crate::query::Role;
 use crate::runtime::LoadedComponent;
 use crate::runtime::bindings::IncomingRecord;
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
+
+mod standbys;
 
 /// Resets without a successful commit in between before a commit failure
 /// fails the thread after all.
 const MAX_RESETS: u32 = 5;
 
 /// Changelog records read per restore step, so polling stays responsive.
-const RESTORE_BATCH: usize = 10_000;
+pub(super) const RESTORE_BATCH: usize = 10_000;
 
 /// What a task manager is built from.
 pub struct TaskManagerSetup {
@@ -45,6 +51,11 @@ pub struct TaskManager {
     tasks: BTreeMap<TaskId, StreamTask>,
     collector: RecordCollector,
     reader: ChangelogReader,
+    standbys: BTreeMap<TaskId, StandbyTask>,
+    /// Tails the standbys' changelogs; never blocks the actives' restore.
+    standby_reader: ChangelogReader,
+    /// The standbys the last assignment gave this thread.
+    standby_target: BTreeSet<TaskId>,
     last_commit: Instant,
     failure: Option<TaskError>,
     /// Tasks closed dirty after a recoverable commit failure, for the
@@ -60,6 +71,9 @@ impl TaskManager {
         let collector = RecordCollector::new(&setup.config, setup.thread)?;
         Ok(TaskManager {
             reader: ChangelogReader::new(&setup.config, setup.thread),
+            standbys: BTreeMap::new(),
+            standby_reader: ChangelogReader::new(&setup.config, setup.thread),
+            standby_target: BTreeSet::new(),
             config: setup.config,
             thread: setup.thread,
             setup: setup.tasks,
@@ -94,7 +108,14 @@ impl TaskManager {
         !self.reader.is_idle()
     }
 
-    /// Publishes task states to metrics, the registry and the lifecycle.
+    /// Task `id` left this thread: no longer listed, no longer queryable.
+    pub(super) fn forget(&self, id: TaskId) {
+        self.setup.registry.remove(id);
+        self.setup.queries.remove_task(id);
+    }
+
+    /// Publishes task states to metrics, the registry, interactive queries
+    /// and the lifecycle.
     pub(crate) fn report_status(&self) {
         let restoring = self
             .tasks
@@ -112,9 +133,31 @@ impl TaskManager {
             self.reader.remaining(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        m.tasks_standby.store(
+            self.standbys.len() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut standby_lag = 0;
         for task in self.tasks.values() {
             self.setup.registry.set(task.id(), task.status(self.thread));
+            let role = match task.state() {
+                TaskState::Running => Role::Active,
+                TaskState::Restoring => Role::Restoring,
+            };
+            self.setup.queries.set_task(task.id(), role, task.readers());
         }
+        for standby in self.standbys.values() {
+            let lag = self.standby_reader.lag(standby.id());
+            standby_lag += lag;
+            self.setup
+                .registry
+                .set(standby.id(), standby.status(self.thread, lag));
+            self.setup
+                .queries
+                .set_task(standby.id(), Role::Standby { lag }, standby.readers());
+        }
+        m.standby_lag
+            .store(standby_lag, std::sync::atomic::Ordering::Relaxed);
         let status = if restoring == 0 {
             ThreadStatus::Running
         } else {
@@ -123,8 +166,18 @@ impl TaskManager {
         self.lifecycle.thread_status(self.thread, status);
     }
 
+    /// A new active task: on a standby's open stores if this thread keeps
+    /// one (only the changelog tail since its last applied offset is
+    /// restored), on freshly opened ones otherwise.
     fn create_task(&mut self, id: TaskId, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
-        let mut task = StreamTask::new(id, &self.setup)?;
+        let mut task = match self.standbys.remove(&id) {
+            Some(standby) => {
+                self.standby_reader.unregister(id);
+                let (stores, guards) = standby.into_stores();
+                StreamTask::on_stores(id, &self.setup, stores, guards)?
+            }
+            None => StreamTask::new(id, &self.setup)?,
+        };
         self.restore_or_start(&mut task, None, consumer)?;
         self.tasks.insert(id, task);
         Ok(())
@@ -151,9 +204,14 @@ impl TaskManager {
             if only.is_some_and(|only| !only.contains(&store)) {
                 continue;
             }
-            let restore = |reader: &mut ChangelogReader, recorded| {
-                reader.register(id, store, &name, &topic, id.partition, recorded)
+            let at = StorePosition {
+                task: id,
+                store,
+                store_name: &name,
+                topic: &topic,
+                partition: id.partition,
             };
+            let restore = |reader: &mut ChangelogReader, recorded| reader.register(at, recorded);
             let mut start = restore(&mut self.reader, recorded)?;
             if let RestoreStart::Corrupted {
                 recorded,
@@ -213,6 +271,8 @@ impl TaskManager {
             return;
         }
         self.setup = setup;
+        // Standbys reopen on the new version's store list.
+        self.close_standbys(|_| true);
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
             let mut task = self.tasks.remove(&id).expect("listed above");
@@ -230,6 +290,7 @@ impl TaskManager {
                 return;
             }
         }
+        self.apply_standbys();
         let pause = started.elapsed();
         self.setup.metrics.record_swap(pause.as_micros() as u64);
         tracing::info!(
@@ -280,6 +341,8 @@ impl TaskManager {
                         })?;
                     }
                 }
+                // Only tailed (standby) partitions report this.
+                RestoreEvent::CaughtUp { .. } => {}
             }
         }
         Ok(())
@@ -365,7 +428,7 @@ impl TaskManager {
         }
         for (id, task) in std::mem::take(&mut self.tasks) {
             self.reader.unregister(id);
-            self.setup.registry.remove(id);
+            self.forget(id);
             task.close_dirty();
             self.reset.push(id);
         }
@@ -421,7 +484,7 @@ impl TaskManager {
             && let Some(task) = self.tasks.remove(&id)
         {
             self.reader.unregister(id);
-            self.setup.registry.remove(id);
+            self.forget(id);
             task.close_dirty();
         }
         let mut clean = clean && (self.failure.is_none() || isolate);
@@ -435,13 +498,15 @@ impl TaskManager {
         }
         for (id, task) in std::mem::take(&mut self.tasks) {
             self.reader.unregister(id);
-            self.setup.registry.remove(id);
+            self.forget(id);
             if clean {
                 task.close_clean();
             } else {
                 task.close_dirty();
             }
         }
+        // Standbys hold only what the changelogs committed: always clean.
+        self.close_standbys(|_| true);
         self.report_status();
     }
 }
@@ -495,13 +560,20 @@ impl RebalanceListener for TaskManager {
         };
         for id in revoked {
             self.reader.unregister(id);
-            self.setup.registry.remove(id);
-            if let Some(task) = self.tasks.remove(&id) {
-                if clean {
-                    task.close_clean();
-                } else {
-                    task.close_dirty();
+            self.forget(id);
+            let Some(task) = self.tasks.remove(&id) else {
+                continue;
+            };
+            if !clean {
+                task.close_dirty();
+            } else if self.standby_target.contains(&id) {
+                let (stores, guards) = task.into_stores();
+                let standby = StandbyTask::on_stores(id, &self.setup, stores, guards);
+                if let Err(e) = self.add_standby(standby) {
+                    tracing::warn!(task_id = %id, error = %e, "cannot keep the revoked task as a standby");
                 }
+            } else {
+                task.close_clean();
             }
         }
         self.report_status();
@@ -521,7 +593,7 @@ impl RebalanceListener for TaskManager {
         };
         for id in close {
             self.reader.unregister(id);
-            self.setup.registry.remove(id);
+            self.forget(id);
             if let Some(task) = self.tasks.remove(&id) {
                 task.close_dirty();
             }

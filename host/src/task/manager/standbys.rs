@@ -1,0 +1,161 @@
+//! The task manager's standby tasks: which ones this thread keeps, opening
+//! and closing them as assignments change, and the tailing step that keeps
+//! them behind the actives' changelog writes. Promotion and demotion (the
+//! hand-over of open stores) happen where actives are created and revoked.
+//!
+//! A standby never fails the thread: one that cannot be opened or applied
+//! is logged and dropped, and the next assignment tries again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::{RESTORE_BATCH, TaskManager};
+use crate::changelog::{RestoreEvent, RestoreStart, StorePosition};
+use crate::task::state::ChangelogStart;
+use crate::task::{StandbyTask, TaskError};
+use crate::topology::TaskId;
+
+impl TaskManager {
+    /// The standbys (and warm-ups) the latest assignment gives this
+    /// thread. Call before applying the assignment's active changes, so a
+    /// revoked active that stays as a standby keeps its stores open; then
+    /// [`TaskManager::apply_standbys`].
+    pub fn set_standby_target(&mut self, standbys: BTreeSet<TaskId>) {
+        self.standby_target = standbys;
+    }
+
+    /// Opens the targeted standbys this thread lacks and closes those no
+    /// longer targeted. A standby that cannot be opened is logged and left
+    /// out: the active is unaffected, and the next assignment tries again.
+    pub fn apply_standbys(&mut self) {
+        // Stateless tasks have nothing to keep warm.
+        let stateless = self.setup.component.topology().stores.is_empty();
+        let target = if stateless {
+            BTreeSet::new()
+        } else {
+            self.standby_target.clone()
+        };
+        self.close_standbys(|id| !target.contains(&id));
+        for id in target {
+            if self.standbys.contains_key(&id) || self.tasks.contains_key(&id) {
+                continue;
+            }
+            let opened =
+                StandbyTask::new(id, &self.setup).and_then(|standby| self.add_standby(standby));
+            if let Err(e) = opened {
+                tracing::warn!(task_id = %id, error = %e, "cannot keep a standby of this task");
+            }
+        }
+        self.report_status();
+    }
+
+    pub(super) fn close_standbys(&mut self, which: impl Fn(TaskId) -> bool) {
+        let ids: Vec<TaskId> = self
+            .standbys
+            .keys()
+            .copied()
+            .filter(|id| which(*id))
+            .collect();
+        for id in ids {
+            self.standby_reader.unregister(id);
+            self.forget(id);
+            if let Some(standby) = self.standbys.remove(&id) {
+                standby.close();
+            }
+        }
+    }
+
+    /// Registers `standby`'s logged stores with the tailing reader (a copy
+    /// outside its changelog's range is wiped and read in full).
+    pub(super) fn add_standby(&mut self, mut standby: StandbyTask) -> Result<(), TaskError> {
+        let id = standby.id();
+        for ChangelogStart {
+            store,
+            name,
+            topic,
+            recorded,
+        } in standby.changelog_starts()?
+        {
+            let at = StorePosition {
+                task: id,
+                store,
+                store_name: &name,
+                topic: &topic,
+                partition: id.partition,
+            };
+            if let RestoreStart::Corrupted {
+                recorded,
+                low,
+                high,
+            } = self.standby_reader.register_tail(at, recorded)?
+            {
+                tracing::warn!(
+                    task_id = %id, store = %name, recorded, low, high,
+                    "standby state does not match changelog `{topic}`: wiping it and reading it in full"
+                );
+                standby.wipe_store(store)?;
+                self.standby_reader.register_tail(at, None)?;
+            }
+        }
+        self.standbys.insert(id, standby);
+        Ok(())
+    }
+
+    /// Applies a step of the standbys' changelogs. Returns whether any
+    /// standby advanced. A standby that fails is closed and left out.
+    pub fn standby_step(&mut self) -> bool {
+        if self.standbys.is_empty() {
+            return false;
+        }
+        let events = match self.standby_reader.poll(RESTORE_BATCH, Duration::ZERO) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the standbys' changelogs failed; retrying");
+                return false;
+            }
+        };
+        let mut advanced = false;
+        for event in events {
+            match event {
+                RestoreEvent::Records {
+                    task,
+                    store,
+                    records,
+                    next_offset,
+                } => {
+                    let Some(standby) = self.standbys.get_mut(&task) else {
+                        continue;
+                    };
+                    advanced = true;
+                    if let Err(e) = standby.apply(store, records, next_offset) {
+                        tracing::warn!(task_id = %task, error = %e, "standby failed; closing it");
+                        self.close_standbys(|id| id == task);
+                    }
+                }
+                RestoreEvent::CaughtUp { task, store } => {
+                    tracing::debug!(task_id = %task, store, "standby caught up with its changelog");
+                }
+                RestoreEvent::Done { .. } => {}
+            }
+        }
+        if advanced {
+            self.report_status();
+        }
+        advanced
+    }
+
+    /// Whether a standby is still behind its changelog (the thread then
+    /// polls without waiting).
+    pub fn standbys_behind(&self) -> bool {
+        !self.standbys.is_empty() && self.standby_reader.is_behind()
+    }
+
+    /// The changelog offset sums the standbys have reached (-1: nothing
+    /// yet).
+    pub fn standby_offset_sums(&self) -> BTreeMap<TaskId, i64> {
+        self.standbys
+            .values()
+            .map(|s| (s.id(), s.offset_sum().unwrap_or(-1)))
+            .collect()
+    }
+}
