@@ -14,6 +14,7 @@
 
 mod format;
 pub(crate) mod http;
+mod range;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
