@@ -286,7 +286,7 @@ impl Target for Live {
     }
 
     fn other_tasks_continue(&self) -> bool {
-        false
+        true
     }
 
     fn diagnostics(&self) -> Option<String> {
@@ -296,10 +296,25 @@ impl Target for Live {
         Some(format!("last lines of {}:\n{tail}", self.log.display()))
     }
 
+    /// The first task failure the host logged (it keeps running), or the
+    /// error it exited with.
     fn failure(&mut self, timeout: Duration) -> Option<String> {
-        let child = self.child.as_mut()?;
+        const FAILED: &str = "task failed: ";
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
+            let log = self.log_text();
+            if let Some(at) = log.find(FAILED) {
+                // The error with the lines it spans (a panic message), up
+                // to the next log line.
+                let rest = &log[at + FAILED.len()..];
+                let end = rest
+                    .match_indices('\n')
+                    .map(|(i, _)| i)
+                    .find(|i| rest[i + 1..].starts_with("20"))
+                    .unwrap_or(rest.len());
+                return Some(rest[..end].trim().to_string());
+            }
+            let child = self.child.as_mut()?;
             if let Ok(Some(status)) = child.try_wait() {
                 let log = self.log_text();
                 // The final error, with any lines it spans (a panic message).

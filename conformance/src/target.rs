@@ -81,8 +81,8 @@ pub trait Target {
     fn redeploy(&mut self, component: &std::path::Path) -> Result<(), String>;
     /// The failure the host reported for a task, waiting up to `timeout`.
     fn failure(&mut self, timeout: Duration) -> Option<String>;
-    /// Whether other tasks go on after one fails: the offline driver keeps
-    /// them; `weir run` commits them, closes them and stops.
+    /// Whether other tasks go on after one fails (the offline driver and
+    /// `weir run` both keep them running).
     fn other_tasks_continue(&self) -> bool;
     /// What to show beside a failed case (the end of the host's log).
     fn diagnostics(&self) -> Option<String> {

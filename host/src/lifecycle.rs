@@ -85,6 +85,8 @@ struct Inner {
     state: State,
     threads: Vec<ThreadStatus>,
     commit_started: Vec<Option<Instant>>,
+    /// Per thread: tasks failed by their processor (the process stays up).
+    failed_tasks: Vec<usize>,
     error: Option<String>,
     listeners: Vec<Listener>,
 }
@@ -104,6 +106,7 @@ impl Lifecycle {
                 state: State::Created,
                 threads: vec![ThreadStatus::Rebalancing; threads],
                 commit_started: vec![None; threads],
+                failed_tasks: vec![0; threads],
                 error: None,
                 listeners: Vec::new(),
             }),
@@ -244,10 +247,24 @@ impl Lifecycle {
         self.lock().commit_started[thread] = None;
     }
 
+    /// Thread `thread` holds `count` tasks failed by their processor.
+    pub fn failed_tasks(&self, thread: usize, count: usize) {
+        if let Some(slot) = self.lock().failed_tasks.get_mut(thread) {
+            *slot = count;
+        }
+    }
+
     /// Readiness: serving only when RUNNING (not while rebalancing or
-    /// restoring).
+    /// restoring) and no task has failed (a failed task's partitions are
+    /// not processed: the pod is alive but not doing all its work).
     pub fn is_ready(&self) -> bool {
-        self.state() == State::Running
+        let inner = self.lock();
+        inner.state == State::Running && inner.failed_tasks.iter().all(|n| *n == 0)
+    }
+
+    /// Tasks failed by their processor, over every thread.
+    pub fn failed_task_count(&self) -> usize {
+        self.lock().failed_tasks.iter().sum()
     }
 
     /// Liveness: `Err(reason)` only in ERROR or with a commit hung past the

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub tasks_running: AtomicI64,
     pub tasks_restoring: AtomicI64,
     pub tasks_standby: AtomicI64,
+    pub tasks_failed: AtomicI64,
     pub standby_lag: AtomicI64,
     pub standby_records: AtomicU64,
     pub queries: AtomicU64,
@@ -185,6 +186,12 @@ impl Metrics {
                 "gauge",
                 "active tasks restoring state",
                 geti(&self.tasks_restoring),
+            ),
+            (
+                "weir_tasks_failed",
+                "gauge",
+                "tasks failed by their processor (not processing; retried with backoff)",
+                geti(&self.tasks_failed),
             ),
             (
                 "weir_tasks_standby",

@@ -127,6 +127,7 @@ impl StreamThread {
                 break;
             }
             self.restart_reset_tasks();
+            self.follow_failed_tasks();
         }
 
         let failed = self.tasks.has_failed();
@@ -208,6 +209,7 @@ impl StreamThread {
         self.owned = update.active;
         self.epoch = update.epoch;
         self.restart_reset_tasks();
+        self.follow_failed_tasks();
         self.group
             .applied(self.index, update.epoch, self.owned.clone());
     }
@@ -240,6 +242,36 @@ impl StreamThread {
             }
         }
         tracing::info!(tasks = ?reset.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks restarted from the last commit");
+        self.tasks.on_assigned(&parts, &source);
+    }
+
+    /// Stops fetching the partitions of tasks their processor just failed,
+    /// and fetches again (from the committed offsets) those whose retry is
+    /// due and that are still ours.
+    fn follow_failed_tasks(&mut self) {
+        let source = GroupSource {
+            consumer: &self.consumer,
+            group: &self.group,
+        };
+        let failed: BTreeSet<TaskId> = self.tasks.take_newly_failed().into_iter().collect();
+        if !failed.is_empty()
+            && let Err(e) = source.remove(&self.partitions(&failed))
+        {
+            tracing::warn!(error = %e, "unassigning failed tasks' partitions failed");
+        }
+        let due: BTreeSet<TaskId> = self
+            .tasks
+            .take_due_retries()
+            .into_iter()
+            .filter(|t| self.owned.contains(t))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let parts = self.partitions(&due);
+        if let Err(e) = source.add(&parts) {
+            tracing::warn!(error = %e, "assigning retried tasks' partitions failed");
+        }
         self.tasks.on_assigned(&parts, &source);
     }
 

@@ -5,14 +5,15 @@ mod support;
 
 use std::time::Duration;
 
+use support::admin::get;
 use support::kafka::{committed_offset, create_topic, create_topic_with, produce};
 use support::weir::{App, Weir};
-use support::{guests, unique};
+use support::{eventually, guests, unique};
 
 const EXIT_WAIT: Duration = Duration::from_secs(60);
 
 #[test]
-fn a_trapping_guest_fails_its_task_naming_component_and_record() {
+fn a_trapping_guest_fails_its_task_naming_component_and_record_and_the_process_stays_up() {
     let (input, output) = (unique("trap-in"), unique("trap-out"));
     create_topic(&input, 1);
     produce(
@@ -25,37 +26,57 @@ fn a_trapping_guest_fails_its_task_naming_component_and_record() {
         ],
     );
     let mut app = App::new(&unique("trap"));
+    app.extra.insert(0, "admin.listen = \"127.0.0.1:0\"".into());
     app.extra.push(format!(
         "[topics]\ninput = \"{input}\"\noutput = \"{output}\""
     ));
     let mut weir = app.start(&guests::component("trap-on-record"));
-    let (status, log) = weir.wait_exit(EXIT_WAIT);
-
-    assert!(!status.success(), "a trap must fail the process:\n{log}");
+    let admin = weir.admin_url();
+    let failed = eventually(Duration::from_secs(60), "the task listed as FAILED", || {
+        let (_, body) = get(&format!("{admin}/v1/tasks"));
+        body["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["task_id"] == "0_0" && t["state"] == "FAILED")
+            .cloned()
+    });
+    let error = failed["error"].as_str().unwrap();
     assert!(
-        log.contains("trap-on-record@sha256:"),
-        "component not named:\n{log}"
+        error.contains("trap-on-record@sha256:"),
+        "component not named: {error}"
     );
     assert!(
-        log.contains(&format!(
+        error.contains(&format!(
             "task 0_0 failed processing topic `{input}` partition 0 offset 2"
         )),
-        "record not named:\n{log}"
+        "record not named: {error}"
     );
     assert!(
-        log.contains("refusing record with value boom"),
-        "panic message missing:\n{log}"
+        error.contains("refusing record with value boom"),
+        "panic message missing: {error}"
     );
+    // Alive, not ready, counted; and it is retried from its last commit.
+    assert_eq!(get(&format!("{admin}/health/live")).0, 200);
+    assert_eq!(get(&format!("{admin}/health/ready")).0, 503);
+    let (_, metrics) = get(&format!("{admin}/metrics"));
     assert!(
-        log.contains("to PENDING_ERROR") && log.contains("to ERROR"),
-        "{log}"
+        metrics.as_str().unwrap().contains("weir_tasks_failed 1"),
+        "{metrics}"
     );
+    weir.wait_for_log(
+        "retrying the failed task from its last commit",
+        Duration::from_secs(30),
+    );
+    let log = weir.log();
+    assert!(!log.contains("to PENDING_ERROR"), "{log}");
     // Nothing at or past the failing record was committed.
     let committed = committed_offset(&app.application_id, &input, 0);
     assert!(
         committed.is_none_or(|o| o <= 2),
         "committed {committed:?} past the trap"
     );
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
 }
 
 fn run_expecting_failure(app: &App, component: &std::path::Path) -> String {
@@ -225,7 +246,11 @@ fn host_side_buffers_are_capped_per_call_and_per_record() {
             topics.push_str(&format!("\"{sink}\" = \"{}\"\n", unique(sink)));
         }
         app.extra.push(topics);
-        let log = run_expecting_failure(&app, &guests::component("probe"));
+        // The cap fails the task (a processor error), not the process.
+        let mut weir = app.start(&guests::component("probe"));
+        weir.wait_for_log("task failed: ", Duration::from_secs(60));
+        let (status, log) = weir.terminate();
+        assert!(status.success(), "{log}");
         assert!(log.contains(cap), "{command}: {log}");
         assert!(log.contains("a write to store `state`"), "{log}");
     }

@@ -227,6 +227,38 @@ fn standbys_take_over_a_killed_instance(hosts: &[&str]) {
     assert_counts_are_sequences(&output);
 }
 
+/// Asserts that every task `name` (admin `admin`) runs as active came from
+/// a warm copy (a promoted standby or warm-up) and that none of its active
+/// restores read more than a tenth of the task's changelog.
+fn assert_only_warm_actives(name: &str, weir: &Weir, admin: &str, ends: &BTreeMap<String, i64>) {
+    let log = weir.log();
+    let promoted = tasks_logged(&log, 0, "promoted to active");
+    let running: BTreeSet<String> = tasks(admin)
+        .into_iter()
+        .filter(|(_, s)| s == "RUNNING")
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        running.is_subset(&promoted),
+        "{name} runs {running:?} but only {promoted:?} came from warm copies:\n{log}"
+    );
+    for (task, n) in restored_per_task(&log, 0) {
+        assert!(
+            n * 10 <= ends[&task] as u64,
+            "{name} restored {n} of task {task}'s {} changelog records as active: it started cold\n{log}",
+            ends[&task]
+        );
+    }
+}
+
+/// `expected` counts plus those of `more`.
+fn add_counts(expected: &mut BTreeMap<String, String>, more: &[String]) {
+    for (word, n) in count(more) {
+        let before = expected.get(&word).map_or(0, |v| v.parse::<u64>().unwrap());
+        expected.insert(word, (before + n.parse::<u64>().unwrap()).to_string());
+    }
+}
+
 #[test]
 fn with_two_instances_a_killed_one_s_tasks_become_active_on_their_standbys() {
     standbys_take_over_a_killed_instance(&["weir-a", "weir-b"]);
@@ -271,10 +303,7 @@ fn an_instance_restarted_on_an_empty_disk_gets_warm_copies_not_cold_tasks() {
         send_lines(&input, 2_000 + i * 100, chunk);
         std::thread::sleep(Duration::from_millis(100));
     }
-    for (word, n) in count(&more) {
-        let before = expected.get(&word).map_or(0, |v| v.parse::<u64>().unwrap());
-        expected.insert(word, (before + n.parse::<u64>().unwrap()).to_string());
-    }
+    add_counts(&mut expected, &more);
     wait_for_counts(&output, &expected);
     wait_placed(&[&admin_a, &admin_b], true);
 
@@ -284,23 +313,7 @@ fn an_instance_restarted_on_an_empty_disk_gets_warm_copies_not_cold_tasks() {
         log.contains("asking the leader to place its tasks on warm copies"),
         "the restarted instance handed back the cached tasks:\n{log}"
     );
-    let promoted = tasks_logged(&log, 0, "promoted to active");
-    let running: BTreeSet<String> = tasks(&admin_b)
-        .into_iter()
-        .filter(|(_, s)| s == "RUNNING")
-        .map(|(t, _)| t)
-        .collect();
-    assert!(
-        running.is_subset(&promoted),
-        "b runs {running:?} but only {promoted:?} came from warm copies:\n{log}"
-    );
-    for (task, n) in restored_per_task(&log, 0) {
-        assert!(
-            n * 10 <= ends[&task] as u64,
-            "b restored {n} of task {task}'s {} changelog records as active: it started cold\n{log}",
-            ends[&task]
-        );
-    }
+    assert_only_warm_actives("b", &b, &admin_b, &ends);
     for w in [a, b] {
         let (status, log) = w.terminate();
         assert!(status.success(), "{log}");
@@ -362,10 +375,7 @@ fn scaling_out_with_a_large_store_moves_tasks_only_once_their_warm_ups_caught_up
             views.iter().all(|v| running(v) >= 1).then_some(())
         },
     );
-    for (word, n) in count(&more) {
-        let total = expected.get(&word).map_or(0, |v| v.parse::<u64>().unwrap());
-        expected.insert(word, (total + n.parse::<u64>().unwrap()).to_string());
-    }
+    add_counts(&mut expected, &more);
     wait_for_counts(&output, &expected);
 
     let ends = changelog_ends(&app);
@@ -378,26 +388,8 @@ fn scaling_out_with_a_large_store_moves_tasks_only_once_their_warm_ups_caught_up
         tasks_logged(&log_a, mark, "restore complete").is_empty(),
         "a kept its tasks running, no restore:\n{log_a}"
     );
-    for (w, name) in [(&b, "b"), (&c, "c")] {
-        let log = w.log();
-        let promoted = tasks_logged(&log, 0, "promoted to active");
-        let running: BTreeSet<String> = tasks(if name == "b" { &admin_b } else { &admin_c })
-            .into_iter()
-            .filter(|(_, s)| s == "RUNNING")
-            .map(|(t, _)| t)
-            .collect();
-        assert!(
-            running.is_subset(&promoted),
-            "{name} runs {running:?} but only {promoted:?} came from warm copies:\n{log}"
-        );
-        for (task, n) in restored_per_task(&log, 0) {
-            assert!(
-                n * 10 <= ends[&task] as u64,
-                "{name} restored {n} of task {task}'s {} changelog records as active: it moved cold",
-                ends[&task]
-            );
-        }
-    }
+    assert_only_warm_actives("b", &b, &admin_b, &ends);
+    assert_only_warm_actives("c", &c, &admin_c, &ends);
     for w in [a, b, c] {
         let (status, log) = w.terminate();
         assert!(status.success(), "{log}");

@@ -24,7 +24,6 @@ use super::rebalance::{
     Feeder, Reader, Scenario, append_times, longest_gaps, now_ms, output_reader,
     wait_for_every_partition,
 };
-use super::workloads::create_topic_with;
 use super::{BenchError, BenchOptions, err, unique};
 
 const PARTITIONS: i32 = 4;
@@ -89,17 +88,8 @@ fn scenario(
             SESSION_TIMEOUT_MS.to_string(),
         ],
     };
-    create_topic_with(&opts.bootstrap, PARTITIONS, &s.input, &[])?;
-    create_topic_with(
-        &opts.bootstrap,
-        PARTITIONS,
-        &s.output,
-        &[("message.timestamp.type", "LogAppendTime")],
-    )?;
-    let start = |host: &str| match ks {
-        Some(ks) => s.kafka_streams(ks, host),
-        None => s.weir(host),
-    };
+    s.create_topics()?;
+    let start = |host: &str| s.start(ks, host);
     eprintln!(
         "bench: failover on {system}, {standbys} standby replica(s): three instances, {STORE_KEYS} keys, one killed"
     );

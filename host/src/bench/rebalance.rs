@@ -145,6 +145,22 @@ pub(super) struct Scenario<'a> {
 }
 
 impl Scenario<'_> {
+    /// The input topic and the output topic (stamped by the broker).
+    pub(super) fn create_topics(&self) -> Result<(), BenchError> {
+        let bootstrap = &self.opts.bootstrap;
+        create_topic_with(bootstrap, PARTITIONS, &self.input, &[])?;
+        let stamped = [("message.timestamp.type", "LogAppendTime")];
+        create_topic_with(bootstrap, PARTITIONS, &self.output, &stamped)
+    }
+
+    /// One instance: Kafka Streams given its bench app, Weir otherwise.
+    pub(super) fn start(&self, ks: Option<&Path>, host: &str) -> Result<Member, BenchError> {
+        match ks {
+            Some(ks) => self.kafka_streams(ks, host),
+            None => self.weir(host),
+        }
+    }
+
     pub(super) fn weir(&self, host: &str) -> Result<Member, BenchError> {
         let dir = self.state.join(&self.app).join(host);
         std::fs::create_dir_all(&dir).map_err(err)?;
@@ -233,17 +249,8 @@ fn scenario(
         weir_config: Vec::new(),
         ks_args: Vec::new(),
     };
-    create_topic_with(&opts.bootstrap, PARTITIONS, &s.input, &[])?;
-    create_topic_with(
-        &opts.bootstrap,
-        PARTITIONS,
-        &s.output,
-        &[("message.timestamp.type", "LogAppendTime")],
-    )?;
-    let start = |host: &str| match ks {
-        Some(ks) => s.kafka_streams(ks, host),
-        None => s.weir(host),
-    };
+    s.create_topics()?;
+    let start = |host: &str| s.start(ks, host);
     eprintln!("bench: rebalance scenario on {system}: three instances, then a fourth");
     let feeder = Feeder::start(&opts.bootstrap, &s.input)?;
     let mut members = Vec::new();

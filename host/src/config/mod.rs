@@ -74,6 +74,11 @@ pub struct Config {
     /// `probing.rebalance.interval.ms`: how soon after placing warm-ups the
     /// group rebalances again to move tasks whose warm-up caught up.
     pub probing_rebalance_interval: Duration,
+    /// `rack.aware.assignment.tags`: client tag keys whose values a task's
+    /// standbys should differ on (comma-separated).
+    pub rack_aware_assignment_tags: Vec<String>,
+    /// `client.tag.<key>`: this process's tags (zone, rack, …).
+    pub client_tags: BTreeMap<String, String>,
     /// `state.dir`; stores live under `<state.dir>/<application.id>/`.
     pub state_dir: PathBuf,
     /// `commit.interval.ms` (30000, or 100 under exactly-once).
@@ -136,6 +141,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("acceptable.recovery.lag", "10000", "records behind that still count as caught up"),
     ("max.warmup.replicas", "2", "warm-up replicas placed at once"),
     ("probing.rebalance.interval.ms", "600000", "rebalance period while warm-ups catch up"),
+    ("rack.aware.assignment.tags", "(none)", "client.tag.* keys standbys spread over, comma-separated"),
     ("state.dir", "/tmp/weir", "where stores live"),
     ("commit.interval.ms", "30000 (100 with exactly_once_v2)", "commit cycle period"),
     ("processing.guarantee", "at_least_once", "at_least_once | exactly_once_v2"),
@@ -157,7 +163,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
 ];
 
 /// Key prefixes that take any suffix.
-const PREFIXES: &[&str] = &["topics.", "kafka."];
+const PREFIXES: &[&str] = &["topics.", "kafka.", "client.tag."];
 
 impl Config {
     /// Reads `path` (if given), applies `WEIR_*` overrides from `env`, and
@@ -334,6 +340,16 @@ impl Config {
                 "probing.rebalance.interval.ms",
                 600_000,
             )?,
+            rack_aware_assignment_tags: take("rack.aware.assignment.tags")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            client_tags: BTreeMap::new(),
             transaction_timeout: Duration::ZERO,
             admin_listen: match take("admin.listen") {
                 None => None,
@@ -382,6 +398,8 @@ impl Config {
                 config.topics.insert(name.to_string(), value);
             } else if let Some(property) = key.strip_prefix("kafka.") {
                 config.kafka.insert(property.to_string(), value);
+            } else if let Some(tag) = key.strip_prefix("client.tag.") {
+                config.client_tags.insert(tag.to_string(), value);
             }
         }
         config.transaction_timeout = transactions::transaction_timeout(&config)?;

@@ -184,6 +184,15 @@ fn standby_and_warm_up_settings_follow_kafka_streams() {
         err.to_string().contains("`probing.rebalance.interval.ms`"),
         "{err}"
     );
+    let c = load(
+        &format!(
+            "{MINIMAL}rack.aware.assignment.tags = \"zone, rack\"\nclient.tag.zone = \"eu-1a\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.rack_aware_assignment_tags, ["zone", "rack"]);
+    assert_eq!(c.client_tags["zone"], "eu-1a");
     let err = load(&format!("{MINIMAL}max.warmup.replicas = 0\n"), &[]).unwrap_err();
     assert!(err.to_string().contains("`max.warmup.replicas`"), "{err}");
 }

@@ -80,7 +80,7 @@ pub(crate) fn subscription_info(
         task_offset_sums,
         owned_active,
         owned_standby,
-        client_tags: BTreeMap::new(),
+        client_tags: config.client_tags.clone(),
         topology_fingerprint: plan.fingerprint.clone(),
     }
 }
@@ -91,7 +91,7 @@ pub(crate) fn assignor_config(config: &Config) -> AssignorConfig {
         num_standby_replicas: config.num_standby_replicas,
         acceptable_recovery_lag: config.acceptable_recovery_lag,
         max_warmup_replicas: config.max_warmup_replicas,
-        rack_aware_assignment_tags: Vec::new(),
+        rack_aware_assignment_tags: config.rack_aware_assignment_tags.clone(),
     }
 }
 
@@ -383,5 +383,36 @@ mod tests {
         assert!(b.active.is_empty());
         assert_eq!(b.warmup.len(), 1);
         assert_eq!(a.probing_rebalance_in_ms, Some(5_000));
+    }
+
+    #[test]
+    fn standbys_go_to_another_zone_when_the_tags_ask_for_it() {
+        let plan = plan(1);
+        let zone = |id: &str, pid: u128, z: &str| {
+            let mut m = member(id, pid, &plan, &[]);
+            let mut info = SubscriptionInfo::decode(&m.user_data).unwrap();
+            info.client_tags = [("zone".to_string(), z.to_string())].into();
+            m.user_data = info.encode();
+            m
+        };
+        let members = [zone("a", 1, "x"), zone("b", 2, "x"), zone("c", 3, "y")];
+        let mut settings = settings(1);
+        settings.assignor.rack_aware_assignment_tags = vec!["zone".into()];
+        let out = leader_assignment(1, &plan, &members, &settings);
+        let task = TaskId::for_partition(0);
+        let zone_of = |id: &str| if id == "c" { "y" } else { "x" };
+        let with = |pick: fn(&AssignmentInfo) -> bool| {
+            ["a", "b", "c"]
+                .into_iter()
+                .find(|id| pick(&decode(&out, id)))
+                .unwrap()
+        };
+        let active = with(|i| i.active.contains(&TaskId::for_partition(0)));
+        let standby = with(|i| i.standby.contains(&TaskId::for_partition(0)));
+        assert_ne!(
+            zone_of(active),
+            zone_of(standby),
+            "{task}: active on {active}, standby on {standby}"
+        );
     }
 }

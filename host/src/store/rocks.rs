@@ -93,12 +93,29 @@ impl RocksBackend {
     /// Opens (replaying the WAL) or creates the database at `path`.
     pub fn open(path: &Path, resources: &RocksResources) -> Result<Self, BackendError> {
         let opts = resources.options();
-        let cfs = [
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
-            ColumnFamilyDescriptor::new(META_CF, opts.clone()),
-        ];
-        let db = DB::open_cf_descriptors(&opts, path, cfs)
-            .map_err(|e| BackendError(format!("cannot open RocksDB at {}: {e}", path.display())))?;
+        // An interactive query may still hold the previous handle of this
+        // directory for a moment (its reader shares the database): RocksDB
+        // refuses a second open in one process until that read ends.
+        let mut attempts = 0;
+        let db = loop {
+            let cfs = [
+                ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
+                ColumnFamilyDescriptor::new(META_CF, opts.clone()),
+            ];
+            match DB::open_cf_descriptors(&opts, path, cfs) {
+                Ok(db) => break db,
+                Err(e) if attempts < 50 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(BackendError(format!(
+                        "cannot open RocksDB at {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        };
         Ok(RocksBackend {
             db: Arc::new(db),
             path: path.to_path_buf(),

@@ -54,6 +54,16 @@ impl TaskError {
         }
     }
 
+    /// The task whose processor caused this error (a trap, a returned
+    /// error, a broken memory cap or CPU deadline), if one did: such an
+    /// error fails that task only.
+    pub fn failed_by_processor(&self) -> Option<TaskId> {
+        match self {
+            TaskError::Guest { task, .. } => Some(*task),
+            _ => None,
+        }
+    }
+
     /// The task this error belongs to, if it is one task's.
     pub fn task(&self) -> Option<TaskId> {
         match self {

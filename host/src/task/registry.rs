@@ -16,11 +16,14 @@ pub struct TaskStatus {
     pub topology: String,
     pub version: u32,
     pub component: String,
-    /// `RESTORING`, `RUNNING` or `STANDBY`.
+    /// `RESTORING`, `RUNNING`, `STANDBY` or `FAILED`.
     pub state: &'static str,
     /// A standby's records behind the changelogs' end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
+    /// Why a `FAILED` task failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Default)]

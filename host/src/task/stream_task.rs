@@ -155,6 +155,8 @@ impl StreamTask {
 
     /// Drops the local copy of `store` so it restores from scratch.
     pub fn wipe_store(&mut self, store: usize) -> Result<(), TaskError> {
+        // Queries must let go of the old database before it is deleted.
+        self.setup.queries.remove_task(self.id);
         let stores = &mut self.instance.task_mut().stores;
         state::wipe_store(self.id, stores, &self.guards, &self.setup, store)
     }
@@ -395,6 +397,7 @@ impl StreamTask {
                 TaskState::Running => "RUNNING",
             },
             lag: None,
+            error: None,
         }
     }
 

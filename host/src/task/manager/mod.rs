@@ -26,7 +26,10 @@ use crate::runtime::bindings::IncomingRecord;
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
+mod failures;
 mod standbys;
+
+use failures::FailedTask;
 
 /// Resets without a successful commit in between before a commit failure
 /// fails the thread after all.
@@ -61,6 +64,12 @@ pub struct TaskManager {
     /// Tasks closed dirty after a recoverable commit failure, for the
     /// thread to start again from the last commit.
     reset: Vec<TaskId>,
+    /// Tasks failed by their processor, kept out of processing.
+    failed: BTreeMap<TaskId, FailedTask>,
+    /// Failures per task since its last commit.
+    failed_attempts: BTreeMap<TaskId, u32>,
+    /// Failed since the thread last looked: their partitions to unassign.
+    newly_failed: Vec<TaskId>,
     /// Resets since the last successful commit: a failure that comes back
     /// every time (a record the broker always refuses) must not loop.
     resets_since_commit: u32,
@@ -83,6 +92,9 @@ impl TaskManager {
             last_commit: Instant::now(),
             failure: None,
             reset: Vec::new(),
+            failed: BTreeMap::new(),
+            failed_attempts: BTreeMap::new(),
+            newly_failed: Vec::new(),
             resets_since_commit: 0,
         })
     }
@@ -158,6 +170,7 @@ impl TaskManager {
         }
         m.standby_lag
             .store(standby_lag, std::sync::atomic::Ordering::Relaxed);
+        self.report_failed();
         let status = if restoring == 0 {
             ThreadStatus::Running
         } else {
@@ -273,9 +286,13 @@ impl TaskManager {
         self.setup = setup;
         // Standbys reopen on the new version's store list.
         self.close_standbys(|_| true);
+        self.retry_failed_now();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         for id in ids {
-            let mut task = self.tasks.remove(&id).expect("listed above");
+            // A failure under exactly-once closes every task of the thread.
+            let Some(mut task) = self.tasks.remove(&id) else {
+                continue;
+            };
             let was_restoring = task.state() == TaskState::Restoring;
             self.reader.unregister(id);
             // A task still restoring restarts its restore on the new stores
@@ -286,8 +303,10 @@ impl TaskManager {
             });
             self.tasks.insert(id, task);
             if let Err(e) = result {
-                self.fail(e);
-                return;
+                self.handle(e);
+                if self.failure.is_some() {
+                    return;
+                }
             }
         }
         self.apply_standbys();
@@ -308,7 +327,7 @@ impl TaskManager {
             return;
         }
         if let Err(e) = self.try_restore_step(consumer, wait) {
-            self.fail(e);
+            self.handle(e);
         }
         self.report_status();
     }
@@ -361,7 +380,7 @@ impl TaskManager {
                 continue;
             };
             if let Err(e) = task.process(&topic, records, &mut self.collector) {
-                self.recover_or_fail(e);
+                self.handle(e);
             }
         }
         if let Err(e) = self.collector.poll() {
@@ -378,7 +397,7 @@ impl TaskManager {
             }
         }
         if let Some(e) = error {
-            self.recover_or_fail(e);
+            self.handle(e);
         }
     }
 
@@ -445,6 +464,12 @@ impl TaskManager {
     /// Commits every task that has something to commit.
     pub fn commit_all(&mut self, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
         self.last_commit = Instant::now();
+        let committing: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.needs_commit())
+            .map(StreamTask::id)
+            .collect();
         let mut participants: Vec<&mut dyn CommitParticipant> = self
             .tasks
             .values_mut()
@@ -459,6 +484,10 @@ impl TaskManager {
         self.lifecycle.commit_finished(self.thread);
         let stats = result?;
         self.resets_since_commit = 0;
+        // Progress committed: a later failure starts its count again.
+        for id in committing {
+            self.failed_attempts.remove(&id);
+        }
         self.setup
             .metrics
             .record_commit(stats.elapsed.as_micros() as u64, stats.changelog_records);
@@ -527,18 +556,21 @@ impl RebalanceListener for TaskManager {
             return;
         }
         for id in tasks_of(partitions) {
-            if self.tasks.contains_key(&id) {
+            if self.tasks.contains_key(&id) || self.is_failed(id) {
                 continue;
             }
             if let Err(e) = self.create_task(id, consumer) {
-                self.fail(e);
-                return;
+                self.handle(e);
+                if self.failure.is_some() {
+                    return;
+                }
             }
         }
         self.report_status();
     }
 
     fn on_revoked(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer) {
+        self.drop_failed(&tasks_of(partitions).into_iter().collect());
         let revoked: Vec<TaskId> = tasks_of(partitions)
             .into_iter()
             .filter(|id| self.tasks.contains_key(id))
@@ -581,6 +613,7 @@ impl RebalanceListener for TaskManager {
 
     fn on_lost(&mut self, partitions: &[TopicPartition]) {
         let lost = tasks_of(partitions);
+        self.drop_failed(&lost.iter().copied().collect());
         // Under exactly-once the open transaction spans every task of the
         // thread: it is aborted, so none of them may keep uncommitted work.
         // Each is closed dirty and, if still assigned, re-created from the

@@ -1,0 +1,159 @@
+//! Tasks failed by their processor (`processing.exception.handler = fail`,
+//! Kafka Streams' LogAndFail): a trap, a returned error, a broken memory cap
+//! or CPU deadline fails the task, not the process.
+//!
+//! The failed task is closed without committing (under exactly-once the
+//! thread's open transaction is aborted, so its other tasks start again from
+//! the last commit too), its partitions are no longer fetched, and it is
+//! retried from the last commit after a growing backoff, up to
+//! `MAX_ATTEMPTS` times; a new version retries it at once. Meanwhile it is
+//! listed as FAILED with its error, counted, and the pod is not ready (but
+//! alive). Must never decide about infrastructure failures: those keep
+//! their own paths (reset, or the thread's failure).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::TaskManager;
+use crate::task::{TaskError, TaskStatus};
+use crate::topology::TaskId;
+
+/// Failures of one task (without a commit of it in between) before it is
+/// left failed until a new version or another owner.
+pub(super) const MAX_ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A task its processor failed.
+#[derive(Debug, Clone)]
+pub(super) struct FailedTask {
+    pub error: String,
+    /// When to start it again; `None`: not before a new version.
+    pub retry_at: Option<Instant>,
+}
+
+impl TaskManager {
+    /// Routes an error: a processor failure fails only its task; commit
+    /// failures a reset recovers from are reset; anything else fails the
+    /// thread.
+    pub(super) fn handle(&mut self, error: TaskError) {
+        match error.failed_by_processor() {
+            Some(id) => self.fail_task(id, error),
+            None => self.recover_or_fail(error),
+        }
+    }
+
+    fn fail_task(&mut self, id: TaskId, error: TaskError) {
+        let attempts = {
+            let n = self.failed_attempts.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let retry_at = (attempts < MAX_ATTEMPTS).then(|| {
+            let backoff = FIRST_BACKOFF * 2u32.pow(attempts - 1);
+            Instant::now() + backoff.min(MAX_BACKOFF)
+        });
+        tracing::error!(
+            task_id = %id, attempts, retry_in_ms = retry_at.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+            "task failed: {error}"
+        );
+        let close: Vec<TaskId> = if self.collector.exactly_once() {
+            // One transaction spans every task of the thread.
+            self.collector.abort_transaction();
+            self.tasks.keys().copied().collect()
+        } else {
+            vec![id]
+        };
+        for tid in close {
+            self.reader.unregister(tid);
+            self.forget(tid);
+            if let Some(task) = self.tasks.remove(&tid) {
+                task.close_dirty();
+            }
+            if tid != id {
+                self.reset.push(tid);
+            }
+        }
+        self.failed.insert(
+            id,
+            FailedTask {
+                error: error.to_string(),
+                retry_at,
+            },
+        );
+        self.newly_failed.push(id);
+        self.report_status();
+    }
+
+    /// Tasks failed since the last call: the thread stops fetching their
+    /// partitions.
+    pub fn take_newly_failed(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.newly_failed)
+    }
+
+    /// Failed tasks whose backoff has passed: the thread fetches their
+    /// partitions again from the committed offsets and assigns them.
+    pub fn take_due_retries(&mut self) -> Vec<TaskId> {
+        let now = Instant::now();
+        let due: Vec<TaskId> = self
+            .failed
+            .iter()
+            .filter(|(_, f)| f.retry_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &due {
+            self.failed.remove(id);
+            self.setup.registry.remove(*id);
+            tracing::info!(task_id = %id, "retrying the failed task from its last commit");
+        }
+        due
+    }
+
+    /// A new version may not fail where the old one did: retry at once.
+    pub(super) fn retry_failed_now(&mut self) {
+        let now = Instant::now();
+        self.failed_attempts.clear();
+        for failed in self.failed.values_mut() {
+            failed.retry_at = Some(now);
+        }
+    }
+
+    /// The tasks in `ids` are no longer this thread's: forget their failures.
+    pub(super) fn drop_failed(&mut self, ids: &BTreeSet<TaskId>) {
+        for id in ids {
+            if self.failed.remove(id).is_some() {
+                self.setup.registry.remove(*id);
+            }
+            self.failed_attempts.remove(id);
+        }
+    }
+
+    /// Whether `id` is failed here (not running, partitions not fetched).
+    pub fn is_failed(&self, id: TaskId) -> bool {
+        self.failed.contains_key(&id)
+    }
+
+    /// Failed tasks to the registry, metrics and readiness.
+    pub(super) fn report_failed(&self) {
+        for (id, failed) in &self.failed {
+            self.setup.registry.set(
+                *id,
+                TaskStatus {
+                    task_id: id.to_string(),
+                    thread: self.thread + 1,
+                    topology: self.setup.component.topology().name.clone(),
+                    version: self.setup.version,
+                    component: self.setup.component.label(),
+                    state: "FAILED",
+                    lag: None,
+                    error: Some(failed.error.clone()),
+                },
+            );
+        }
+        self.setup.metrics.tasks_failed.store(
+            self.failed.len() as i64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.lifecycle.failed_tasks(self.thread, self.failed.len());
+    }
+}
