@@ -255,3 +255,72 @@ fn host_side_buffers_are_capped_per_call_and_per_record() {
         assert!(log.contains("a write to store `state`"), "{log}");
     }
 }
+
+#[test]
+fn under_exactly_once_a_failed_task_s_neighbours_go_on_exactly_once() {
+    let (input, output) = (unique("trap-eos-in"), unique("trap-eos-out"));
+    create_topic(&input, 2);
+    let mut app = App::new(&unique("trap-eos"));
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    app.extra.insert(1, "admin.listen = \"127.0.0.1:0\"".into());
+    app.extra.push(format!(
+        "[topics]\ninput = \"{input}\"\noutput = \"{output}\""
+    ));
+    let keys: Vec<String> = (0..300).map(|i| format!("k{}", i % 10)).collect();
+    let on_1 = |from: usize, to: usize| -> Vec<(Option<i32>, &str, &[u8])> {
+        keys[from..to]
+            .iter()
+            .map(|k| (Some(1), k.as_str(), b"v".as_slice()))
+            .collect()
+    };
+    produce(&input, &on_1(0, 100));
+    let mut weir = app.start(&guests::component("trap-on-record"));
+    let admin = weir.admin_url();
+    eventually(
+        Duration::from_secs(60),
+        "task 0_1 counted its first records",
+        || {
+            (support::kafka::latest(&output)
+                .get("k9")
+                .map(String::as_str)
+                == Some("10"))
+            .then_some(())
+        },
+    );
+    // The trap on partition 0 aborts the thread's transaction: task 0_1
+    // starts again from its last commit, and keeps going.
+    produce(&input, &[(Some(0), "a", b"1"), (Some(0), "a", b"boom")]);
+    produce(&input, &on_1(100, 200));
+    eventually(Duration::from_secs(60), "task 0_0 FAILED", || {
+        let (_, body) = get(&format!("{admin}/v1/tasks"));
+        body["tasks"]
+            .as_array()?
+            .iter()
+            .any(|t| t["task_id"] == "0_0" && t["state"] == "FAILED")
+            .then_some(())
+    });
+    produce(&input, &on_1(200, 300));
+    eventually(
+        Duration::from_secs(60),
+        "every record of partition 1 counted",
+        || {
+            let latest = support::kafka::latest(&output);
+            (0..10)
+                .all(|i| latest.get(&format!("k{i}")).map(String::as_str) == Some("30"))
+                .then_some(())
+        },
+    );
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
+    // read_committed: each key's outputs are 1..n, nothing twice.
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (_, key, value) in support::kafka::read_all(&output) {
+        if key.starts_with('k') {
+            seen.entry(key).or_default().push(value.parse().unwrap());
+        }
+    }
+    for (key, counts) in seen {
+        assert_eq!(counts, (1..=30).collect::<Vec<u64>>(), "outputs of {key}");
+    }
+}
