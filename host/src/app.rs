@@ -21,7 +21,7 @@ use crate::runtime::{
     LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits, read_component_file,
 };
 use crate::store::{RocksResources, StateDirectory, StoreError};
-use crate::task::{DiskStores, TaskError, TaskRegistry, TaskSetup};
+use crate::task::{DiskStores, ProcessingErrors, TaskError, TaskRegistry, TaskSetup};
 use crate::thread::StreamThread;
 use crate::topics::{TopicError, TopicPlan};
 
@@ -234,6 +234,10 @@ impl App {
             metrics: ctx.metrics.clone(),
             registry: ctx.tasks.clone(),
             queries: ctx.queries.clone(),
+            errors: ProcessingErrors {
+                skip_failing_records: config.continue_on_processing_error,
+                dead_letter_queue: config.dead_letter_queue.clone(),
+            },
         };
         let group = StreamsGroup::start(StreamsGroupSetup {
             config: config.clone(),

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub standby_lag: AtomicI64,
     pub standby_records: AtomicU64,
     pub queries: AtomicU64,
+    pub records_skipped: AtomicU64,
     pub queries_forwarded: AtomicU64,
     pub task_failures: AtomicU64,
     pub wasm_deadline_interruptions: AtomicU64,
@@ -210,6 +211,12 @@ impl Metrics {
                 "counter",
                 "changelog records applied by standby tasks",
                 get(&self.standby_records),
+            ),
+            (
+                "weir_records_skipped_total",
+                "counter",
+                "records skipped by processing.exception.handler = continue",
+                get(&self.records_skipped),
             ),
             (
                 "weir_queries_total",

@@ -223,6 +223,7 @@ impl TestDriver {
             metrics: Arc::new(Metrics::default()),
             registry: Arc::new(TaskRegistry::default()),
             queries: Arc::default(),
+            errors: Default::default(),
         };
         let mut driver = TestDriver {
             topology: component.topology().clone(),

@@ -199,7 +199,7 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
         })
         .collect();
     check_sinks(config, topology)?;
-    for sink in &sinks {
+    for sink in sinks.iter().chain(&config.dead_letter_queue) {
         ensure(&admin, config, sink, partitions, Role::Sink)?;
     }
     for (_, changelog) in &changelogs {

@@ -324,3 +324,127 @@ fn under_exactly_once_a_failed_task_s_neighbours_go_on_exactly_once() {
         assert_eq!(counts, (1..=30).collect::<Vec<u64>>(), "outputs of {key}");
     }
 }
+
+/// Key, value and headers of a record, as text.
+type TextRecord = (String, String, Vec<(String, String)>);
+
+/// Every record of `topic` with its headers (read_committed).
+fn read_with_headers(topic: &str) -> Vec<TextRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka::bootstrap())
+        .set("group.id", unique("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else {
+            if !out.is_empty() {
+                break;
+            }
+            continue;
+        };
+        let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), text(h.value)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((text(m.key()), text(m.payload()), headers));
+    }
+    out
+}
+
+#[test]
+fn with_the_continue_handler_a_failing_record_is_skipped_to_the_dead_letter_queue() {
+    let (input, output, dlq) = (unique("skip-in"), unique("skip-out"), unique("skip-dlq"));
+    create_topic(&input, 1);
+    // One batch: the records before the trap are undone and run again, so
+    // under exactly-once each output must appear once.
+    produce(
+        &input,
+        &[
+            (Some(0), "a", b"1"),
+            (Some(0), "b", b"2"),
+            (Some(0), "a", b"boom"),
+            (Some(0), "c", b"3"),
+            (Some(0), "a", b"4"),
+        ],
+    );
+    let mut app = App::new(&unique("skip"));
+    for (i, line) in [
+        "processing.guarantee = \"exactly_once_v2\"".to_string(),
+        "processing.exception.handler = \"continue\"".to_string(),
+        format!("errors.dead.letter.queue.topic.name = \"{dlq}\""),
+        "admin.listen = \"127.0.0.1:0\"".to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.extra.insert(i, line);
+    }
+    app.extra.push(format!(
+        "[topics]\ninput = \"{input}\"\noutput = \"{output}\""
+    ));
+    let mut weir = app.start(&guests::component("trap-on-record"));
+    let admin = weir.admin_url();
+    eventually(
+        Duration::from_secs(60),
+        "the records after the trap counted",
+        || {
+            let latest = support::kafka::latest(&output);
+            (latest.get("a").map(String::as_str) == Some("2")
+                && latest.get("c").map(String::as_str) == Some("1"))
+            .then_some(())
+        },
+    );
+    let outputs: Vec<(String, String)> = support::kafka::read_all(&output)
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect();
+    let expected: Vec<(String, String)> = [("a", "1"), ("b", "1"), ("c", "1"), ("a", "2")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        outputs, expected,
+        "each record counted once, the trap's skipped"
+    );
+    let dead = read_with_headers(&dlq);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (key, value, headers) = &dead[0];
+    assert_eq!((key.as_str(), value.as_str()), ("a", "boom"));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no header {name}: {headers:?}"))
+    };
+    assert_eq!(header("__streams.errors.offset"), "2");
+    assert_eq!(header("__streams.errors.partition"), "0");
+    assert_eq!(header("__streams.errors.topic"), input);
+    assert_eq!(header("__streams.errors.exception"), "trap");
+    assert!(header("__streams.errors.message").contains("refusing record with value boom"));
+    assert!(header("__weir.errors.component").starts_with("trap-on-record@sha256:"));
+    assert_eq!(header("__weir.errors.task"), "0_0");
+    let (_, metrics) = get(&format!("{admin}/metrics"));
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("weir_records_skipped_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(&format!("{admin}/health/ready")).0, 200);
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
+}

@@ -74,6 +74,12 @@ pub struct Config {
     /// `probing.rebalance.interval.ms`: how soon after placing warm-ups the
     /// group rebalances again to move tasks whose warm-up caught up.
     pub probing_rebalance_interval: Duration,
+    /// `processing.exception.handler`: `fail` (the task fails) or
+    /// `continue` (the failing record is skipped, logged and counted).
+    pub continue_on_processing_error: bool,
+    /// `errors.dead.letter.queue.topic.name`: where skipped records go,
+    /// with headers naming the failure (KIP-1034).
+    pub dead_letter_queue: Option<String>,
     /// `rack.aware.assignment.tags`: client tag keys whose values a task's
     /// standbys should differ on (comma-separated).
     pub rack_aware_assignment_tags: Vec<String>,
@@ -141,6 +147,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("acceptable.recovery.lag", "10000", "records behind that still count as caught up"),
     ("max.warmup.replicas", "2", "warm-up replicas placed at once"),
     ("probing.rebalance.interval.ms", "600000", "rebalance period while warm-ups catch up"),
+    ("processing.exception.handler", "fail", "fail | continue: what a processor error does to its task"),
+    ("errors.dead.letter.queue.topic.name", "(none)", "topic skipped records are written to, with error headers"),
     ("rack.aware.assignment.tags", "(none)", "client.tag.* keys standbys spread over, comma-separated"),
     ("state.dir", "/tmp/weir", "where stores live"),
     ("commit.interval.ms", "30000 (100 with exactly_once_v2)", "commit cycle period"),
@@ -340,6 +348,19 @@ impl Config {
                 "probing.rebalance.interval.ms",
                 600_000,
             )?,
+            continue_on_processing_error: match take("processing.exception.handler").as_deref() {
+                None | Some("fail") => false,
+                Some("continue") => true,
+                Some(other) => {
+                    return Err(invalid(
+                        "processing.exception.handler",
+                        other,
+                        "expected fail or continue",
+                    ));
+                }
+            },
+            dead_letter_queue: take("errors.dead.letter.queue.topic.name")
+                .filter(|t| !t.is_empty()),
             rack_aware_assignment_tags: take("rack.aware.assignment.tags")
                 .map(|v| {
                     v.split(',')

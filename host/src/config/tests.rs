@@ -193,6 +193,22 @@ fn standby_and_warm_up_settings_follow_kafka_streams() {
     .unwrap();
     assert_eq!(c.rack_aware_assignment_tags, ["zone", "rack"]);
     assert_eq!(c.client_tags["zone"], "eu-1a");
+    let c = load(
+        &format!("{MINIMAL}processing.exception.handler = \"continue\"\nerrors.dead.letter.queue.topic.name = \"dlq\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(c.continue_on_processing_error);
+    assert_eq!(c.dead_letter_queue.as_deref(), Some("dlq"));
+    let err = load(
+        &format!("{MINIMAL}processing.exception.handler = \"ignore\"\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("expected fail or continue"),
+        "{err}"
+    );
     let err = load(&format!("{MINIMAL}max.warmup.replicas = 0\n"), &[]).unwrap_err();
     assert!(err.to_string().contains("`max.warmup.replicas`"), "{err}");
 }

@@ -23,7 +23,14 @@ pub struct StateStore {
     backend: Box<dyn KeyValueBackend>,
     dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     dirty_bytes: usize,
+    /// While a call is watched ([`StateStore::begin_call`]): each write's
+    /// key and what the buffer held for it before, to undo the call.
+    undo: Option<Vec<Undo>>,
 }
+
+/// A buffered write's key and what the buffer held for it before (`None`:
+/// nothing; `Some(None)`: a delete).
+type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl StateStore {
     pub fn new(spec: StoreSpec, task: TaskId, backend: Box<dyn KeyValueBackend>) -> Self {
@@ -33,6 +40,7 @@ impl StateStore {
             backend,
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
+            undo: None,
         }
     }
 
@@ -70,10 +78,45 @@ impl StateStore {
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let added = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         let key_len = key.len();
-        if let Some(old) = self.dirty.insert(key, value) {
-            self.dirty_bytes -= key_len + old.map_or(0, |v| v.len()) + ENTRY_OVERHEAD;
+        let undo_key = self.undo.is_some().then(|| key.clone());
+        let previous = self.dirty.insert(key, value);
+        if let Some(old) = &previous {
+            self.dirty_bytes -= key_len + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         }
         self.dirty_bytes += added;
+        if let (Some(undo), Some(key)) = (&mut self.undo, undo_key) {
+            undo.push((key, previous));
+        }
+    }
+
+    /// Starts recording this call's writes so a failed call can be undone
+    /// (the `continue` exception handler re-runs a batch without the
+    /// failing record).
+    pub fn begin_call(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+
+    /// Keeps the call's writes.
+    pub fn end_call(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes the writes since [`StateStore::begin_call`].
+    pub fn rollback_call(&mut self) {
+        let Some(undo) = self.undo.take() else {
+            return;
+        };
+        for (key, previous) in undo.into_iter().rev() {
+            match previous {
+                Some(value) => self.dirty.insert(key, value),
+                None => self.dirty.remove(&key),
+            };
+        }
+        self.dirty_bytes = self
+            .dirty
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD)
+            .sum();
     }
 
     /// Up to `limit` entries within the bounds, in key order, buffered writes
@@ -243,6 +286,31 @@ mod tests {
         s.discard_uncommitted();
         assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(s.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn a_rolled_back_call_leaves_the_buffer_as_before_it() {
+        let mut s = store();
+        s.put(b"a".to_vec(), b"1".to_vec());
+        s.commit(Some(1)).unwrap();
+        s.put(b"b".to_vec(), b"2".to_vec());
+        let before = s.dirty_bytes();
+        s.begin_call();
+        s.put(b"b".to_vec(), b"changed".to_vec());
+        s.delete(b"a".to_vec());
+        s.put(b"c".to_vec(), b"3".to_vec());
+        s.put(b"c".to_vec(), b"4".to_vec());
+        s.rollback_call();
+        assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(s.get(b"c").unwrap(), None);
+        assert_eq!(s.dirty_bytes(), before);
+        // A kept call stays; a later rollback has nothing to undo.
+        s.begin_call();
+        s.put(b"d".to_vec(), b"5".to_vec());
+        s.end_call();
+        s.rollback_call();
+        assert_eq!(s.get(b"d").unwrap(), Some(b"5".to_vec()));
     }
 
     #[test]

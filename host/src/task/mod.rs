@@ -22,4 +22,4 @@ pub use manager::{TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
 pub use standby::StandbyTask;
 pub use state::ChangelogStart;
-pub use stream_task::{DiskStores, StreamTask, TaskSetup, TaskState};
+pub use stream_task::{DiskStores, ProcessingErrors, StreamTask, TaskSetup, TaskState};

@@ -15,6 +15,8 @@ use crate::store::{RocksResources, StateDirectory, StateStore, Write};
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
+mod skip;
+
 use super::state::{self, ChangelogStart, Guards};
 use super::{TaskError, TaskRegistry, TaskStatus};
 
@@ -34,6 +36,18 @@ pub struct TaskSetup {
     pub registry: Arc<TaskRegistry>,
     /// Where interactive queries find this process's stores.
     pub queries: Arc<crate::query::QueryableStores>,
+    /// What a processor error does to its task.
+    pub errors: ProcessingErrors,
+}
+
+/// `processing.exception.handler` and the dead-letter queue.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessingErrors {
+    /// `continue`: the failing record is skipped (its batch re-run without
+    /// it), logged and counted, instead of failing the task.
+    pub skip_failing_records: bool,
+    /// `errors.dead.letter.queue.topic.name`: where skipped records go.
+    pub dead_letter_queue: Option<String>,
 }
 
 /// The state directory and RocksDB budget persistent stores use.
@@ -65,6 +79,26 @@ pub struct StreamTask {
     consumed: BTreeMap<String, i64>,
     uncommitted: bool,
     span: tracing::Span,
+}
+
+/// Where in `records` (of `topic`, this task's `partition`) a call failed.
+fn failure_site(topic: &str, partition: i32, records: &[IncomingRecord], e: &GuestError) -> String {
+    let (first, last) = (
+        records.first().map_or(-1, |r| r.offset),
+        records.last().map_or(-1, |r| r.offset),
+    );
+    match e.batch_index().and_then(|i| records.get(i as usize)) {
+        Some(r) => format!(
+            "processing topic `{topic}` partition {partition} offset {}",
+            r.offset
+        ),
+        None if first == last => {
+            format!("processing topic `{topic}` partition {partition} offset {first}")
+        }
+        None => format!(
+            "processing topic `{topic}` partition {partition} (batch of offsets {first}..={last})"
+        ),
+    }
 }
 
 /// A processor instance of `setup`'s component for task `id`, on `stores`.
@@ -191,14 +225,18 @@ impl StreamTask {
     }
 
     /// Calls the processor's `init` and processes what was held.
-    pub fn start(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
-        let _span = self.span.clone().entered();
-        let info = TaskInfo {
+    fn task_info(&self) -> TaskInfo {
+        TaskInfo {
             application_id: self.setup.application_id.clone(),
             task_id: self.id.to_string(),
             partition: self.id.partition,
             topology: self.setup.component.topology().name.clone(),
-        };
+        }
+    }
+
+    pub fn start(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
+        let _span = self.span.clone().entered();
+        let info = self.task_info();
         self.instance
             .init(&info)
             .map_err(|e| self.guest_error("in init", e))?;
@@ -232,34 +270,22 @@ impl StreamTask {
         records: Vec<IncomingRecord>,
         collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        let Some(last) = records.last() else {
             return Ok(());
         };
         if self.state == TaskState::Restoring {
             self.held.push_back((topic.to_string(), records));
             return Ok(());
         }
-        let (first_offset, last_offset) = (first.offset, last.offset);
+        let last_offset = last.offset;
         let _span = self.span.clone().entered();
         let newest = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let ctx = self.instance.task_mut();
         ctx.stream_time = ctx.stream_time.max(newest);
-        if let Err(e) = self.instance.process(&records) {
-            let partition = self.id.partition;
-            let at = match e.batch_index().and_then(|i| records.get(i as usize)) {
-                Some(r) => format!(
-                    "processing topic `{topic}` partition {partition} offset {}",
-                    r.offset
-                ),
-                None if first_offset == last_offset => {
-                    format!(
-                        "processing topic `{topic}` partition {partition} offset {first_offset}"
-                    )
-                }
-                None => format!(
-                    "processing topic `{topic}` partition {partition} (batch of offsets {first_offset}..={last_offset})"
-                ),
-            };
+        if self.setup.errors.skip_failing_records {
+            self.process_skipping_failures(topic, &records, collector)?;
+        } else if let Err(e) = self.instance.process(&records) {
+            let at = failure_site(topic, self.id.partition, &records, &e);
             return Err(self.guest_error(at, e));
         }
         add(&self.setup.metrics.records_processed, records.len() as u64);
