@@ -62,9 +62,23 @@ impl Live {
             .collect();
         let admin: AdminClient<DefaultClientContext> =
             client(bootstrap).create().map_err(|e| e.to_string())?;
-        let new = NewTopic::new(&topics[0].1, PARTITIONS, TopicReplication::Fixed(1));
-        futures_executor::block_on(admin.create_topics([&new], &AdminOptions::new()))
+        // The cases stamp records at fixed times near 1970 (stream time is
+        // theirs to drive): with the broker's default retention a
+        // retention check could delete them between produce and fetch, so
+        // the harness creates every topic it reads or writes without time
+        // retention before the host starts.
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(_, topic)| {
+                NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))
+                    .set("retention.ms", "-1")
+            })
+            .collect();
+        let created = futures_executor::block_on(admin.create_topics(&new, &AdminOptions::new()))
             .map_err(|e| e.to_string())?;
+        for result in created {
+            result.map_err(|(topic, e)| format!("creating {topic}: {e}"))?;
+        }
         let mut config = format!(
             "application.id = \"{id}\"\nbootstrap.servers = \"{bootstrap}\"\nstate.dir = \"{}\"\n\
              commit.interval.ms = 100\nwasm.max.call.ms = {}\nadmin.listen = \"127.0.0.1:0\"\nadmin.token = \"{TOKEN}\"\n[topics]\n",
