@@ -1,6 +1,8 @@
-//! Tasks failed by their processor (`processing.exception.handler = fail`,
-//! Kafka Streams' LogAndFail): a trap, a returned error, a broken memory cap
-//! or CPU deadline fails the task, not the process.
+//! What the task manager does with a failure: a recoverable commit failure
+//! resets the thread's tasks ([`TaskManager::recover_or_fail`]); a task
+//! failed by its processor (`processing.exception.handler = fail`, Kafka
+//! Streams' LogAndFail: a trap, a returned error, a broken memory cap or CPU
+//! deadline) fails that task, not the process.
 //!
 //! The failed task is closed without committing (under exactly-once the
 //! thread's open transaction is aborted, so its other tasks start again from
@@ -8,13 +10,15 @@
 //! retried from the last commit after a growing backoff, up to
 //! `MAX_ATTEMPTS` times; a new version retries it at once. Meanwhile it is
 //! listed as FAILED with its error, counted, and the pod is not ready (but
-//! alive). Must never decide about infrastructure failures: those keep
-//! their own paths (reset, or the thread's failure).
+//! alive). Anything else (a store or client failure, a commit failure no
+//! reset cures) fails the thread; only that ends the process. Must never
+//! skip a failure silently.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::TaskManager;
+use super::{MAX_RESETS, TaskManager};
+use crate::commit::RecordCollector;
 use crate::task::{TaskError, TaskStatus};
 use crate::topology::TaskId;
 
@@ -41,6 +45,45 @@ impl TaskManager {
             Some(id) => self.fail_task(id, error),
             None => self.recover_or_fail(error),
         }
+    }
+
+    /// A commit failed. If a fresh start of the thread's tasks from the
+    /// last commit recovers from it (a fenced or timed-out transaction, a
+    /// failed flush, a commit refused by the group), do that: abort, close
+    /// every task dirty (under exactly-once one transaction spans them all;
+    /// under at-least-once their unflushed changelog records are lost),
+    /// replace a transactional producer, and leave the tasks for the
+    /// thread to start again. Anything else fails the thread.
+    pub(super) fn recover_or_fail(&mut self, error: TaskError) {
+        if !error.is_recoverable_by_reset() || self.resets_since_commit >= MAX_RESETS {
+            return self.fail(error);
+        }
+        self.resets_since_commit += 1;
+        tracing::warn!(%error, tasks = self.tasks.len(),
+            "commit failed: closing tasks without committing and starting them again from the last commit");
+        self.collector.abort_transaction();
+        if self.collector.exactly_once() {
+            // A fenced producer cannot be used again; a new one fences any
+            // zombie with our transactional id in turn.
+            match RecordCollector::new(&self.config, self.thread) {
+                Ok(collector) => self.collector = collector,
+                Err(e) => return self.fail(e.into()),
+            }
+        }
+        for (id, task) in std::mem::take(&mut self.tasks) {
+            self.reader.unregister(id);
+            self.forget(id);
+            task.close_dirty();
+            self.reset.push(id);
+        }
+        self.report_status();
+    }
+
+    /// Tasks closed by [`TaskManager::recover_or_fail`] since the last call:
+    /// the thread re-fetches their partitions from the committed offsets
+    /// and assigns them again.
+    pub fn take_reset(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.reset)
     }
 
     fn fail_task(&mut self, id: TaskId, error: TaskError) {

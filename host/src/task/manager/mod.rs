@@ -33,7 +33,7 @@ use failures::FailedTask;
 
 /// Resets without a successful commit in between before a commit failure
 /// fails the thread after all.
-const MAX_RESETS: u32 = 5;
+pub(super) const MAX_RESETS: u32 = 5;
 
 /// Changelog records read per restore step, so polling stays responsive.
 pub(super) const RESTORE_BATCH: usize = 10_000;
@@ -420,45 +420,6 @@ impl TaskManager {
         {
             self.recover_or_fail(e);
         }
-    }
-
-    /// A commit failed. If a fresh start of the thread's tasks from the
-    /// last commit recovers from it (a fenced or timed-out transaction, a
-    /// failed flush, a commit refused by the group), do that: abort, close
-    /// every task dirty (under exactly-once one transaction spans them all;
-    /// under at-least-once their unflushed changelog records are lost),
-    /// replace a transactional producer, and leave the tasks for the
-    /// thread to start again. Anything else fails the thread.
-    fn recover_or_fail(&mut self, error: TaskError) {
-        if !error.is_recoverable_by_reset() || self.resets_since_commit >= MAX_RESETS {
-            return self.fail(error);
-        }
-        self.resets_since_commit += 1;
-        tracing::warn!(%error, tasks = self.tasks.len(),
-            "commit failed: closing tasks without committing and starting them again from the last commit");
-        self.collector.abort_transaction();
-        if self.collector.exactly_once() {
-            // A fenced producer cannot be used again; a new one fences any
-            // zombie with our transactional id in turn.
-            match RecordCollector::new(&self.config, self.thread) {
-                Ok(collector) => self.collector = collector,
-                Err(e) => return self.fail(e.into()),
-            }
-        }
-        for (id, task) in std::mem::take(&mut self.tasks) {
-            self.reader.unregister(id);
-            self.forget(id);
-            task.close_dirty();
-            self.reset.push(id);
-        }
-        self.report_status();
-    }
-
-    /// Tasks closed by [`TaskManager::recover_or_fail`] since the last call:
-    /// the thread re-fetches their partitions from the committed offsets
-    /// and assigns them again.
-    pub fn take_reset(&mut self) -> Vec<TaskId> {
-        std::mem::take(&mut self.reset)
     }
 
     /// Commits every task that has something to commit.
