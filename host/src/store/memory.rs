@@ -4,23 +4,46 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use super::{BackendError, Entry, KeyValueBackend, Write, bounds_are_empty};
+use super::{BackendError, Entry, KeyValueBackend, StoreReader, Write, bounds_are_empty};
 
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The entries sit behind a lock only so interactive queries can read them
+/// from another thread; the task's own reads take it uncontended.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: Arc<RwLock<Map>>,
 }
 
 impl MemoryBackend {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn read(&self) -> RwLockReadGuard<'_, Map> {
+        read(&self.map)
+    }
+}
+
+fn read(map: &RwLock<Map>) -> RwLockReadGuard<'_, Map> {
+    map.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn scan_map(map: &Map, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Vec<Entry> {
+    if bounds_are_empty(start, end) {
+        return Vec::new();
+    }
+    map.range::<[u8], _>((start, end))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 impl KeyValueBackend for MemoryBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.map.get(key).cloned())
+        Ok(self.read().get(key).cloned())
     }
 
     fn scan(
@@ -29,15 +52,7 @@ impl KeyValueBackend for MemoryBackend {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, BackendError> {
-        if bounds_are_empty(start, end) {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .map
-            .range::<[u8], _>((start, end))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.read(), start, end, limit))
     }
 
     fn apply(
@@ -45,10 +60,11 @@ impl KeyValueBackend for MemoryBackend {
         writes: Vec<Write>,
         _changelog_offset: Option<i64>,
     ) -> Result<(), BackendError> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         for (key, value) in writes {
             match value {
-                Some(v) => self.map.insert(key, v),
-                None => self.map.remove(&key),
+                Some(v) => map.insert(key, v),
+                None => map.remove(&key),
             };
         }
         Ok(())
@@ -61,12 +77,49 @@ impl KeyValueBackend for MemoryBackend {
     fn flush(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    fn reader(&self) -> Option<Arc<dyn StoreReader>> {
+        Some(Arc::new(MemoryReader(self.map.clone())))
+    }
+}
+
+/// An interactive-query view of an in-memory store's committed entries.
+struct MemoryReader(Arc<RwLock<Map>>);
+
+impl StoreReader for MemoryReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(read(&self.0).get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, BackendError> {
+        Ok(scan_map(&read(&self.0), start, end, limit))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn memory_backend_behaves_like_a_store() {
-        super::super::backend_tests::check_backend(&mut super::MemoryBackend::new());
+        super::super::backend_tests::check_backend(&mut MemoryBackend::new());
+    }
+
+    #[test]
+    fn a_reader_sees_what_was_applied() {
+        let mut backend = MemoryBackend::new();
+        let reader = backend.reader().unwrap();
+        backend
+            .apply(vec![(b"k".to_vec(), Some(b"v".to_vec()))], None)
+            .unwrap();
+        let seen = std::thread::spawn(move || reader.get(b"k").unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(seen, Some(b"v".to_vec()));
     }
 }
