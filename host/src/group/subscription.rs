@@ -167,7 +167,14 @@ pub(crate) fn leader_assignment(
         })
         .collect();
     let target = assign(&tasks, &clients, &settings.assignor);
-    let (round, followup) = cooperative(&target, &owned);
+    let (mut round, followup) = cooperative(&target, &owned);
+    if !plan.stateful {
+        // A task withheld for the hand-over waits as a standby; stateless
+        // tasks have nothing to keep warm.
+        for client in round.clients.values_mut() {
+            client.standby.clear();
+        }
+    }
     let hosts = host_map(&round, &clients);
     tracing::info!(
         generation,

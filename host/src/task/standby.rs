@@ -59,8 +59,6 @@ impl StandbyTask {
 
     /// Drops the local copy of `store` (it diverged from the changelog).
     pub fn wipe_store(&mut self, store: usize) -> Result<(), TaskError> {
-        // Queries must let go of the old database before it is deleted.
-        self.setup.queries.remove_task(self.id);
         state::wipe_store(self.id, &mut self.stores, &self.guards, &self.setup, store)
     }
 

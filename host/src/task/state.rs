@@ -147,6 +147,8 @@ pub(super) fn wipe_store(
     let (Some(guard), Some(disk)) = (guards.get(&spec.name), &setup.disk) else {
         return Ok(()); // in memory: already empty
     };
+    // Queries must let go of the old database before it is deleted.
+    setup.queries.remove_task(id);
     // Close the database before deleting its files.
     let placeholder = StateStore::new(spec.clone(), id, Box::new(MemoryBackend::new()));
     drop(std::mem::replace(&mut stores[index], placeholder));

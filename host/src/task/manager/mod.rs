@@ -59,6 +59,8 @@ pub struct TaskManager {
     standby_reader: ChangelogReader,
     /// The standbys the last assignment gave this thread.
     standby_target: BTreeSet<TaskId>,
+    /// When standby progress was last published.
+    standbys_published: Instant,
     last_commit: Instant,
     failure: Option<TaskError>,
     /// Tasks closed dirty after a recoverable commit failure, for the
@@ -83,6 +85,7 @@ impl TaskManager {
             standbys: BTreeMap::new(),
             standby_reader: ChangelogReader::new(&setup.config, setup.thread),
             standby_target: BTreeSet::new(),
+            standbys_published: Instant::now(),
             config: setup.config,
             thread: setup.thread,
             setup: setup.tasks,

@@ -7,7 +7,10 @@
 //! is logged and dropped, and the next assignment tries again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often standby progress reaches status, metrics and the group.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 use super::{RESTORE_BATCH, TaskManager};
 use crate::changelog::{RestoreEvent, RestoreStart, StorePosition};
@@ -28,13 +31,7 @@ impl TaskManager {
     /// longer targeted. A standby that cannot be opened is logged and left
     /// out: the active is unaffected, and the next assignment tries again.
     pub fn apply_standbys(&mut self) {
-        // Stateless tasks have nothing to keep warm.
-        let stateless = self.setup.component.topology().stores.is_empty();
-        let target = if stateless {
-            BTreeSet::new()
-        } else {
-            self.standby_target.clone()
-        };
+        let target = self.standby_target.clone();
         self.close_standbys(|id| !target.contains(&id));
         for id in target {
             if self.standbys.contains_key(&id) || self.tasks.contains_key(&id) {
@@ -102,7 +99,10 @@ impl TaskManager {
     }
 
     /// Applies a step of the standbys' changelogs. Returns whether any
-    /// standby advanced. A standby that fails is closed and left out.
+    /// standby advanced and its progress is due to be published (at most
+    /// every `PUBLISH_EVERY`: the registry, queries and the subscription
+    /// want lags, not every batch). A standby that fails is closed and left
+    /// out.
     pub fn standby_step(&mut self) -> bool {
         if self.standbys.is_empty() {
             return false;
@@ -138,10 +138,12 @@ impl TaskManager {
                 RestoreEvent::Done { .. } => {}
             }
         }
-        if advanced {
+        let due = advanced && self.standbys_published.elapsed() >= PUBLISH_EVERY;
+        if due {
+            self.standbys_published = Instant::now();
             self.report_status();
         }
-        advanced
+        due
     }
 
     /// Whether a standby is still behind its changelog (the thread then

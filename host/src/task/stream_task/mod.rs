@@ -189,8 +189,6 @@ impl StreamTask {
 
     /// Drops the local copy of `store` so it restores from scratch.
     pub fn wipe_store(&mut self, store: usize) -> Result<(), TaskError> {
-        // Queries must let go of the old database before it is deleted.
-        self.setup.queries.remove_task(self.id);
         let stores = &mut self.instance.task_mut().stores;
         state::wipe_store(self.id, stores, &self.guards, &self.setup, store)
     }
