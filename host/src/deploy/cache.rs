@@ -45,7 +45,13 @@ impl ComponentCache {
         let sha = hex::encode(Sha256::digest(bytes));
         let path = self.wasm_path(&sha);
         if !path.exists() {
-            let tmp = path.with_extension("tmp");
+            // A name of this writer's own: two writers of the same
+            // component (the bootstrap deploy and the rollout of this very
+            // version, or two processes on one cache) must not rename each
+            // other's file away.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
             std::fs::write(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
         }
@@ -74,6 +80,23 @@ impl ComponentCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_stores_of_one_component_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = std::sync::Arc::new(ComponentCache::open(dir.path()).unwrap());
+        let bytes = vec![7u8; 1 << 20];
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, bytes) = (cache.clone(), bytes.clone());
+                std::thread::spawn(move || cache.store(&bytes))
+            })
+            .collect();
+        for w in writers {
+            let sha = w.join().unwrap().unwrap();
+            assert_eq!(cache.read(&sha).unwrap(), bytes);
+        }
+    }
 
     #[test]
     fn stores_by_content_and_checks_on_read() {
