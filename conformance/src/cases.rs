@@ -86,6 +86,21 @@ pub const CASES: &[Case] = &[
         run: ambient,
     },
     Case {
+        name: "caps-on-handles",
+        live_only: false,
+        run: handle_cap,
+    },
+    Case {
+        name: "caps-on-schedules",
+        live_only: false,
+        run: schedule_cap,
+    },
+    Case {
+        name: "close-cannot-write",
+        live_only: false,
+        run: close_cannot_write,
+    },
+    Case {
         name: "state-survives-restart",
         live_only: true,
         run: restart,
@@ -400,6 +415,35 @@ fn ambient(t: &mut dyn Target, _: &Env) -> Result<(), String> {
         &answer(&r, "r1")?,
         &answer(&r, "r0")?,
     )
+}
+
+fn handle_cap(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    // A few handles are fine (they are dropped); leaking past the cap
+    // fails the task with the cap named.
+    step(t, Cmd::new("few", "leak-iterators 10"), 1)?;
+    t.send(&[Cmd::new("many", "leak-iterators 5000")])?;
+    expect_failure(t, &["task 0_0", "wasm.max.handles (1024)"])?;
+    Ok(())
+}
+
+fn schedule_cap(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    t.send(&[Cmd::new("many", "schedules 5000")])?;
+    expect_failure(t, &["task 0_0", "wasm.max.schedules (1024)"])?;
+    Ok(())
+}
+
+fn close_cannot_write(t: &mut dyn Target, env: &Env) -> Result<(), String> {
+    step(t, Cmd::new("arm", "arm-close"), 1)?;
+    // The swap closes the old version's instance: its write is refused,
+    // so the new version does not see it.
+    t.redeploy(&env.probe_v2)?;
+    t.send(&[
+        Cmd::new("v2", "version"),
+        Cmd::new("get", "get 636c6f736564"),
+    ])?;
+    let r = results(t, 3)?;
+    expect("after the redeploy", &answer(&r, "v2")?, "probe-v2")?;
+    expect("a write made in close", &answer(&r, "get")?, "none")
 }
 
 fn restart(t: &mut dyn Target, _: &Env) -> Result<(), String> {

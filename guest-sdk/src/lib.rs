@@ -167,7 +167,9 @@ pub trait Processor: Sized + 'static {
         Ok(())
     }
 
-    /// The task is closing: rebalance, shutdown or a new version.
+    /// The task is closing: rebalance, shutdown or a new version. It runs
+    /// after the task's last commit, so store writes made here are refused
+    /// (they could not be kept); release resources, emit nothing.
     fn close(&mut self) {}
 }
 

@@ -60,6 +60,8 @@ pub fn new_runtime(config: &Config) -> Result<Runtime, StartError> {
         max_memory_bytes: config.wasm_max_memory_bytes,
         max_call: config.wasm_max_call,
         max_call_bytes: config.wasm_max_call_bytes,
+        max_handles: config.wasm_max_handles,
+        max_schedules: config.wasm_max_schedules,
         max_record_bytes: config
             .kafka
             .get("message.max.bytes")

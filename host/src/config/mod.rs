@@ -114,6 +114,10 @@ pub struct Config {
     /// `wasm.max.call.bytes`: host-side bytes (store writes and outputs)
     /// one call into a processor may buffer.
     pub wasm_max_call_bytes: usize,
+    /// `wasm.max.handles`: store and iterator handles an instance may hold.
+    pub wasm_max_handles: usize,
+    /// `wasm.max.schedules`: live punctuation schedules per task.
+    pub wasm_max_schedules: usize,
     /// The producer's `transaction.timeout.ms` under exactly-once: derived
     /// from the commit interval and the call deadline unless given as
     /// `kafka.transaction.timeout.ms` (see [`transaction_timeout`]).
@@ -163,6 +167,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("wasm.max.memory.bytes", "268435456", "memory cap per processor instance"),
     ("wasm.max.call.ms", "10000", "CPU deadline per call into a processor"),
     ("wasm.max.call.bytes", "67108864", "store writes and outputs one call may buffer in the host"),
+    ("wasm.max.handles", "1024", "store and iterator handles one processor instance may hold open"),
+    ("wasm.max.schedules", "1024", "live punctuation schedules per task"),
     ("admin.listen", "(none)", "ip:port of the admin HTTP API (deploy, probes, metrics)"),
     ("admin.token", "(none)", "bearer token for mutating admin endpoints"),
     ("admin.token.file", "(none)", "file holding admin.token (e.g. a mounted secret)"),
@@ -342,6 +348,18 @@ impl Config {
                 "wasm.max.call.bytes",
                 crate::runtime::DEFAULT_MAX_CALL_BYTES,
                 1 << 20..=4 << 30,
+            )?,
+            wasm_max_handles: number(
+                take("wasm.max.handles"),
+                "wasm.max.handles",
+                crate::runtime::DEFAULT_MAX_HANDLES,
+                1..=1 << 20,
+            )?,
+            wasm_max_schedules: number(
+                take("wasm.max.schedules"),
+                "wasm.max.schedules",
+                crate::runtime::DEFAULT_MAX_SCHEDULES,
+                1..=1 << 20,
             )?,
             probing_rebalance_interval: ms(
                 take("probing.rebalance.interval.ms"),

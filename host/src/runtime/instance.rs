@@ -220,6 +220,8 @@ impl ProcessorInstance {
                 task.limits = crate::runtime::task_context::BufferLimits {
                     max_call_bytes: limits.max_call_bytes,
                     max_record_bytes: limits.max_record_bytes,
+                    max_handles: limits.max_handles,
+                    max_schedules: limits.max_schedules,
                 };
                 let mut store =
                     Store::new(pre.engine(), HostState::new(task, limits.max_memory_bytes));
@@ -377,7 +379,11 @@ impl ProcessorInstance {
         )
     }
 
+    /// The guest's `close`. It runs after the task's last commit, so what
+    /// it would write is refused rather than silently lost (or, on a swap,
+    /// half kept): store writes and outputs return an error to the guest.
     pub fn close(&mut self) -> Result<(), GuestError> {
+        self.task_mut().closing = true;
         self.call(
             "close",
             |p, s| p.weir_streams_handler().call_close(s).map(Ok),

@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_MAX_CALL: Duration = Duration::from_secs(10);
 /// `wasm.max.call.bytes` when not configured.
 pub const DEFAULT_MAX_CALL_BYTES: usize = 64 << 20;
+/// `wasm.max.handles` when not configured.
+pub const DEFAULT_MAX_HANDLES: usize = 1024;
+/// `wasm.max.schedules` when not configured.
+pub const DEFAULT_MAX_SCHEDULES: usize = 1024;
 /// librdkafka's default producer `message.max.bytes`.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 
@@ -52,6 +56,10 @@ pub struct WasmLimits {
     /// changelogged store entry or an output larger than this is refused
     /// when the guest makes it, not when the producer fails at commit.
     pub max_record_bytes: usize,
+    /// Store and iterator handles one instance may hold open at once.
+    pub max_handles: usize,
+    /// Live punctuation schedules per task.
+    pub max_schedules: usize,
 }
 
 /// The limits `weir run` applies when the config says nothing.
@@ -62,6 +70,8 @@ impl Default for WasmLimits {
             max_call: DEFAULT_MAX_CALL,
             max_call_bytes: DEFAULT_MAX_CALL_BYTES,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_handles: DEFAULT_MAX_HANDLES,
+            max_schedules: DEFAULT_MAX_SCHEDULES,
         }
     }
 }

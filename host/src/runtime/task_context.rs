@@ -62,14 +62,21 @@ pub struct TaskContext {
     pub call_bytes: usize,
     /// The first cap the current call exceeded; fails the task.
     pub limit_failure: Option<String>,
+    /// Store and iterator handles the guest holds open.
+    pub open_handles: usize,
+    /// Set for the `close` call: the task is past its last commit, so
+    /// writes, outputs and schedules are refused (see the WIT's `close`).
+    pub closing: bool,
 }
 
-/// Caps on host-side buffers, so a guest cannot make the host allocate
-/// without bound inside one call (see [`super::WasmLimits`]).
+/// Caps on what a guest can make the host hold, so it cannot make the host
+/// allocate without bound (see [`super::WasmLimits`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BufferLimits {
     pub max_call_bytes: usize,
     pub max_record_bytes: usize,
+    pub max_handles: usize,
+    pub max_schedules: usize,
 }
 
 impl Default for BufferLimits {
@@ -77,9 +84,14 @@ impl Default for BufferLimits {
         BufferLimits {
             max_call_bytes: super::DEFAULT_MAX_CALL_BYTES,
             max_record_bytes: super::DEFAULT_MAX_RECORD_BYTES,
+            max_handles: super::DEFAULT_MAX_HANDLES,
+            max_schedules: super::DEFAULT_MAX_SCHEDULES,
         }
     }
 }
+
+/// What `close` is told when it tries to write.
+pub(crate) const CLOSE_CANNOT_WRITE: &str = "close() cannot write: the task's last commit is done,      so store writes, outputs and schedules made in close would be lost";
 
 impl TaskContext {
     pub fn new(
@@ -105,7 +117,54 @@ impl TaskContext {
             limits: BufferLimits::default(),
             call_bytes: 0,
             limit_failure: None,
+            open_handles: 0,
+            closing: false,
         }
+    }
+
+    /// Records a cap the current call exceeded (the first one is reported)
+    /// and returns the message for the guest.
+    fn exceeded(&mut self, message: String) -> String {
+        self.limit_failure.get_or_insert_with(|| message.clone());
+        message
+    }
+
+    /// Counts a store or iterator handle the guest opens; over
+    /// `wasm.max.handles` the open fails and so does the task.
+    pub(crate) fn open_handle(&mut self, what: &str) -> Result<(), String> {
+        if self.open_handles >= self.limits.max_handles {
+            let cap = self.limits.max_handles;
+            return Err(self.exceeded(format!(
+                "opening {what} would hold more than wasm.max.handles ({cap}) store and \
+                 iterator handles open at once; drop iterators when done"
+            )));
+        }
+        self.open_handles += 1;
+        Ok(())
+    }
+
+    pub(crate) fn close_handle(&mut self) {
+        self.open_handles = self.open_handles.saturating_sub(1);
+    }
+
+    /// Adds a punctuation schedule; over `wasm.max.schedules` it is refused
+    /// and the task fails (the contract's `schedule` returns no error, so
+    /// the id returned then is `u32::MAX`, which never fires).
+    pub(crate) fn schedule(&mut self, interval_ms: u64, kind: PunctuationType) -> u32 {
+        if self.closing {
+            self.exceeded(CLOSE_CANNOT_WRITE.to_string());
+            return u32::MAX;
+        }
+        if self.schedules.len() >= self.limits.max_schedules {
+            let cap = self.limits.max_schedules;
+            self.exceeded(format!(
+                "a schedule would make more than wasm.max.schedules ({cap}) live schedules; \
+                 cancel the ones no longer needed"
+            ));
+            return u32::MAX;
+        }
+        let now = self.clock.now_ms();
+        self.schedules.add(interval_ms, kind, now)
     }
 
     /// Counts `bytes` the guest asks the host to buffer (`what`: "a write to
@@ -130,10 +189,7 @@ impl TaskContext {
             None
         };
         match refused {
-            Some(message) => {
-                self.limit_failure.get_or_insert_with(|| message.clone());
-                Err(message)
-            }
+            Some(message) => Err(self.exceeded(message)),
             None => {
                 self.call_bytes += bytes;
                 Ok(())
@@ -142,6 +198,9 @@ impl TaskContext {
     }
 
     pub(crate) fn forward(&mut self, sink: &str, mut record: OutgoingRecord) -> Result<(), String> {
+        if self.closing {
+            return Err(CLOSE_CANNOT_WRITE.to_string());
+        }
         let Some(index) = self.topology.output_names().position(|name| name == sink) else {
             let declared: Vec<&str> = self.topology.output_names().collect();
             return Err(format!(
@@ -215,6 +274,10 @@ impl Schedules {
         self.entries.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Schedules of `kind` due at `time`, each fired once even if several
     /// intervals passed (as Kafka Streams does); advances them.
     pub fn due(&mut self, kind: PunctuationType, time: i64) -> Vec<u32> {
@@ -243,6 +306,75 @@ impl Schedules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context(limits: BufferLimits) -> TaskContext {
+        let topology = Topology {
+            name: "t".into(),
+            sources: vec!["in".into()],
+            sinks: vec![crate::topology::SinkSpec {
+                name: "out".into(),
+                topic: "out".into(),
+            }],
+            stores: Vec::new(),
+            repartitions: Vec::new(),
+        };
+        let mut task = TaskContext::new(
+            TaskId::for_partition(0),
+            "app",
+            "c@sha256:0",
+            Arc::new(topology),
+            Vec::new(),
+            Arc::new(SystemClock),
+        );
+        task.limits = limits;
+        task
+    }
+
+    fn record() -> OutgoingRecord {
+        OutgoingRecord {
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    #[test]
+    fn handles_and_schedules_are_capped_and_name_the_cap() {
+        let limits = BufferLimits {
+            max_handles: 2,
+            max_schedules: 1,
+            ..BufferLimits::default()
+        };
+        let mut task = context(limits);
+        task.open_handle("a").unwrap();
+        task.open_handle("b").unwrap();
+        let refused = task.open_handle("store `s`").unwrap_err();
+        assert!(refused.contains("wasm.max.handles (2)"), "{refused}");
+        assert!(task.limit_failure.take().is_some());
+        task.close_handle();
+        task.open_handle("c").unwrap();
+
+        let id = task.schedule(10, PunctuationType::WallClock);
+        assert_ne!(id, u32::MAX);
+        assert_eq!(task.schedule(10, PunctuationType::WallClock), u32::MAX);
+        let failure = task.limit_failure.take().unwrap();
+        assert!(failure.contains("wasm.max.schedules (1)"), "{failure}");
+        task.schedules.cancel(id);
+        assert_ne!(task.schedule(10, PunctuationType::WallClock), u32::MAX);
+    }
+
+    #[test]
+    fn close_cannot_forward_or_schedule() {
+        let mut task = context(BufferLimits::default());
+        task.forward("out", record()).unwrap();
+        task.closing = true;
+        let refused = task.forward("out", record()).unwrap_err();
+        assert!(refused.contains("close() cannot write"), "{refused}");
+        assert_eq!(task.outputs.len(), 1);
+        assert_eq!(task.schedule(10, PunctuationType::StreamTime), u32::MAX);
+        assert!(task.schedules.is_empty());
+    }
 
     #[test]
     fn stream_time_schedules_fire_on_first_record_then_each_interval() {

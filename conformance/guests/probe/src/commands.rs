@@ -10,6 +10,10 @@
 //   panic | alloc <MiB> | spin | read-file <path> | env | connect <host:port>
 //   clock (WASI wall-clock seconds) | random (a std RandomState hash)
 //   flood <n> <bytes>   puts n values of `bytes` bytes in one call
+//   leak-iterators <n>  opens n iterators and never drops them
+//   schedules <n>       adds n schedules (1 hour of wall-clock time each)
+//   arm-close           makes `close` try to write key "closed" (the host
+//                       must refuse it)
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use weir_sdk::{
 
 pub struct Probe {
     state: KvStore<Vec<u8>, Vec<u8>>,
+    write_in_close: bool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -122,6 +127,24 @@ impl Probe {
                 }
                 format!("flooded {n}")
             }
+            "leak-iterators" => {
+                let n: u32 = arg(1)?.parse().map_err(|_| Error::msg("leak-iterators: bad count"))?;
+                for _ in 0..n {
+                    std::mem::forget(self.state.prefix_scan(&Vec::<u8>::new())?);
+                }
+                format!("leaked {n}")
+            }
+            "schedules" => {
+                let n: u32 = arg(1)?.parse().map_err(|_| Error::msg("schedules: bad count"))?;
+                for _ in 0..n {
+                    ctx.schedule(Duration::from_secs(3600), PunctuationType::WallClock);
+                }
+                format!("scheduled {n}")
+            }
+            "arm-close" => {
+                self.write_in_close = true;
+                "armed".into()
+            }
             "clock" => format!(
                 "wall clock: {}",
                 std::time::SystemTime::now()
@@ -155,6 +178,7 @@ impl Processor for Probe {
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
         Ok(Probe {
             state: KvStore::open("state")?,
+            write_in_close: false,
         })
     }
 
@@ -181,6 +205,14 @@ impl Processor for Probe {
         };
         let text = format!("punctuated {} {kind} {timestamp}", schedule.0);
         ctx.forward("results", Output::new().key(&b"punctuation".to_vec()).value(&text))
+    }
+
+    fn close(&mut self) {
+        if self.write_in_close {
+            // The SDK's `close` has no `Context`, so no forward to try.
+            let put = self.state.put(&b"closed".to_vec(), &b"written in close".to_vec());
+            weir_sdk::info!("close: put answered {put:?}");
+        }
     }
 }
 

@@ -27,10 +27,7 @@ impl Host for HostState {
     }
 
     fn schedule(&mut self, interval_ms: u64, kind: PunctuationType) -> wasmtime::Result<u32> {
-        Ok(self
-            .task
-            .schedules
-            .add(interval_ms, kind, self.task.clock.now_ms()))
+        Ok(self.task.schedule(interval_ms, kind))
     }
 
     fn cancel(&mut self, schedule: u32) -> wasmtime::Result<()> {

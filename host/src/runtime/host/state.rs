@@ -4,6 +4,9 @@
 //! A backend failure is returned to the guest as `store-error.backend` and
 //! also recorded on the task, which then fails even if the guest ignores the
 //! error: state it could not read or write must not be committed.
+//!
+//! Handles are counted against `wasm.max.handles`; during `close` writes
+//! are refused (the task's last commit is already done).
 
 use std::ops::Bound;
 
@@ -13,6 +16,7 @@ use crate::runtime::HostState;
 use crate::runtime::bindings::weir::streams::state::{
     Bound as WitBound, Entry, Host, HostKvIterator, HostKvStore, StoreError,
 };
+use crate::runtime::task_context::CLOSE_CANNOT_WRITE;
 
 /// Largest page one `next` call returns, whatever the guest asks for.
 const MAX_PAGE: u32 = 1024;
@@ -71,6 +75,13 @@ impl HostState {
         end: Bound<Vec<u8>>,
     ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
         let store = self.store_index(handle)?;
+        let what = format!(
+            "an iterator over store `{}`",
+            self.task.stores[store].name()
+        );
+        if let Err(message) = self.task.open_handle(&what) {
+            return Ok(Err(StoreError::Backend(message)));
+        }
         let it = KvIteratorHandle {
             store,
             from,
@@ -86,10 +97,13 @@ impl HostKvStore for HostState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, StoreError>> {
-        match self.task.stores.iter().position(|s| s.name() == name) {
-            Some(store) => Ok(Ok(self.table.push(KvStoreHandle { store })?)),
-            None => Ok(Err(StoreError::UnknownStore(name))),
+        let Some(store) = self.task.stores.iter().position(|s| s.name() == name) else {
+            return Ok(Err(StoreError::UnknownStore(name)));
+        };
+        if let Err(message) = self.task.open_handle(&format!("store `{name}`")) {
+            return Ok(Err(StoreError::Backend(message)));
         }
+        Ok(Ok(self.table.push(KvStoreHandle { store })?))
     }
 
     fn get(
@@ -110,6 +124,9 @@ impl HostKvStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.store_index(&handle)?;
+        if self.task.closing {
+            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        }
         let store = &self.task.stores[i];
         let what = format!("a write to store `{}`", store.name());
         let logged = store.spec().logged;
@@ -126,6 +143,9 @@ impl HostKvStore for HostState {
         key: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.store_index(&handle)?;
+        if self.task.closing {
+            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        }
         self.task.stores[i].delete(key);
         Ok(Ok(()))
     }
@@ -150,6 +170,7 @@ impl HostKvStore for HostState {
 
     fn drop(&mut self, handle: Resource<KvStoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
+        self.task.close_handle();
         Ok(())
     }
 }
@@ -188,6 +209,7 @@ impl HostKvIterator for HostState {
 
     fn drop(&mut self, handle: Resource<KvIteratorHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
+        self.task.close_handle();
         Ok(())
     }
 }
