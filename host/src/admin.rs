@@ -55,7 +55,8 @@ impl From<DeployError> for ApiError {
             DeployError::Invalid(_) | DeployError::Topics(_) => StatusCode::UNPROCESSABLE_ENTITY,
             DeployError::Incompatible { .. }
             | DeployError::OtherTopologyLive { .. }
-            | DeployError::NothingToRollBackTo(_) => StatusCode::CONFLICT,
+            | DeployError::NothingToRollBackTo(_)
+            | DeployError::Conflict { .. } => StatusCode::CONFLICT,
             DeployError::NotFound(_) | DeployError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
             DeployError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
             DeployError::Cache(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,6 +188,8 @@ fn topology_json(record: &TopologyRecord) -> Value {
         "live_version": record.live,
         "changed_at": record.changed_at,
         "changed_by": record.changed_by,
+        "change_reason": record.reason,
+        "revision": record.revision,
         "versions": versions,
     })
 }

@@ -9,13 +9,17 @@
 //! run here (its topics cannot be prepared, the broker is away, a start
 //! failed) is logged and retried with backoff while the current one keeps
 //! running, so a transient fault never leaves an instance idle for good.
+//! A new version swapped in here is watched by a [`Canary`] and rolled
+//! back when every task of it fails at once (`deploy.auto.rollback`).
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::app::{App, HostContext, Release};
-use crate::deploy::{DeployRequest, Deployer, VersionRecord};
+use crate::deploy::canary::{Canary, Verdict};
+use crate::deploy::{DeployError, DeployRequest, Deployer, VersionRecord};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
 const SWAP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -137,7 +141,13 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
         return;
     }
     let mut announced_wait = false;
+    let mut canary: Option<Canary> = None;
     while !ctx.lifecycle.shutdown_requested() {
+        if let Some(c) = &mut canary
+            && !judge(&ctx, &deployer, c)
+        {
+            canary = None;
+        }
         let (revision, topologies) = deployer.log().snapshot();
         let desired = topologies
             .values()
@@ -164,6 +174,22 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
                 if current.as_ref() != Some(&wanted) && Retry::due(&retry, &wanted) {
                     match converge(&ctx, &deployer, running.take(), &name, &version) {
                         Ok(r) => {
+                            // A swap from an earlier version of the same
+                            // topology, with one to go back to: watch it.
+                            let record = &topologies[&name];
+                            let swapped =
+                                current.is_some_and(|(n, v, _)| n == name && v != r.version);
+                            canary = (ctx.config.deploy_auto_rollback
+                                && swapped
+                                && record.previous_version().is_some())
+                            .then(|| {
+                                Canary::new(
+                                    &name,
+                                    r.version,
+                                    record.revision,
+                                    ctx.metrics.records_processed.load(Ordering::Relaxed),
+                                )
+                            });
                             running = Some(r);
                             retry = None;
                         }
@@ -188,6 +214,52 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
     }
     if let Some(r) = running {
         r.app.stop();
+    }
+}
+
+/// Judges the version `canary` watches and rolls it back if it is bad.
+/// Returns whether to keep watching.
+fn judge(ctx: &HostContext, deployer: &Deployer, canary: &mut Canary) -> bool {
+    let processed = ctx.metrics.records_processed.load(Ordering::Relaxed);
+    match canary.check(
+        &ctx.tasks.snapshot(),
+        processed,
+        ctx.config.deploy_canary_records,
+    ) {
+        Verdict::Watching => true,
+        Verdict::Passed => {
+            tracing::info!(
+                topology = %canary.name, version = canary.version,
+                "the new version processed its canary records here"
+            );
+            false
+        }
+        Verdict::RollBack(reason) => {
+            tracing::error!(
+                topology = %canary.name, version = canary.version,
+                "bad version: {reason}; rolling back (deploy.auto.rollback)"
+            );
+            let by = format!("weir (automatic rollback by {})", ctx.config.client_id);
+            match deployer.rollback_from(&canary.name, canary.revision, None, &by, Some(reason)) {
+                Ok(to) => {
+                    tracing::warn!(topology = %canary.name, from = canary.version, to = to.version, "rolled back automatically");
+                    false
+                }
+                Err(e @ DeployError::Conflict { .. }) => {
+                    tracing::info!(topology = %canary.name, "no automatic rollback from here: {e}");
+                    false
+                }
+                // The log is away: judge again on the next round.
+                Err(e @ DeployError::Log(_)) => {
+                    tracing::warn!(topology = %canary.name, "automatic rollback not written yet: {e}");
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(topology = %canary.name, "automatic rollback refused: {e}");
+                    false
+                }
+            }
+        }
     }
 }
 

@@ -320,3 +320,184 @@ fn a_rollout_that_failed_on_an_instance_is_retried() {
         assert!(status.success(), "{log}");
     }
 }
+
+#[test]
+fn concurrent_deploys_through_two_instances_one_wins_the_other_gets_409() {
+    let (input, output, loud) = (
+        unique("dep409-in"),
+        unique("dep409-out"),
+        unique("dep409-l"),
+    );
+    create_topic(&input, 4);
+    let app = deployable_app(&input, &output, &loud);
+    let mut a = app.start_instance("weir-a", None);
+    let mut b = app.start_instance("weir-b", None);
+    let (admin_a, admin_b) = (a.admin_url(), b.admin_url());
+
+    // Two different components of topology `wc`, one through each
+    // instance, at the same moment: each is validated against the empty
+    // application, so whichever is written second was decided on a state
+    // that no longer holds.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let attempts: Vec<_> = [
+        (admin_a.clone(), "word-count"),
+        (admin_b.clone(), "word-count-v2"),
+    ]
+    .into_iter()
+    .map(|(admin, guest)| {
+        let barrier = barrier.clone();
+        let bytes = std::fs::read(guests::component(guest)).unwrap();
+        std::thread::spawn(move || {
+            barrier.wait();
+            let (status, body) = put(&format!("{admin}/v1/topologies/wc"), Some(TOKEN), &bytes);
+            (guest, status, body)
+        })
+    })
+    .collect();
+    let results: Vec<_> = attempts.into_iter().map(|t| t.join().unwrap()).collect();
+    let winners: Vec<_> = results.iter().filter(|(_, s, _)| *s == 201).collect();
+    let losers: Vec<_> = results.iter().filter(|(_, s, _)| *s == 409).collect();
+    assert_eq!((winners.len(), losers.len()), (1, 1), "{results:?}");
+    let (_, _, won) = winners[0];
+    let (_, _, lost) = losers[0];
+    assert_eq!(won["version"], 1, "{won}");
+    let message = lost["error"].as_str().unwrap();
+    assert!(
+        message.contains("changed while this request was handled") && message.contains("version 1"),
+        "{message}"
+    );
+
+    // Both instances agree on the live bytes, and every task runs them.
+    let winner_sha = won["sha256"].as_str().unwrap().to_string();
+    for admin in [&admin_a, &admin_b] {
+        let (status, record) = get(&format!("{admin}/v1/topologies/wc"));
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["live_version"], 1, "{record}");
+        let versions = record["versions"].as_array().unwrap();
+        assert_eq!(versions.len(), 1, "one version written: {record}");
+        assert_eq!(versions[0]["sha256"], winner_sha.as_str(), "{record}");
+    }
+    a.wait_running();
+    b.wait_running();
+    eventually(
+        Duration::from_secs(60),
+        "all four tasks on the winner",
+        || {
+            let mut components = Vec::new();
+            for admin in [&admin_a, &admin_b] {
+                let (_, tasks) = get(&format!("{admin}/v1/tasks"));
+                for t in tasks["tasks"].as_array()? {
+                    components.push(t["component"].as_str()?.to_string());
+                }
+            }
+            (components.len() == 4 && components.iter().all(|c| c.contains(&winner_sha[..12])))
+                .then_some(())
+        },
+    );
+    for weir in [a, b] {
+        let (status, log) = weir.terminate();
+        assert!(status.success(), "{log}");
+    }
+}
+
+/// Runs `trap-on-record`, deploys a version of it that traps on every
+/// record, and sends input; returns the app (its temporary directory holds
+/// the state), the running host, its admin URL and the output topic.
+fn deploy_a_bad_version(auto_rollback: bool) -> (App, support::weir::Weir, String, String) {
+    let (input, output) = (unique("canary-in"), unique("canary-out"));
+    create_topic(&input, 2);
+    let mut app = App::new(&unique("canary"));
+    app.extra.insert(0, "admin.listen = \"127.0.0.1:0\"".into());
+    app.extra.insert(1, format!("admin.token = \"{TOKEN}\""));
+    app.extra
+        .insert(2, format!("deploy.auto.rollback = {auto_rollback}"));
+    app.extra.push(format!(
+        "[topics]\ninput = \"{input}\"\noutput = \"{output}\""
+    ));
+    let mut weir = app.start(&guests::component("trap-on-record"));
+    let admin = weir.admin_url();
+    weir.wait_running();
+    let first: Vec<(Option<i32>, &str, &[u8])> = (0..2)
+        .flat_map(|p| [(Some(p), "a", b"1" as &[u8]), (Some(p), "b", b"1")])
+        .collect();
+    support::kafka::produce(&input, &first);
+    wait_for_output(&output, 4);
+
+    let (ok, out) = deploy(
+        &admin,
+        TOKEN,
+        "trap-on-record",
+        &guests::component("trap-on-record-v2"),
+        &[],
+    );
+    assert!(ok, "{out}");
+    wait_versions(&admin, 2);
+    let second: Vec<(Option<i32>, &str, &[u8])> =
+        (0..2).map(|p| (Some(p), "a", b"2" as &[u8])).collect();
+    support::kafka::produce(&input, &second);
+    (app, weir, admin, output)
+}
+
+fn wait_for_output(topic: &str, at_least: usize) -> Vec<(i32, String, String)> {
+    eventually(
+        Duration::from_secs(60),
+        &format!("{at_least} outputs"),
+        || {
+            let all = read_all(topic);
+            (all.len() >= at_least).then_some(all)
+        },
+    )
+}
+
+#[test]
+fn a_version_that_fails_on_every_task_is_rolled_back_automatically() {
+    let (_app, weir, admin, output) = deploy_a_bad_version(true);
+    let record = eventually(Duration::from_secs(60), "an automatic rollback", || {
+        let (_, record) = get(&format!("{admin}/v1/topologies/trap-on-record"));
+        (record["live_version"] == 1).then_some(record)
+    });
+    let reason = record["change_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("version 2 failed on every one of its 2 task(s)")
+            && reason.contains("deploy.canary.records")
+            && reason.contains("refusing record"),
+        "{record}"
+    );
+    assert!(
+        record["changed_by"]
+            .as_str()
+            .unwrap()
+            .contains("automatic rollback"),
+        "{record}"
+    );
+    // Back on version 1, which processes what version 2 could not.
+    wait_versions(&admin, 1);
+    let outputs = wait_for_output(&output, 6);
+    let a_counts: Vec<&str> = outputs
+        .iter()
+        .filter(|(_, k, _)| k == "a")
+        .map(|(_, _, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        a_counts.iter().filter(|v| **v == "2").count(),
+        2,
+        "{outputs:?}"
+    );
+    let (_, health) = get(&format!("{admin}/health/ready"));
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{health} {log}");
+    assert!(log.contains("rolled back automatically"), "{log}");
+}
+
+#[test]
+fn with_auto_rollback_off_a_failing_version_stays_failed() {
+    let (_app, mut weir, admin, _) = deploy_a_bad_version(false);
+    weir.wait_for_log("failed processing", Duration::from_secs(60));
+    // Long enough for a canary to have judged (it polls every 250 ms).
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, record) = get(&format!("{admin}/v1/topologies/trap-on-record"));
+    assert_eq!(record["live_version"], 2, "{record}");
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("rolled back automatically"), "{log}");
+}

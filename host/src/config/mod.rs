@@ -77,6 +77,12 @@ pub struct Config {
     /// `processing.exception.handler`: `fail` (the task fails) or
     /// `continue` (the failing record is skipped, logged and counted).
     pub continue_on_processing_error: bool,
+    /// `deploy.auto.rollback`: roll a new version back by itself when every
+    /// task of it here fails within its first `deploy.canary.records`.
+    pub deploy_auto_rollback: bool,
+    /// `deploy.canary.records`: records a new version must process on an
+    /// instance before it is trusted there.
+    pub deploy_canary_records: u64,
     /// `errors.dead.letter.queue.topic.name`: where skipped records go,
     /// with headers naming the failure (KIP-1034).
     pub dead_letter_queue: Option<String>,
@@ -152,6 +158,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("max.warmup.replicas", "2", "warm-up replicas placed at once"),
     ("probing.rebalance.interval.ms", "600000", "rebalance period while warm-ups catch up"),
     ("processing.exception.handler", "fail", "fail | continue: what a processor error does to its task"),
+    ("deploy.auto.rollback", "true", "roll back a new version whose every task here fails within its canary"),
+    ("deploy.canary.records", "1000", "records a new version must process on an instance before it is trusted"),
     ("errors.dead.letter.queue.topic.name", "(none)", "topic skipped records are written to, with error headers"),
     ("rack.aware.assignment.tags", "(none)", "client.tag.* keys standbys spread over, comma-separated"),
     ("state.dir", "/tmp/weir", "where stores live"),
@@ -377,6 +385,23 @@ impl Config {
                     ));
                 }
             },
+            deploy_auto_rollback: match take("deploy.auto.rollback").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(invalid(
+                        "deploy.auto.rollback",
+                        other,
+                        "expected true or false",
+                    ));
+                }
+            },
+            deploy_canary_records: number(
+                take("deploy.canary.records"),
+                "deploy.canary.records",
+                1000,
+                1..=u64::MAX,
+            )?,
             dead_letter_queue: take("errors.dead.letter.queue.topic.name")
                 .filter(|t| !t.is_empty()),
             rack_aware_assignment_tags: take("rack.aware.assignment.tags")

@@ -11,6 +11,13 @@
 //! name. A reader thread tails the topic from the beginning, assembles
 //! chunks into the local [`ComponentCache`], and publishes the records.
 //! Must never decide what runs: it reports what the log says.
+//!
+//! Writes are linearizable. Every write is one transaction of a producer
+//! with the application's fixed `transactional.id`
+//! (`<application.id>-deployments-writer`): starting one fences any other
+//! instance's write still in flight, and the writer then reads the log to
+//! its end before deciding anything ([`DeploymentLog::begin_write`]). So
+//! two writers never both commit a decision made on the same state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +27,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::cache::ComponentCache;
 use super::model::TopologyRecord;
@@ -36,6 +43,12 @@ pub enum LogError {
     Kafka { topic: String, reason: String },
     #[error("deployment log `{topic}` was not read to its end within {timeout:?}")]
     NotCaughtUp { topic: String, timeout: Duration },
+    /// Another instance began a write to the log while this one was under
+    /// way, so this one was not committed.
+    #[error(
+        "deployment log `{topic}`: a concurrent write through another instance fenced this one"
+    )]
+    Fenced { topic: String },
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +57,8 @@ struct State {
     /// Bumped on every change, so waiters can tell.
     revision: u64,
     caught_up: bool,
+    /// The reader's position: every offset below it has been applied.
+    position: i64,
     assembling: HashMap<String, Vec<Option<Vec<u8>>>>,
 }
 
@@ -61,8 +76,16 @@ impl Shared {
 
 pub struct DeploymentLog {
     topic: String,
-    producer: BaseProducer,
+    /// Settings of each write's transactional producer.
+    writer: ClientConfig,
     shared: Arc<Shared>,
+}
+
+/// One transaction on the log, begun by [`DeploymentLog::begin_write`].
+/// Dropped without [`LogWrite::commit`], it writes nothing.
+pub struct LogWrite<'a> {
+    log: &'a DeploymentLog,
+    producer: BaseProducer,
 }
 
 impl Drop for DeploymentLog {
@@ -85,12 +108,16 @@ impl DeploymentLog {
             reason,
         };
         crate::topics::ensure_internal(config, &topic).map_err(|e| kafka(e.to_string()))?;
-        let producer: BaseProducer = crate::kafka::admin(config)
+        let mut writer = crate::kafka::admin(config);
+        writer
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.max.bytes", "1000000")
-            .create()
-            .map_err(|e| kafka(e.to_string()))?;
+            .set(
+                "transactional.id",
+                format!("{}-deployments-writer", config.application_id),
+            )
+            .set("transaction.timeout.ms", "60000");
         let consumer: BaseConsumer<EndOfPartitionExpected> = crate::kafka::admin(config)
             .set(
                 "group.id",
@@ -117,7 +144,7 @@ impl DeploymentLog {
             .map_err(|e| kafka(e.to_string()))?;
         Ok(DeploymentLog {
             topic,
-            producer,
+            writer,
             shared,
         })
     }
@@ -162,8 +189,64 @@ impl DeploymentLog {
         state.revision
     }
 
+    fn kafka_error(&self, e: impl std::fmt::Display) -> LogError {
+        LogError::Kafka {
+            topic: self.topic.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Begins a write: a transaction that fences any other instance's
+    /// write in flight, then the log read to its end, so a [`snapshot`]
+    /// taken now shows every write committed before this one.
+    ///
+    /// [`snapshot`]: DeploymentLog::snapshot
+    pub fn begin_write(&self) -> Result<LogWrite<'_>, LogError> {
+        let producer: BaseProducer = self.writer.create().map_err(|e| self.kafka_error(e))?;
+        producer
+            .init_transactions(SEND_TIMEOUT)
+            .map_err(|e| self.kafka_error(e))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| self.kafka_error(e))?;
+        let (_, end) = producer
+            .client()
+            .fetch_watermarks(&self.topic, 0, SEND_TIMEOUT)
+            .map_err(|e| self.kafka_error(e))?;
+        if !self.wait_until(SEND_TIMEOUT, |s| s.caught_up && s.position >= end) {
+            return Err(LogError::NotCaughtUp {
+                topic: self.topic.clone(),
+                timeout: SEND_TIMEOUT,
+            });
+        }
+        Ok(LogWrite {
+            log: self,
+            producer,
+        })
+    }
+}
+
+/// A failure of the write's own transaction: fenced by a concurrent
+/// writer, or a Kafka error.
+fn write_error(topic: &str, e: KafkaError) -> LogError {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match e.rdkafka_error_code() {
+        Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch) => {
+            LogError::Fenced {
+                topic: topic.to_string(),
+            }
+        }
+        _ => LogError::Kafka {
+            topic: topic.to_string(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+impl LogWrite<'_> {
     fn send(&self, key: &str, value: &[u8]) -> Result<(), LogError> {
-        let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+        let topic = &self.log.topic;
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -174,23 +257,9 @@ impl DeploymentLog {
                     self.producer.poll(Duration::from_millis(50));
                     record = back;
                 }
-                Err((e, _)) => {
-                    return Err(LogError::Kafka {
-                        topic: self.topic.clone(),
-                        reason: e.to_string(),
-                    });
-                }
+                Err((e, _)) => return Err(write_error(topic, e)),
             }
         }
-    }
-
-    fn flush(&self) -> Result<(), LogError> {
-        self.producer
-            .flush(SEND_TIMEOUT)
-            .map_err(|e| LogError::Kafka {
-                topic: self.topic.clone(),
-                reason: e.to_string(),
-            })
     }
 
     /// Writes a component's bytes, in chunks.
@@ -199,27 +268,25 @@ impl DeploymentLog {
         for (i, chunk) in chunks.iter().enumerate() {
             self.send(&format!("component/{sha}/{i}/{}", chunks.len()), chunk)?;
         }
-        self.flush()
+        Ok(())
     }
 
-    /// Writes a topology record and waits until this instance's reader has
-    /// seen it, so what the caller reports next is what the log says.
-    pub fn publish_topology(&self, record: &TopologyRecord) -> Result<(), LogError> {
-        let json = serde_json::to_vec(record).map_err(|e| LogError::Kafka {
-            topic: self.topic.clone(),
-            reason: e.to_string(),
-        })?;
+    /// Writes `record`, commits the transaction and waits until this
+    /// instance's reader has seen it, so what the caller reports next is
+    /// what the log says.
+    pub fn commit(self, record: &TopologyRecord) -> Result<(), LogError> {
+        let log = self.log;
+        let json = serde_json::to_vec(record).map_err(|e| log.kafka_error(e))?;
         self.send(&format!("topology/{}", record.name), &json)?;
-        self.flush()?;
-        if self.wait_until(SEND_TIMEOUT, |s| {
+        self.producer
+            .commit_transaction(SEND_TIMEOUT)
+            .map_err(|e| write_error(&log.topic, e))?;
+        if log.wait_until(SEND_TIMEOUT, |s| {
             s.topologies.get(&record.name) == Some(record)
         }) {
             Ok(())
         } else {
-            Err(LogError::Kafka {
-                topic: self.topic.clone(),
-                reason: "the record was written but not read back".into(),
-            })
+            Err(log.kafka_error("the record was written but not read back"))
         }
     }
 }
@@ -233,20 +300,30 @@ fn read(
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
             Some(Ok(message)) => {
+                let next = message.offset() + 1;
                 let key = message
                     .key()
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default()
                     .into_owned();
                 apply(&shared, &cache, &key, message.payload());
+                let mut state = shared.lock();
+                state.position = state.position.max(next);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
+                // At the end, past any transaction markers.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|tpl| tpl.elements().first().map(|e| e.offset()))
+                    .and_then(|o| o.to_raw());
                 let mut state = shared.lock();
-                if !state.caught_up {
-                    state.caught_up = true;
-                    state.revision += 1;
-                    shared.changed.notify_all();
+                if let Some(p) = position {
+                    state.position = state.position.max(p);
                 }
+                state.caught_up = true;
+                state.revision += 1;
+                shared.changed.notify_all();
             }
             Some(Err(e)) => tracing::warn!(error = %e, "reading the deployment log"),
         }

@@ -9,18 +9,24 @@
 //! live version's state ([`compat`]); its sources exist and are
 //! co-partitioned. A rejected deploy writes nothing. Must not swap running
 //! tasks itself: the rollout does, on every instance alike.
+//!
+//! Every change is a compare-and-set on the topology record's `revision`:
+//! decided against the revision seen when the request arrived, written in
+//! a log transaction that fences concurrent writers, and refused as a
+//! [`DeployError::Conflict`] if anyone else changed the record meanwhile.
 
 mod cache;
+pub mod canary;
 pub mod compat;
 mod log;
 pub mod model;
 
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cache::ComponentCache;
-pub use log::{DeploymentLog, LogError, topic_name};
+pub use log::{DeploymentLog, LogError, LogWrite, topic_name};
 pub use model::{TopologyRecord, VersionRecord, now_rfc3339};
 
 use crate::config::Config;
@@ -59,6 +65,11 @@ pub enum DeployError {
     NoSuchVersion { name: String, version: u32 },
     #[error("topology `{0}` has no earlier version to roll back to")]
     NothingToRollBackTo(String),
+    #[error(
+        "topology `{name}` changed while this request was handled: {now}; \
+         check what is live and try again"
+    )]
+    Conflict { name: String, now: String },
     #[error("{0}")]
     Log(#[from] LogError),
     #[error("component cache: {0}")]
@@ -88,6 +99,23 @@ pub struct Deployer {
     log: DeploymentLog,
     /// Serialises this instance's writes so version numbers do not collide.
     writing: Mutex<()>,
+}
+
+/// What a conflicting writer left live, for the loser's error.
+fn describe_live(record: Option<&TopologyRecord>) -> String {
+    match record {
+        None => "it was created by another deploy".into(),
+        Some(r) => match r.live_version() {
+            Some(v) => format!(
+                "version {} (sha256 {}) is live, set by {} at {}",
+                v.version,
+                &v.sha256[..12.min(v.sha256.len())],
+                r.changed_by,
+                r.changed_at
+            ),
+            None => format!("it was deleted by {} at {}", r.changed_by, r.changed_at),
+        },
+    }
 }
 
 fn check_name(name: &str) -> Result<(), DeployError> {
@@ -152,77 +180,161 @@ impl Deployer {
         self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The revision of `name`'s record once the log is read to its end
+    /// (0 when there is none): what a request arriving now is based on.
+    fn base_revision(&self, name: &str) -> Result<u64, DeployError> {
+        self.log.wait_caught_up(CATCH_UP)?;
+        Ok(self.log.snapshot().1.get(name).map_or(0, |r| r.revision))
+    }
+
+    /// Runs `change` on `name`'s record (None when there is none) inside a
+    /// log write, and commits what it returns, as one compare-and-set on
+    /// `base`: refused with [`DeployError::Conflict`] if the record is no
+    /// longer at `base` or a concurrent writer fences this one. `change`
+    /// may answer without writing (`Ok(None)`).
+    fn write<T>(
+        &self,
+        name: &str,
+        base: u64,
+        change: impl FnOnce(
+            Option<TopologyRecord>,
+            &LogWrite<'_>,
+        ) -> Result<Result<(TopologyRecord, T), T>, DeployError>,
+    ) -> Result<T, DeployError> {
+        let _writing = self.lock();
+        let outcome = (|| {
+            let write = self.log.begin_write()?;
+            let current = self.log.snapshot().1.remove(name);
+            if current.as_ref().map_or(0, |r| r.revision) != base {
+                return Err(DeployError::Conflict {
+                    name: name.to_string(),
+                    now: describe_live(current.as_ref()),
+                });
+            }
+            match change(current, &write)? {
+                Err(answer) => Ok(answer),
+                Ok((mut record, answer)) => {
+                    record.revision = base + 1;
+                    write.commit(&record)?;
+                    Ok(answer)
+                }
+            }
+        })();
+        match outcome {
+            Err(DeployError::Log(LogError::Fenced { .. })) => Err(self.fenced(name, base)),
+            other => other,
+        }
+    }
+
+    /// The conflict a fenced write reports: the fencing writer's result,
+    /// once it lands (or that it is still under way).
+    fn fenced(&self, name: &str, base: u64) -> DeployError {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (seen, topologies) = self.log.snapshot();
+            let record = topologies.get(name);
+            if record.map_or(0, |r| r.revision) != base {
+                return DeployError::Conflict {
+                    name: name.to_string(),
+                    now: describe_live(record),
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return DeployError::Conflict {
+                    name: name.to_string(),
+                    now: "another instance is writing to the deployment log".into(),
+                };
+            }
+            self.log.wait_for_change(seen, left);
+        }
+    }
+
     /// Validates and records a new version; every instance then swaps to it.
     pub fn deploy(&self, request: DeployRequest) -> Result<Deployed, DeployError> {
         check_name(&request.name)?;
+        // Decided against the record as it is now; compiling takes a while,
+        // and a deploy that lands meanwhile makes this one a conflict.
+        let base = self.base_revision(&request.name)?;
         let sha = hex::encode(Sha256::digest(&request.bytes));
-        let component = self.load(&format!("{}.wasm", request.name), &request.bytes, &sha)?;
-        let topology = component.topology().as_ref().clone();
-
-        let _writing = self.lock();
-        self.log.wait_caught_up(CATCH_UP)?;
-        let (_, topologies) = self.log.snapshot();
-        if let Some(other) = topologies
-            .values()
-            .find(|t| t.live.is_some() && t.name != request.name)
+        if let Some(live) = self
+            .get(&request.name)
+            .and_then(|r| r.live_version().cloned())
+            && live.sha256 == sha
         {
-            return Err(DeployError::OtherTopologyLive {
-                application: self.config.application_id.clone(),
-                live: other.name.clone(),
-                name: request.name,
+            return Ok(Deployed {
+                version: live,
+                created: false,
             });
         }
-        let mut record = topologies
-            .get(&request.name)
-            .cloned()
-            .unwrap_or_else(|| TopologyRecord {
+        let component = self.load(&format!("{}.wasm", request.name), &request.bytes, &sha)?;
+        let topology = component.topology().as_ref().clone();
+        let name = request.name.clone();
+        self.write(&name, base, |current, write| {
+            let (_, topologies) = self.log.snapshot();
+            if let Some(other) = topologies
+                .values()
+                .find(|t| t.live.is_some() && t.name != request.name)
+            {
+                return Err(DeployError::OtherTopologyLive {
+                    application: self.config.application_id.clone(),
+                    live: other.name.clone(),
+                    name: request.name,
+                });
+            }
+            let mut record = current.unwrap_or_else(|| TopologyRecord {
                 name: request.name.clone(),
                 versions: Vec::new(),
                 live: None,
                 changed_at: String::new(),
                 changed_by: String::new(),
+                reason: None,
+                revision: 0,
             });
-        if let Some(live) = record.live_version() {
-            if live.sha256 == sha {
-                return Ok(Deployed {
-                    version: live.clone(),
-                    created: false,
-                });
+            if let Some(live) = record.live_version() {
+                compat::check(&live.topology, &topology, request.allow_store_drop).map_err(
+                    |reason| DeployError::Incompatible {
+                        name: request.name.clone(),
+                        live: live.version,
+                        reason,
+                    },
+                )?;
             }
-            compat::check(&live.topology, &topology, request.allow_store_drop).map_err(
-                |reason| DeployError::Incompatible {
-                    name: request.name.clone(),
-                    live: live.version,
-                    reason,
-                },
-            )?;
-        }
-        crate::topics::check_topics(&self.config, &topology)?;
+            crate::topics::check_topics(&self.config, &topology)?;
 
-        self.cache
-            .store(&request.bytes)
-            .map_err(|e| DeployError::Cache(e.to_string()))?;
-        self.log.publish_component(&sha, &request.bytes)?;
-        let version = VersionRecord {
-            version: record.next_version(),
-            sha256: sha,
-            size: request.bytes.len() as u64,
-            deployed_at: now_rfc3339(),
-            deployed_by: request.deployed_by.clone(),
-            topology,
-        };
-        record.live = Some(version.version);
-        record.push_version(version.clone());
-        record.changed_at = version.deployed_at.clone();
-        record.changed_by = request.deployed_by;
-        self.log.publish_topology(&record)?;
-        tracing::info!(
-            topology = %record.name, version = version.version, sha256 = %version.sha256,
-            by = %version.deployed_by, "deployed"
-        );
-        Ok(Deployed {
-            version,
-            created: true,
+            self.cache
+                .store(&request.bytes)
+                .map_err(|e| DeployError::Cache(e.to_string()))?;
+            write.publish_component(&sha, &request.bytes)?;
+            let version = VersionRecord {
+                version: record.next_version(),
+                sha256: sha,
+                size: request.bytes.len() as u64,
+                deployed_at: now_rfc3339(),
+                deployed_by: request.deployed_by.clone(),
+                topology,
+            };
+            record.live = Some(version.version);
+            record.push_version(version.clone());
+            record.changed_at = version.deployed_at.clone();
+            record.changed_by = request.deployed_by;
+            record.reason = None;
+            Ok(Ok((
+                record,
+                Deployed {
+                    version,
+                    created: true,
+                },
+            )))
+        })
+        .inspect(|d| {
+            if d.created {
+                let v = &d.version;
+                tracing::info!(
+                    topology = %name, version = v.version, sha256 = %v.sha256,
+                    by = %v.deployed_by, "deployed"
+                );
+            }
         })
     }
 
@@ -233,60 +345,71 @@ impl Deployer {
         version: Option<u32>,
         by: &str,
     ) -> Result<VersionRecord, DeployError> {
-        let _writing = self.lock();
-        let mut record = self.current(name)?;
-        let target = match version {
-            Some(v) => v,
-            None => record
-                .previous_version()
-                .ok_or_else(|| DeployError::NothingToRollBackTo(name.to_string()))?,
-        };
-        let target = record
-            .version(target)
-            .cloned()
-            .ok_or(DeployError::NoSuchVersion {
-                name: name.to_string(),
-                version: target,
-            })?;
-        if let Some(live) = record.live_version() {
-            // Stores added after the target version are dropped locally;
-            // their changelogs stay, so rolling forward restores them.
-            compat::check(&live.topology, &target.topology, true).map_err(|reason| {
-                DeployError::Incompatible {
+        let base = self.base_revision(name)?;
+        self.rollback_from(name, base, version, by, None)
+    }
+
+    /// A rollback decided against revision `base` of `name`'s record, with
+    /// the reason recorded when the host does it itself.
+    pub fn rollback_from(
+        &self,
+        name: &str,
+        base: u64,
+        version: Option<u32>,
+        by: &str,
+        reason: Option<String>,
+    ) -> Result<VersionRecord, DeployError> {
+        let target = self.write(name, base, |current, _| {
+            let mut record = current.ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+            let target = match version {
+                Some(v) => v,
+                None => record
+                    .previous_version()
+                    .ok_or_else(|| DeployError::NothingToRollBackTo(name.to_string()))?,
+            };
+            let target = record
+                .version(target)
+                .cloned()
+                .ok_or(DeployError::NoSuchVersion {
                     name: name.to_string(),
-                    live: live.version,
-                    reason,
-                }
-            })?;
-        }
-        // The binary must still be here to be run.
-        self.load_version(&target)?;
-        record.live = Some(target.version);
-        record.changed_at = now_rfc3339();
-        record.changed_by = by.to_string();
-        self.log.publish_topology(&record)?;
-        tracing::info!(topology = name, version = target.version, by, "rolled back");
+                    version: target,
+                })?;
+            if let Some(live) = record.live_version() {
+                // Stores added after the target version are dropped locally;
+                // their changelogs stay, so rolling forward restores them.
+                compat::check(&live.topology, &target.topology, true).map_err(|reason| {
+                    DeployError::Incompatible {
+                        name: name.to_string(),
+                        live: live.version,
+                        reason,
+                    }
+                })?;
+            }
+            // The binary must still be here to be run.
+            self.load_version(&target)?;
+            record.live = Some(target.version);
+            record.changed_at = now_rfc3339();
+            record.changed_by = by.to_string();
+            record.reason = reason.clone();
+            Ok(Ok((record, target)))
+        })?;
+        tracing::info!(topology = name, version = target.version, by, reason = ?reason, "rolled back");
         Ok(target)
     }
 
     /// Stops running `name` everywhere; its history stays.
     pub fn delete(&self, name: &str, by: &str) -> Result<TopologyRecord, DeployError> {
-        let _writing = self.lock();
-        let mut record = self.current(name)?;
-        record.live = None;
-        record.changed_at = now_rfc3339();
-        record.changed_by = by.to_string();
-        self.log.publish_topology(&record)?;
+        let base = self.base_revision(name)?;
+        self.write(name, base, |current, _| {
+            let mut record = current.ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+            record.live = None;
+            record.changed_at = now_rfc3339();
+            record.changed_by = by.to_string();
+            record.reason = None;
+            Ok(Ok((record, ())))
+        })?;
         tracing::info!(topology = name, by, "deleted");
-        Ok(record)
-    }
-
-    /// The record of `name` once the log is read to its end.
-    fn current(&self, name: &str) -> Result<TopologyRecord, DeployError> {
-        self.log.wait_caught_up(CATCH_UP)?;
-        let (_, mut topologies) = self.log.snapshot();
-        topologies
-            .remove(name)
+        self.get(name)
             .ok_or_else(|| DeployError::NotFound(name.to_string()))
     }
 

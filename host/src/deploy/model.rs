@@ -34,6 +34,14 @@ pub struct TopologyRecord {
     /// When and by whom `live` last changed (deploy, rollback or delete).
     pub changed_at: String,
     pub changed_by: String,
+    /// Why, when the host changed it itself (an automatic rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bumped by every write of this record: a deploy validated against
+    /// revision N is refused if the record is no longer at N when it is
+    /// written (someone else changed it meanwhile).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl TopologyRecord {
@@ -120,6 +128,8 @@ mod tests {
             live: None,
             changed_at: now_rfc3339(),
             changed_by: "test".into(),
+            reason: None,
+            revision: 0,
         };
         for n in 1..=1000 {
             let v = version(record.next_version());
