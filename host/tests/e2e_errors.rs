@@ -249,6 +249,26 @@ fn host_side_buffers_are_capped_per_call_and_per_record() {
         // The cap fails the task (a processor error), not the process.
         let mut weir = app.start(&guests::component("probe"));
         weir.wait_for_log("task failed: ", Duration::from_secs(60));
+        // The host stayed within the memory bound it printed at start
+        // (without the cap, the flood alone would buffer 2.7 GB).
+        let peak = weir.peak_rss_bytes();
+        let log = weir.log();
+        let bound_mib: u64 = log
+            .split("\n  total ")
+            .nth(1)
+            .and_then(|rest| rest.split(" MiB").next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no memory bound in the log: {log}"));
+        let allowed = (bound_mib + 100) << 20;
+        assert!(
+            peak <= allowed,
+            "{command}: peak RSS {} MiB over the printed bound {bound_mib} MiB + 100 MiB overhead",
+            peak >> 20
+        );
+        eprintln!(
+            "{command}: peak RSS {} MiB, bound {bound_mib} MiB + 100 MiB",
+            peak >> 20
+        );
         let (status, log) = weir.terminate();
         assert!(status.success(), "{log}");
         assert!(log.contains(cap), "{command}: {log}");

@@ -152,6 +152,19 @@ impl Weir {
         Weir { child, log }
     }
 
+    /// The process's peak resident memory so far (`VmHWM`), in bytes.
+    #[allow(dead_code)]
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the host's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
+    }
+
     pub fn log(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = File::open(&self.log) {
