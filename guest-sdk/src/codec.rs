@@ -7,8 +7,15 @@
 
 use std::fmt;
 
+pub use crate::bindings::weir::streams::types::DataFormat as Format;
+
 /// A value that can be written to and read back from a store or a record.
 pub trait Codec: Sized {
+    /// How the bytes are encoded, as a store declares it
+    /// ([`StoreSpec::formats`](crate::StoreSpec::formats)) so interactive
+    /// queries can show keys and values. Own codecs keep the default,
+    /// opaque bytes, unless they write one of these encodings exactly.
+    const FORMAT: Format = Format::Bytes;
     /// The bytes for `self`.
     fn encode(&self) -> Vec<u8>;
     /// `Self` from bytes written by [`Codec::encode`].
@@ -33,6 +40,7 @@ impl fmt::Display for CodecError {
 impl std::error::Error for CodecError {}
 
 impl Codec for Vec<u8> {
+    const FORMAT: Format = Format::Bytes;
     fn encode(&self) -> Vec<u8> {
         self.clone()
     }
@@ -42,6 +50,7 @@ impl Codec for Vec<u8> {
 }
 
 impl Codec for String {
+    const FORMAT: Format = Format::Utf8;
     fn encode(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
@@ -54,8 +63,9 @@ impl Codec for String {
 }
 
 macro_rules! unsigned_codec {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $f:ident),*) => {$(
         impl Codec for $t {
+            const FORMAT: Format = Format::$f;
             fn encode(&self) -> Vec<u8> {
                 self.to_be_bytes().to_vec()
             }
@@ -71,8 +81,9 @@ macro_rules! unsigned_codec {
 }
 
 macro_rules! signed_codec {
-    ($($t:ty => $u:ty),*) => {$(
+    ($($t:ty => $u:ty, $f:ident),*) => {$(
         impl Codec for $t {
+            const FORMAT: Format = Format::$f;
             fn encode(&self) -> Vec<u8> {
                 // Flipping the sign bit makes negative numbers sort first.
                 ((*self as $u) ^ (1 << (<$u>::BITS - 1))).to_be_bytes().to_vec()
@@ -88,14 +99,15 @@ macro_rules! signed_codec {
     )*};
 }
 
-unsigned_codec!(u8, u16, u32, u64);
-signed_codec!(i8 => u8, i16 => u16, i32 => u32, i64 => u64);
+unsigned_codec!(u8 => U8, u16 => U16, u32 => U32, u64 => U64);
+signed_codec!(i8 => u8, S8, i16 => u16, S16, i32 => u32, S32, i64 => u64, S64);
 
 /// A serde value stored as JSON: `KvStore<String, Json<Profile>>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Json<T>(pub T);
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec for Json<T> {
+    const FORMAT: Format = Format::Json;
     fn encode(&self) -> Vec<u8> {
         // Serializing plain data to a Vec cannot fail; a type whose Serialize
         // impl fails by design (a map with non-string keys) is a bug in it.

@@ -133,7 +133,7 @@ pub mod runtime;
 mod store;
 mod topology;
 
-pub use codec::{Codec, CodecError, Json};
+pub use codec::{Codec, CodecError, Format, Json};
 pub use context::{Context, Header, Output, PunctuationType, Record, ScheduleId};
 pub use error::Error;
 pub use store::{Iter, KvStore, StoreError};

@@ -3,6 +3,7 @@
 //! nothing else, so it must not depend on state or configuration.
 
 use crate::bindings::weir::streams::types as wit;
+use crate::codec::{Codec, Format};
 
 /// What a processor reads, writes and keeps.
 ///
@@ -80,6 +81,8 @@ impl Topology {
                     kind: wit::StoreKind::KeyValue,
                     logged: s.logged,
                     persistent: s.persistent,
+                    key_format: s.key_format,
+                    value_format: s.value_format,
                 })
                 .collect(),
             repartitions: self.repartitions,
@@ -93,6 +96,8 @@ pub struct StoreSpec {
     name: String,
     logged: bool,
     persistent: bool,
+    key_format: Format,
+    value_format: Format,
 }
 
 impl StoreSpec {
@@ -103,7 +108,24 @@ impl StoreSpec {
             name: name.to_string(),
             logged: true,
             persistent: true,
+            key_format: Format::Bytes,
+            value_format: Format::Bytes,
         }
+    }
+
+    /// Declares the key and value types the store is opened with, so
+    /// interactive queries show keys and values decoded (a
+    /// `KvStore<String, u64>` answers `"kafka"` → `3`, not raw bytes).
+    ///
+    /// ```
+    /// use weir_sdk::StoreSpec;
+    /// let counts = StoreSpec::kv("counts").formats::<String, u64>();
+    /// # let _ = counts;
+    /// ```
+    pub fn formats<K: Codec, V: Codec>(mut self) -> Self {
+        self.key_format = K::FORMAT;
+        self.value_format = V::FORMAT;
+        self
     }
 
     /// Keep the store in memory; with a changelog it is rebuilt on start.

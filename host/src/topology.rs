@@ -37,12 +37,91 @@ pub enum StoreKind {
     KeyValue,
 }
 
+/// How a store's keys or values are encoded, as the processor declares
+/// it (the guest SDK's codecs): what interactive queries decode them with.
+/// Integers are big-endian; signed ones with the sign bit flipped, so byte
+/// order is numeric order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataFormat {
+    /// Opaque bytes: nothing declared.
+    #[default]
+    Bytes,
+    Utf8,
+    Json,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+}
+
+impl DataFormat {
+    pub const ALL: [DataFormat; 11] = [
+        DataFormat::Bytes,
+        DataFormat::Utf8,
+        DataFormat::Json,
+        DataFormat::U8,
+        DataFormat::U16,
+        DataFormat::U32,
+        DataFormat::U64,
+        DataFormat::I8,
+        DataFormat::I16,
+        DataFormat::I32,
+        DataFormat::I64,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataFormat::Bytes => "bytes",
+            DataFormat::Utf8 => "utf8",
+            DataFormat::Json => "json",
+            DataFormat::U8 => "u8",
+            DataFormat::U16 => "u16",
+            DataFormat::U32 => "u32",
+            DataFormat::U64 => "u64",
+            DataFormat::I8 => "i8",
+            DataFormat::I16 => "i16",
+            DataFormat::I32 => "i32",
+            DataFormat::I64 => "i64",
+        }
+    }
+
+    /// The format called `name` (as [`DataFormat::name`] gives it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Bytes of an integer format, and whether it is signed.
+    pub fn integer(self) -> Option<(usize, bool)> {
+        match self {
+            DataFormat::U8 => Some((1, false)),
+            DataFormat::U16 => Some((2, false)),
+            DataFormat::U32 => Some((4, false)),
+            DataFormat::U64 => Some((8, false)),
+            DataFormat::I8 => Some((1, true)),
+            DataFormat::I16 => Some((2, true)),
+            DataFormat::I32 => Some((4, true)),
+            DataFormat::I64 => Some((8, true)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreSpec {
     pub name: String,
     pub kind: StoreKind,
     pub logged: bool,
     pub persistent: bool,
+    /// Declared encodings (older deployment records have none: bytes).
+    #[serde(default)]
+    pub key_format: DataFormat,
+    #[serde(default)]
+    pub value_format: DataFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +309,8 @@ mod tests {
                 kind: StoreKind::KeyValue,
                 logged: true,
                 persistent: true,
+                key_format: Default::default(),
+                value_format: Default::default(),
             }],
             repartitions: vec!["words".into()],
         }

@@ -212,12 +212,12 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     rejected(
         "not-a-processor",
         &[],
-        "does not fit this host's `weir:streams/processor@0.1.0` world",
+        "does not fit this host's `weir:streams/processor@0.2.0` world",
     );
     rejected(
         "future-version",
         &[],
-        "no exported instance named `weir:streams/handler@0.1.0`",
+        "it was built for weir:streams@0.3.0; rebuild it with a weir-guest-sdk for @0.2.0",
     );
     rejected("describe-panics", &[], "describe is broken on purpose");
     rejected(

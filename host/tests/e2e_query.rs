@@ -68,9 +68,7 @@ fn query(url: &str) -> (u16, BTreeMap<String, String>, Value) {
 }
 
 fn count_of(admin: &str, word: &str, extra: &str) -> (u16, BTreeMap<String, String>, Value) {
-    query(&format!(
-        "{admin}/v1/stores/counts/keys/{word}?value_format=u64{extra}"
-    ))
+    query(&format!("{admin}/v1/stores/counts/keys/{word}?{extra}"))
 }
 
 /// Every entry of the store through `admin`, page by page.
@@ -78,7 +76,7 @@ fn scan(admin: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{admin}/v1/stores/counts/range?value_format=u64&limit=5");
+        let mut url = format!("{admin}/v1/stores/counts/range?limit=5");
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
@@ -163,6 +161,10 @@ fn any_instance_answers_for_any_key_and_never_with_a_wrong_value() {
     let (status, _, stores) = query(&format!("{}/v1/stores", admins[0]));
     assert_eq!(status, 200);
     assert_eq!(stores["stores"][0]["name"], "counts");
+    // Word count declares its store as `KvStore<String, u64>`: queries
+    // answer words and plain numbers without being told formats.
+    assert_eq!(stores["stores"][0]["key_format"], "utf8", "{stores}");
+    assert_eq!(stores["stores"][0]["value_format"], "u64", "{stores}");
     let word = expected.keys().next().unwrap();
     let (_, _, meta) = query(&format!(
         "{}/v1/stores/counts/metadata?key={word}",
@@ -171,7 +173,7 @@ fn any_instance_answers_for_any_key_and_never_with_a_wrong_value() {
     let owner = format!("http://{}", meta["active_host"].as_str().unwrap());
     assert!(admins.contains(&owner), "{meta}");
     let other = admins.iter().find(|a| **a != owner).unwrap();
-    let (status, headers, _) = count_of(other, word, "&redirect=true");
+    let (status, headers, _) = count_of(other, word, "redirect=true");
     assert_eq!(status, 307);
     assert!(headers["location"].starts_with(&owner), "{headers:?}");
     let (status, _, body) = query(&format!("{}/v1/stores/nope/keys/x", admins[0]));
@@ -202,7 +204,7 @@ fn any_instance_answers_for_any_key_and_never_with_a_wrong_value() {
                 }
                 other => panic!("{word} via {admin} during the move: {other} {value}"),
             }
-            let (status, headers, value) = count_of(admin, word, "&stale=ok");
+            let (status, headers, value) = count_of(admin, word, "stale=ok");
             if status == 200 {
                 assert_eq!(value.as_u64().unwrap().to_string(), expected[word]);
                 if headers.contains_key("x-weir-lag") {
@@ -234,15 +236,7 @@ fn any_instance_answers_for_any_key_and_never_with_a_wrong_value() {
             );
         }
     }
-    let (ok, out) = support::admin::cli(&[
-        "query",
-        "--admin",
-        &survivors[0],
-        "counts",
-        word,
-        "--value-format",
-        "u64",
-    ]);
+    let (ok, out) = support::admin::cli(&["query", "--admin", &survivors[0], "counts", word]);
     assert!(ok, "{out}");
     assert_eq!(out.trim(), expected[word], "weir query prints the count");
     for (w, _) in instances {

@@ -19,7 +19,7 @@ impl Processor for WordCount {
             .source("text-lines")
             .repartition("words")
             .sink("counts", "word-counts")
-            .store(StoreSpec::kv("counts"))
+            .store(StoreSpec::kv("counts").formats::<String, u64>())
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {

@@ -80,12 +80,14 @@ enum Command {
         admin: AdminArgs,
         store: String,
         key: String,
-        /// How KEY is written: text, hex or base64.
-        #[arg(long, default_value = "text")]
-        key_format: String,
-        /// How to decode the value: bytes, utf8, u64, i64 or json.
-        #[arg(long, default_value = "utf8")]
-        value_format: String,
+        /// How KEY is written: text, hex, base64 or an integer format
+        /// (u8 … u64, i8 … i64). Default: as the store declares its keys.
+        #[arg(long)]
+        key_format: Option<String>,
+        /// How to decode the value: bytes, utf8, json or an integer format.
+        /// Default: as the store declares its values.
+        #[arg(long)]
+        value_format: Option<String>,
         /// Let a standby answer (it may lag; the lag is printed).
         #[arg(long)]
         stale: bool,
@@ -363,15 +365,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             value_format,
             stale,
         } => {
-            let format =
-                weir::query::KeyFormat::parse(Some(&key_format)).map_err(anyhow::Error::msg)?;
-            let bytes = format.decode(&key).map_err(anyhow::Error::msg)?;
-            // Hex in the URL: any key travels without escaping.
+            let mut params: Vec<String> = Vec::new();
+            if let Some(f) = key_format {
+                params.push(format!("key_format={}", path_segment(&f)));
+            }
+            if let Some(f) = value_format {
+                params.push(format!("value_format={}", path_segment(&f)));
+            }
+            if stale {
+                params.push("stale=ok".into());
+            }
             let url = format!(
-                "{}/v1/stores/{store}/keys/{}?key_format=hex&value_format={value_format}{}",
+                "{}/v1/stores/{}/keys/{}?{}",
                 admin.admin.trim_end_matches('/'),
-                hex::encode(bytes),
-                if stale { "&stale=ok" } else { "" }
+                path_segment(&store),
+                path_segment(&key),
+                params.join("&")
             );
             let reply = client::request(&admin, "GET", &url, None)?;
             match reply {
@@ -564,4 +573,17 @@ mod client {
         }
         Ok(json)
     }
+}
+
+/// `text` percent-encoded for a URL path segment or query value (RFC 3986
+/// unreserved characters kept).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -107,6 +107,8 @@ mod tests {
                 kind: StoreKind::KeyValue,
                 logged: true,
                 persistent: true,
+                key_format: Default::default(),
+                value_format: Default::default(),
             }],
             repartitions: vec!["words".into()],
         }

@@ -174,7 +174,7 @@ impl StreamsGroup {
         });
         shared
             .queries
-            .set_plan(setup.plan.partitions, store_names(&setup.topology));
+            .set_plan(setup.plan.partitions, setup.topology.stores.clone());
         let mut member = MembershipConfig::new(&config.bootstrap_servers, &config.application_id);
         member.client_id = config.client_id.clone();
         member.group_instance_id = Some(config.group_instance_id.clone());
@@ -271,7 +271,7 @@ impl StreamsGroup {
             let mut view = lock(&self.shared.plan);
             self.shared
                 .queries
-                .set_plan(plan.partitions, store_names(topology));
+                .set_plan(plan.partitions, topology.stores.clone());
             let next = PlanView::new(topology, plan);
             let changed = next.fingerprint != view.fingerprint;
             *view = next;
@@ -294,10 +294,6 @@ impl StreamsGroup {
     pub fn close(&self) {
         self.membership.close(false);
     }
-}
-
-fn store_names(topology: &Topology) -> Vec<String> {
-    topology.stores.iter().map(|s| s.name.clone()).collect()
 }
 
 /// Some bits for a process id when there is no state directory to keep one.

@@ -27,8 +27,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{KeyFormat, Owner, QueryableStores, Role, ValueFormat};
+use super::format::{to_json, value_format};
+use super::{KeyFormat, Owner, QueryableStores, Role};
 use crate::metrics::{Metrics, add};
+use crate::topology::{DataFormat, StoreSpec};
 
 /// Set on a request one instance forwards to another.
 pub const FORWARDED: &str = "x-weir-forwarded";
@@ -70,9 +72,13 @@ impl Params {
         matches!(self.stale.as_deref(), Some("ok" | "true"))
     }
 
-    pub(super) fn formats(&self) -> QueryResult<(KeyFormat, ValueFormat)> {
-        let key = KeyFormat::parse(self.key_format.as_deref()).map_err(bad_request)?;
-        let value = ValueFormat::parse(self.value_format.as_deref()).map_err(bad_request)?;
+    /// The key and value formats of this request: named, or as `store`
+    /// declares them.
+    pub(super) fn formats(&self, store: &StoreSpec) -> QueryResult<(KeyFormat, DataFormat)> {
+        let key = KeyFormat::resolve(self.key_format.as_deref(), store.key_format)
+            .map_err(bad_request)?;
+        let value =
+            value_format(self.value_format.as_deref(), store.value_format).map_err(bad_request)?;
         Ok((key, value))
     }
 }
@@ -139,18 +145,18 @@ impl QueryApi {
         }
     }
 
-    pub(super) fn check_store(&self, store: &str) -> QueryResult<()> {
-        if self.stores.has_store(store) {
-            Ok(())
-        } else {
-            Err(error(
+    /// The running version's declaration of `store`, or 404.
+    pub(super) fn check_store(&self, store: &str) -> QueryResult<StoreSpec> {
+        self.stores.store(store).ok_or_else(|| {
+            let names: Vec<String> = self.stores.stores().into_iter().map(|s| s.name).collect();
+            error(
                 StatusCode::NOT_FOUND,
                 format!(
                     "no store `{store}` in the running topology (stores: {})",
-                    self.stores.stores().join(", ")
+                    names.join(", ")
                 ),
-            ))
-        }
+            )
+        })
     }
 }
 
@@ -169,7 +175,14 @@ async fn list_stores(State(api): State<QueryApi>, headers: HeaderMap) -> QueryRe
         .stores
         .stores()
         .into_iter()
-        .map(|name| json!({ "name": name, "partitions": partitions }))
+        .map(|spec| {
+            json!({
+                "name": spec.name,
+                "key_format": spec.key_format.name(),
+                "value_format": spec.value_format.name(),
+                "partitions": partitions,
+            })
+        })
         .collect();
     Ok(Json(json!({ "stores": stores })).into_response())
 }
@@ -181,8 +194,8 @@ async fn metadata(
     headers: HeaderMap,
 ) -> QueryResult<Response> {
     api.authorize(&headers)?;
-    api.check_store(&store)?;
-    let (key_format, _) = params.formats()?;
+    let spec = api.check_store(&store)?;
+    let (key_format, _) = params.formats(&spec)?;
     let text = params
         .key
         .as_deref()
@@ -207,8 +220,8 @@ async fn get_key(
     uri: Uri,
 ) -> QueryResult<Response> {
     api.authorize(&headers)?;
-    api.check_store(&store)?;
-    let (key_format, value_format) = params.formats()?;
+    let spec = api.check_store(&store)?;
+    let (key_format, value_format) = params.formats(&spec)?;
     let key = key_format.decode(&key_text).map_err(bad_request)?;
     add(&api.metrics.queries, 1);
     let partition = api.stores.partition_of(&key);
@@ -243,10 +256,10 @@ async fn get_key(
         return Ok(answered(missing.into_response(), partition, role));
     };
     let response = match value_format {
-        ValueFormat::Bytes => {
+        DataFormat::Bytes => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()
         }
-        format => match format.to_json(&value) {
+        format => match to_json(format, &value) {
             Ok(v) => Json(v).into_response(),
             Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e).into_response(),
         },

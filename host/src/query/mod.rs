@@ -19,11 +19,11 @@ mod range;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use format::{KeyFormat, ValueFormat};
+pub use format::KeyFormat;
 
 use crate::assign::HostTasks;
 use crate::store::StoreReader;
-use crate::topology::TaskId;
+use crate::topology::{StoreSpec, TaskId};
 
 /// What a local copy of a store may answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ struct Local {
 #[derive(Debug, Clone, Default)]
 struct Routing {
     partitions: i32,
-    stores: Vec<String>,
+    stores: Vec<StoreSpec>,
     hosts: BTreeMap<String, HostTasks>,
 }
 
@@ -91,8 +91,8 @@ impl QueryableStores {
         self.me.as_deref()
     }
 
-    /// The running version's partition count and store names.
-    pub fn set_plan(&self, partitions: usize, stores: Vec<String>) {
+    /// The running version's partition count and stores.
+    pub fn set_plan(&self, partitions: usize, stores: Vec<StoreSpec>) {
         let mut r = write(&self.routing);
         r.partitions = partitions as i32;
         r.stores = stores;
@@ -121,12 +121,17 @@ impl QueryableStores {
         read(&self.routing).partitions
     }
 
-    pub fn stores(&self) -> Vec<String> {
+    pub fn stores(&self) -> Vec<StoreSpec> {
         read(&self.routing).stores.clone()
     }
 
-    pub fn has_store(&self, store: &str) -> bool {
-        read(&self.routing).stores.iter().any(|s| s == store)
+    /// The running version's declaration of `store`.
+    pub fn store(&self, store: &str) -> Option<StoreSpec> {
+        read(&self.routing)
+            .stores
+            .iter()
+            .find(|s| s.name == store)
+            .cloned()
     }
 
     /// The partition `key` belongs to: Kafka's default partitioner, as the
@@ -208,7 +213,17 @@ mod tests {
 
     fn stores() -> QueryableStores {
         let q = QueryableStores::new(Some("a:1".into()));
-        q.set_plan(4, vec!["counts".into()]);
+        q.set_plan(
+            4,
+            vec![StoreSpec {
+                name: "counts".into(),
+                kind: crate::topology::StoreKind::KeyValue,
+                logged: true,
+                persistent: true,
+                key_format: crate::topology::DataFormat::Utf8,
+                value_format: crate::topology::DataFormat::U64,
+            }],
+        );
         q.set_hosts(
             [
                 (

@@ -14,13 +14,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::format::{from_json, to_json};
 use super::http::{
     FORWARDED, Params, QueryApi, QueryResult, bad_request, elsewhere, error, forward, internal,
     unavailable,
 };
-use super::{KeyFormat, Owner, Role, ValueFormat};
+use super::{KeyFormat, Owner, Role};
 use crate::metrics::add;
 use crate::store::Entry;
+use crate::topology::DataFormat;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 10_000;
@@ -92,8 +94,8 @@ pub(super) async fn range(
     uri: Uri,
 ) -> QueryResult<Response> {
     api.authorize(&headers)?;
-    api.check_store(&store)?;
-    let (key_format, value_format) = params.formats()?;
+    let spec = api.check_store(&store)?;
+    let (key_format, value_format) = params.formats(&spec)?;
     let (start, end) = bounds(&params, key_format)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     add(&api.metrics.queries, 1);
@@ -154,7 +156,7 @@ pub(super) async fn range(
     }
     let mut entries = Vec::with_capacity(merged.len());
     for (k, v) in &merged {
-        let value = value_format.to_json(v).map_err(|e| {
+        let value = to_json(value_format, v).map_err(|e| {
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("key {}: {e}", key_format.encode(k)),
@@ -190,15 +192,30 @@ async fn remote_part(
     partition: i32,
     uri: &Uri,
     headers: &HeaderMap,
-    (key_format, value_format): (KeyFormat, ValueFormat),
+    (key_format, value_format): (KeyFormat, DataFormat),
 ) -> QueryResult<(Vec<Entry>, bool)> {
     if headers.contains_key(FORWARDED) {
         return Err(unavailable(format!(
             "partition {partition} moved to `{host}`"
         )));
     }
-    let query = uri.query().map_or(String::new(), |q| format!("{q}&"));
-    let target = format!("http://{host}{}?{query}partition={partition}", uri.path());
+    // The formats this instance resolved, named, so the owner renders the
+    // part in them whatever it would default to.
+    let query: String = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| {
+            !p.is_empty() && !p.starts_with("key_format=") && !p.starts_with("value_format=")
+        })
+        .map(|p| format!("{p}&"))
+        .collect();
+    let target = format!(
+        "http://{host}{}?{query}key_format={}&value_format={}&partition={partition}",
+        uri.path(),
+        key_format.name(),
+        value_format.name()
+    );
     add(&api.metrics.queries_forwarded, 1);
     let auth = headers.get(header::AUTHORIZATION).cloned();
     let not_answered = |e: String| {
@@ -230,26 +247,10 @@ async fn remote_part(
             .as_str()
             .and_then(|k| key_format.decode(k).ok())
             .ok_or_else(|| not_answered("an unreadable key".into()))?;
-        entries.push((key, encode_back(&entry["value"], value_format)));
+        let value = from_json(value_format, &entry["value"]).map_err(not_answered)?;
+        entries.push((key, value));
     }
     Ok((entries, page["more"].as_bool().unwrap_or(false)))
-}
-
-/// A value as it came in a remote page, back to the bytes it was read as
-/// (so one merge and one rendering serve local and remote parts alike).
-fn encode_back(value: &Value, format: ValueFormat) -> Vec<u8> {
-    use base64::Engine as _;
-    match (format, value) {
-        (ValueFormat::Bytes, Value::String(s)) => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .unwrap_or_default(),
-        (ValueFormat::Utf8, Value::String(s)) => s.as_bytes().to_vec(),
-        (ValueFormat::U64, v) => v.as_u64().unwrap_or(0).to_be_bytes().to_vec(),
-        (ValueFormat::I64, v) => ((v.as_i64().unwrap_or(0) as u64) ^ (1 << 63))
-            .to_be_bytes()
-            .to_vec(),
-        (_, v) => serde_json::to_vec(v).unwrap_or_default(),
-    }
 }
 
 #[cfg(test)]
@@ -292,21 +293,5 @@ mod tests {
         assert_eq!(prefix_end(&[0x61, 0xff]), Some(vec![0x62]));
         assert_eq!(prefix_end(&[0xff]), None);
         assert!(bounds(&params(&[("from", "zz")]), KeyFormat::Hex).is_err());
-    }
-
-    #[test]
-    fn remote_values_round_trip_to_the_bytes_they_were() {
-        for (format, bytes) in [
-            (ValueFormat::U64, 7u64.to_be_bytes().to_vec()),
-            (ValueFormat::Bytes, vec![0, 1, 255]),
-            (ValueFormat::Utf8, b"text".to_vec()),
-            (
-                ValueFormat::I64,
-                ((-5i64 as u64) ^ (1 << 63)).to_be_bytes().to_vec(),
-            ),
-        ] {
-            let json = format.to_json(&bytes).unwrap();
-            assert_eq!(encode_back(&json, format), bytes, "{format:?}");
-        }
     }
 }

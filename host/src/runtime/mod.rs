@@ -45,6 +45,9 @@ pub const DEFAULT_MAX_SCHEDULES: usize = 1024;
 /// librdkafka's default producer `message.max.bytes`.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 
+/// The version of the WIT package this host speaks.
+pub const WIT_VERSION: &str = "0.2.0";
+
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy)]
 pub struct WasmLimits {
@@ -87,7 +90,9 @@ pub enum LoadError {
     CoreModule { name: String },
     #[error("{name}: invalid component: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("{name}: does not fit this host's `weir:streams/processor@0.1.0` world: {reason}")]
+    #[error(
+        "{name}: does not fit this host's `weir:streams/processor@{WIT_VERSION}` world: {reason}"
+    )]
     WrongWorld { name: String, reason: String },
     #[error("{name}: describe() failed: {source}")]
     Describe {
@@ -216,9 +221,22 @@ impl Runtime {
             None => Component::new(&self.engine, bytes).map_err(invalid)?,
             Some(path) => self.compile_cached(&name, bytes, path).map_err(invalid)?,
         };
+        // A processor built for another version of the contract says which.
+        let built_for = component
+            .component_type()
+            .exports(&self.engine)
+            .find_map(|(export, _)| export.strip_prefix("weir:streams/handler@"))
+            .filter(|v| *v != WIT_VERSION)
+            .map(str::to_string);
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             name: name.clone(),
-            reason: format!("{e:#}"),
+            reason: match &built_for {
+                Some(v) => format!(
+                    "it was built for weir:streams@{v}; rebuild it with a weir-guest-sdk for \
+                     @{WIT_VERSION} ({e:#})"
+                ),
+                None => format!("{e:#}"),
+            },
         };
         let instance_pre = self
             .linker
@@ -350,9 +368,29 @@ impl LoadedComponent {
                     },
                     logged: s.logged,
                     persistent: s.persistent,
+                    key_format: data_format(s.key_format),
+                    value_format: data_format(s.value_format),
                 })
                 .collect(),
             repartitions: wit.repartitions,
         })
+    }
+}
+
+fn data_format(f: bindings::weir::streams::types::DataFormat) -> crate::topology::DataFormat {
+    use crate::topology::DataFormat as D;
+    use bindings::weir::streams::types::DataFormat as W;
+    match f {
+        W::Bytes => D::Bytes,
+        W::Utf8 => D::Utf8,
+        W::Json => D::Json,
+        W::U8 => D::U8,
+        W::U16 => D::U16,
+        W::U32 => D::U32,
+        W::U64 => D::U64,
+        W::S8 => D::I8,
+        W::S16 => D::I16,
+        W::S32 => D::I32,
+        W::S64 => D::I64,
     }
 }

@@ -259,6 +259,8 @@ mod tests {
             kind: StoreKind::KeyValue,
             logged: true,
             persistent: false,
+            key_format: Default::default(),
+            value_format: Default::default(),
         };
         StateStore::new(
             spec,

@@ -13,7 +13,7 @@ impl Processor for TrapOnRecord {
         Topology::new("trap-on-record")
             .source("input")
             .sink("out", "output")
-            .store(StoreSpec::kv("seen"))
+            .store(StoreSpec::kv("seen").formats::<String, u64>())
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {

@@ -23,7 +23,7 @@ impl Processor for WordCountV2 {
             .repartition("words")
             .sink("counts", "word-counts")
             .sink("loud", "word-counts-loud")
-            .store(StoreSpec::kv("counts"))
+            .store(StoreSpec::kv("counts").formats::<String, u64>())
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
