@@ -96,6 +96,21 @@ pub const CASES: &[Case] = &[
         run: schedule_cap,
     },
     Case {
+        name: "window-fetch-bounds",
+        live_only: false,
+        run: window_bounds,
+    },
+    Case {
+        name: "window-late-records-dropped",
+        live_only: false,
+        run: window_late,
+    },
+    Case {
+        name: "window-retention",
+        live_only: false,
+        run: window_retention,
+    },
+    Case {
         name: "close-cannot-write",
         live_only: false,
         run: close_cannot_write,
@@ -430,6 +445,79 @@ fn schedule_cap(t: &mut dyn Target, _: &Env) -> Result<(), String> {
     t.send(&[Cmd::new("many", "schedules 5000")])?;
     expect_failure(t, &["task 0_0", "wasm.max.schedules (1024)"])?;
     Ok(())
+}
+
+fn window_bounds(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    for (i, cmd) in [
+        "wput 6b 0 a",
+        "wput 6b 10000 b",
+        "wput 6b 20000 c",
+        "wput 6a 10000 d",
+        "wput 6b6b 10000 e",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = step(t, Cmd::new(&format!("w{i}"), cmd), i + 1)?;
+        expect(cmd, &answer(&r, &format!("w{i}"))?, "ok")?;
+    }
+    // Time bounds are inclusive; another key sharing the prefix is not in.
+    t.send(&[
+        Cmd::new("in", "wfetch 6b 10000 20000"),
+        Cmd::new("between", "wfetch 6b 10001 19999"),
+        Cmd::new("all", "wall 10000 10000"),
+    ])?;
+    let r = results(t, 8)?;
+    expect(
+        "fetch [10000, 20000]",
+        &answer(&r, "in")?,
+        "windows:10000=b,20000=c",
+    )?;
+    expect("fetch (10000, 20000)", &answer(&r, "between")?, "windows:")?;
+    expect(
+        "fetch-all at 10000",
+        &answer(&r, "all")?,
+        // Byte order of key ++ window start: `kk` before `k`.
+        "windows:6a@10000=d,6b6b@10000=e,6b@10000=b",
+    )
+}
+
+fn window_late(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    // Stream time 100 s. Window [80 s, 90 s) with 5 s grace closed at 95 s;
+    // [90 s, 100 s) closes at 105 s.
+    step(t, Cmd::new("tick", "seq 1").at(100_000), 1)?;
+    let r = step(t, Cmd::new("late", "wput 6b 80000 x").at(100_000), 2)?;
+    expect(
+        "a write to a closed window",
+        &answer(&r, "late")?,
+        "dropped",
+    )?;
+    let r = step(t, Cmd::new("open", "wput 6b 90000 y").at(100_000), 3)?;
+    expect("a write within grace", &answer(&r, "open")?, "ok")?;
+    let r = step(t, Cmd::new("read", "wfetch 6b 0 100000").at(100_000), 4)?;
+    expect("what was kept", &answer(&r, "read")?, "windows:90000=y")
+}
+
+fn window_retention(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    step(t, Cmd::new("old", "wput 6b 0 old"), 1)?;
+    step(t, Cmd::new("mid", "wput 6b 80000 mid").at(80_000), 2)?;
+    // With 120 s retention, a newest window start of 199.999 s keeps starts
+    // from 80 s on: the one at 0 is gone, the one at 80 s is kept...
+    step(t, Cmd::new("new", "wput 6b 199999 new").at(200_000), 3)?;
+    let r = step(t, Cmd::new("read", "wfetch 6b 0 300000").at(200_000), 4)?;
+    expect(
+        "windows within retention",
+        &answer(&r, "read")?,
+        "windows:80000=mid,199999=new",
+    )?;
+    // ...until the newest start moves 1 ms on.
+    step(t, Cmd::new("newer", "wput 6b 200000 newer").at(200_000), 5)?;
+    let r = step(t, Cmd::new("again", "wfetch 6b 0 300000").at(200_000), 6)?;
+    expect(
+        "after the newest start moved 1 ms",
+        &answer(&r, "again")?,
+        "windows:199999=new,200000=newer",
+    )
 }
 
 fn close_cannot_write(t: &mut dyn Target, env: &Env) -> Result<(), String> {

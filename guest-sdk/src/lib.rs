@@ -9,8 +9,9 @@
 //! - builds itself for one task (one source partition) in [`Processor::init`],
 //!   opening its stores;
 //! - handles records one at a time in [`Processor::process`], in partition
-//!   order, reading and writing typed [`KvStore`]s and forwarding [`Output`]s
-//!   to named sinks;
+//!   order, reading and writing typed [`KvStore`]s and [`WindowStore`]s
+//!   (windows from [`TimeWindows`]) and forwarding [`Output`]s to named
+//!   sinks;
 //! - optionally reacts to schedules in [`Processor::punctuate`] and cleans up
 //!   in [`Processor::close`] (both default to doing nothing).
 //!
@@ -35,7 +36,7 @@
 //!             .source("text-lines")
 //!             .repartition("words")
 //!             .sink("counts", "word-counts")
-//!             .store(StoreSpec::kv("counts"))
+//!             .store(StoreSpec::kv("counts").formats::<String, u64>())
 //!     }
 //!
 //!     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
@@ -132,12 +133,14 @@ pub mod log;
 pub mod runtime;
 mod store;
 mod topology;
+mod window;
 
 pub use codec::{Codec, CodecError, Format, Json};
 pub use context::{Context, Header, Output, PunctuationType, Record, ScheduleId};
 pub use error::Error;
 pub use store::{Iter, KvStore, StoreError};
 pub use topology::{StoreSpec, Topology};
+pub use window::{TimeWindows, WindowIter, WindowStore};
 
 /// Who an instance is: application, task id (`<subtopology>_<partition>`),
 /// partition and topology name.

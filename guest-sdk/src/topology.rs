@@ -4,6 +4,7 @@
 
 use crate::bindings::weir::streams::types as wit;
 use crate::codec::{Codec, Format};
+use crate::window::TimeWindows;
 
 /// What a processor reads, writes and keeps.
 ///
@@ -78,7 +79,11 @@ impl Topology {
                 .into_iter()
                 .map(|s| wit::StoreSpec {
                     name: s.name,
-                    kind: wit::StoreKind::KeyValue,
+                    kind: match s.window {
+                        Some(_) => wit::StoreKind::Window,
+                        None => wit::StoreKind::KeyValue,
+                    },
+                    window: s.window,
                     logged: s.logged,
                     persistent: s.persistent,
                     key_format: s.key_format,
@@ -94,6 +99,7 @@ impl Topology {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSpec {
     name: String,
+    window: Option<wit::WindowSpec>,
     logged: bool,
     persistent: bool,
     key_format: Format,
@@ -106,11 +112,38 @@ impl StoreSpec {
     pub fn kv(name: &str) -> Self {
         StoreSpec {
             name: name.to_string(),
+            window: None,
             logged: true,
             persistent: true,
             key_format: Format::Bytes,
             value_format: Format::Bytes,
         }
+    }
+
+    /// A window store on disk with a changelog, for `windows`: it keeps
+    /// windows for their size plus grace (Kafka Streams' default; longer
+    /// with [`StoreSpec::retention_ms`]), and refuses writes to windows
+    /// that have closed. Open it with
+    /// [`WindowStore::open`](crate::WindowStore::open).
+    pub fn window(name: &str, windows: &TimeWindows) -> Self {
+        StoreSpec {
+            window: Some(wit::WindowSpec {
+                size_ms: windows.size_ms,
+                grace_ms: windows.grace_ms,
+                retention_ms: windows.size_ms + windows.grace_ms,
+            }),
+            ..StoreSpec::kv(name)
+        }
+    }
+
+    /// How long a window store keeps windows, back from the newest window
+    /// start it has seen (at least size + grace). No effect on a key-value
+    /// store.
+    pub fn retention_ms(mut self, retention_ms: u64) -> Self {
+        if let Some(w) = &mut self.window {
+            w.retention_ms = retention_ms;
+        }
+        self
     }
 
     /// Declares the key and value types the store is opened with, so

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub standby_records: AtomicU64,
     pub queries: AtomicU64,
     pub records_skipped: AtomicU64,
+    pub dropped_records: AtomicU64,
     pub queries_forwarded: AtomicU64,
     pub task_failures: AtomicU64,
     pub wasm_deadline_interruptions: AtomicU64,
@@ -217,6 +218,12 @@ impl Metrics {
                 "counter",
                 "records skipped by processing.exception.handler = continue",
                 get(&self.records_skipped),
+            ),
+            (
+                "weir_dropped_records_total",
+                "counter",
+                "window-store writes dropped as too late (window closed after its grace, or past retention)",
+                get(&self.dropped_records),
             ),
             (
                 "weir_queries_total",

@@ -385,6 +385,38 @@ impl TestDriver {
         })
     }
 
+    /// Every window of window store `store` in the task of `partition`,
+    /// segment by segment, then by key and start (uncommitted writes
+    /// included).
+    pub fn window_entries(
+        &self,
+        partition: i32,
+        store: &str,
+    ) -> Result<Vec<crate::store::window::Windowed>, DriverError> {
+        Ok(self
+            .store_entries(partition, store)?
+            .into_iter()
+            .filter_map(|(stored, value)| {
+                crate::store::window::Layout::decode(&stored).map(|(key, start)| {
+                    crate::store::window::Windowed {
+                        key: key.to_vec(),
+                        start,
+                        value,
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// Window-store writes dropped as too late, over all tasks (Kafka
+    /// Streams' `dropped-records`).
+    pub fn dropped_records(&self) -> u64 {
+        self.setup
+            .metrics
+            .dropped_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The error that failed the task of `partition`, if it failed.
     pub fn task_error(&self, partition: i32) -> Option<&str> {
         self.failed.get(&partition).map(String::as_str)

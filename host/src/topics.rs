@@ -202,8 +202,16 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
     for sink in sinks.iter().chain(&config.dead_letter_queue) {
         ensure(&admin, config, sink, partitions, Role::Sink)?;
     }
-    for (_, changelog) in &changelogs {
-        ensure(&admin, config, changelog, partitions, Role::Changelog)?;
+    for (store, changelog) in &changelogs {
+        // A window store's changelog also expires by time, as Kafka
+        // Streams': the store's retention plus a day.
+        let role = match topology.store(store).and_then(|s| s.window) {
+            Some(w) => Role::WindowChangelog {
+                retention_ms: w.retention_ms.saturating_add(86_400_000),
+            },
+            None => Role::Changelog,
+        };
+        ensure(&admin, config, changelog, partitions, role)?;
     }
     for topic in &repartitions {
         ensure(&admin, config, topic, partitions, Role::Repartition)?;
@@ -245,6 +253,7 @@ fn partition_count(
 enum Role {
     Sink,
     Changelog,
+    WindowChangelog { retention_ms: u64 },
     Repartition,
     Internal,
 }
@@ -253,7 +262,7 @@ impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Sink => "sink",
-            Role::Changelog => "changelog",
+            Role::Changelog | Role::WindowChangelog { .. } => "changelog",
             Role::Repartition => "repartition",
             Role::Internal => "internal",
         }
@@ -308,7 +317,10 @@ fn ensure(
     partitions: usize,
     role: Role,
 ) -> Result<(), TopicError> {
-    let compacted = matches!(role, Role::Changelog | Role::Internal);
+    let compacted = matches!(
+        role,
+        Role::Changelog | Role::WindowChangelog { .. } | Role::Internal
+    );
     if let Some(actual) = partition_count(admin, config, topic)? {
         if role != Role::Sink && actual != partitions {
             let role = role.name();
@@ -329,7 +341,13 @@ fn ensure(
         partitions as i32,
         TopicReplication::Fixed(config.replication_factor),
     );
-    if compacted {
+    let retention;
+    if let Role::WindowChangelog { retention_ms } = role {
+        retention = retention_ms.to_string();
+        new = new
+            .set("cleanup.policy", "compact,delete")
+            .set("retention.ms", &retention);
+    } else if compacted {
         new = new.set("cleanup.policy", "compact");
     }
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));

@@ -21,6 +21,12 @@ pub enum TopologyError {
         what: &'static str,
         name: String,
     },
+    #[error("topology `{topology}`: store `{store}`: {reason}")]
+    BadStore {
+        topology: String,
+        store: String,
+        reason: String,
+    },
     #[error("topology `{topology}`: {what} name `{name}` is invalid: {reason}")]
     BadName {
         topology: String,
@@ -35,6 +41,15 @@ pub enum TopologyError {
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     KeyValue,
+    Window,
+}
+
+/// A window store's windows (see [`crate::store::window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    pub size_ms: u64,
+    pub grace_ms: u64,
+    pub retention_ms: u64,
 }
 
 /// How a store's keys or values are encoded, as the processor declares
@@ -122,6 +137,34 @@ pub struct StoreSpec {
     pub key_format: DataFormat,
     #[serde(default)]
     pub value_format: DataFormat,
+    /// For window stores only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
+}
+
+impl StoreSpec {
+    /// What is wrong with this store's window declaration, if anything.
+    fn window_problem(&self) -> Option<String> {
+        match (self.kind, &self.window) {
+            (StoreKind::KeyValue, None) => None,
+            (StoreKind::KeyValue, Some(_)) => {
+                Some("a key-value store cannot have a window declaration".into())
+            }
+            (StoreKind::Window, None) => Some("a window store needs its window size".into()),
+            (StoreKind::Window, Some(w)) if w.size_ms == 0 => {
+                Some("window size must be at least 1 ms".into())
+            }
+            (StoreKind::Window, Some(w))
+                if w.retention_ms < w.size_ms.saturating_add(w.grace_ms) =>
+            {
+                Some(format!(
+                    "retention {} ms is shorter than window size {} ms + grace {} ms",
+                    w.retention_ms, w.size_ms, w.grace_ms
+                ))
+            }
+            (StoreKind::Window, Some(_)) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +234,15 @@ impl Topology {
                 name: store.name.clone(),
                 reason: "must not start with `.`",
             });
+        }
+        for store in &self.stores {
+            if let Some(reason) = store.window_problem() {
+                return Err(TopologyError::BadStore {
+                    topology: topology(),
+                    store: store.name.clone(),
+                    reason,
+                });
+            }
         }
         Ok(())
     }
@@ -311,6 +363,7 @@ mod tests {
                 persistent: true,
                 key_format: Default::default(),
                 value_format: Default::default(),
+                window: None,
             }],
             repartitions: vec!["words".into()],
         }

@@ -60,7 +60,7 @@ fn bench_reports_every_figure() {
         .iter()
         .map(|s| s["workload"].as_str().unwrap())
         .collect();
-    assert_eq!(workloads, ["filter-map", "word-count"]);
+    assert_eq!(workloads, ["filter-map", "word-count", "windowed-count"]);
     for s in in_process {
         assert_eq!(s["records"], 2000);
         assert!(s["wasm_records_per_second"].as_f64().unwrap() > 0.0, "{s}");
@@ -71,7 +71,7 @@ fn bench_reports_every_figure() {
     }
 
     let versus = out["versus_kafka_streams"].as_array().unwrap();
-    assert_eq!(versus.len(), 4, "{out}");
+    assert_eq!(versus.len(), 6, "{out}");
     for s in versus {
         assert!(
             s["records_per_second_median"].as_f64().unwrap() > 0.0,

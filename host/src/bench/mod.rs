@@ -126,7 +126,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
         let lines = (w.input)(opts.records);
         let topic = unique(&format!("weir-bench-{}", w.name));
         eprintln!("bench: loading {} records into {topic}", lines.len());
-        workloads::load_input(&opts.bootstrap, opts.partitions, &topic, &lines)?;
+        workloads::load_input(&opts.bootstrap, opts.partitions, &topic, &lines, w.key)?;
         inputs.insert(w.name, (topic, (w.processed)(&lines)));
     }
     let (in_process_runs, in_process) = inprocess::run(opts, &inputs, &state)?;

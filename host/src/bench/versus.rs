@@ -158,8 +158,10 @@ fn run_weir(
     for (declared, actual) in [
         ("text-lines", input.to_string()),
         ("numbers", input.to_string()),
+        ("events", input.to_string()),
         ("word-counts", format!("{app}-out")),
         ("numbers-doubled", format!("{app}-out")),
+        ("windowed-counts", format!("{app}-out")),
     ] {
         config.push_str(&format!("\"{declared}\" = \"{actual}\"\n"));
     }

@@ -1,9 +1,12 @@
 //! Whether a new topology may replace the live one on the same state.
 //!
-//! Allowed: sinks added, removed or re-pointed; stores added. Refused unless
-//! the deploy says `allow_store_drop`: a store removed. Always refused: a
-//! store whose kind, persistence or changelog changes (its state could not
-//! carry over as is), and changed sources or repartitions (they define the
+//! Allowed: sinks added, removed or re-pointed; stores added; a store's
+//! declared key or value format changed (it only tells readers how to show
+//! the bytes). Refused unless the deploy says `allow_store_drop`: a store
+//! removed. Always refused: a store whose kind, persistence, changelog or
+//! windows (size, grace, retention: they fix its key layout) change (its
+//! state could not carry over as is; give it a new name and drop the old
+//! one), and changed sources or repartitions (they define the
 //! application's tasks and consumer subscription: use a new
 //! `application.id`). Pure: no I/O.
 
@@ -15,7 +18,10 @@ pub enum Incompatible {
         "store `{store}` of the live version is missing; deploy with --allow-store-drop to drop its state"
     )]
     StoreRemoved { store: String },
-    #[error("store `{store}` changes from {from} to {to}; its state cannot carry over")]
+    #[error(
+        "store `{store}` changes from {from} to {to}; its state cannot carry over \
+         (give the store a new name, and deploy with --allow-store-drop to drop the old one)"
+    )]
     StoreChanged {
         store: String,
         from: String,
@@ -32,8 +38,14 @@ pub enum Incompatible {
 }
 
 fn describe_store(s: &crate::topology::StoreSpec) -> String {
+    let windows = s.window.map_or(String::new(), |w| {
+        format!(
+            " (windows of {} ms, grace {} ms, retention {} ms)",
+            w.size_ms, w.grace_ms, w.retention_ms
+        )
+    });
     format!(
-        "{:?} {} {}",
+        "{:?}{windows} {} {}",
         s.kind,
         if s.persistent {
             "persistent"
@@ -58,7 +70,10 @@ pub fn check(live: &Topology, new: &Topology, allow_store_drop: bool) -> Result<
                     store: old.name.clone(),
                 });
             }
-            Some(s) if s != old => {
+            Some(s)
+                if (s.kind, s.persistent, s.logged, s.window)
+                    != (old.kind, old.persistent, old.logged, old.window) =>
+            {
                 return Err(Incompatible::StoreChanged {
                     store: old.name.clone(),
                     from: describe_store(old),
@@ -109,6 +124,7 @@ mod tests {
                 persistent: true,
                 key_format: Default::default(),
                 value_format: Default::default(),
+                window: None,
             }],
             repartitions: vec!["words".into()],
         }
@@ -126,6 +142,32 @@ mod tests {
             ..wc().stores[0].clone()
         });
         check(&wc(), &v2, false).unwrap();
+    }
+
+    #[test]
+    fn formats_may_change_but_windows_may_not() {
+        use crate::topology::{DataFormat, WindowSpec};
+        let mut v2 = wc();
+        v2.stores[0].value_format = DataFormat::U64;
+        check(&wc(), &v2, false).unwrap();
+
+        let windowed = |retention_ms| {
+            let mut t = wc();
+            t.stores[0].kind = StoreKind::Window;
+            t.stores[0].window = Some(WindowSpec {
+                size_ms: 60_000,
+                grace_ms: 0,
+                retention_ms,
+            });
+            t
+        };
+        check(&windowed(86_400_000), &windowed(86_400_000), false).unwrap();
+        let err = check(&windowed(86_400_000), &windowed(3_600_000), true).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("retention 86400000 ms) persistent with changelog to Window"),
+            "{err}"
+        );
     }
 
     #[test]

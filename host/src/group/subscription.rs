@@ -235,6 +235,7 @@ mod tests {
                 persistent: true,
                 key_format: Default::default(),
                 value_format: Default::default(),
+                window: None,
             }],
             repartitions: vec![],
         };

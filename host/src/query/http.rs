@@ -5,6 +5,7 @@
 //! GET /v1/stores/{store}/metadata?key=K        the key's partition, active and standby hosts
 //! GET /v1/stores/{store}/keys/{key}            the value (owner only; forwarded or redirected)
 //! GET /v1/stores/{store}/range?from=&to=&prefix=&limit=&cursor=[&partition=N]
+//! GET /v1/stores/{store}/windows/{key}?from=&to=&limit=   a window store's windows of a key
 //! ```
 //! Common parameters: `key_format=text|hex|base64`, `value_format=bytes|
 //! utf8|u64|i64|json`, `stale=ok` (a standby may answer; its lag is in
@@ -49,6 +50,10 @@ pub(crate) fn routes(api: QueryApi) -> Router {
         .route("/v1/stores/{store}/metadata", get(metadata))
         .route("/v1/stores/{store}/keys/{key}", get(get_key))
         .route("/v1/stores/{store}/range", get(super::range::range))
+        .route(
+            "/v1/stores/{store}/windows/{key}",
+            get(super::windows::windows),
+        )
         .with_state(api)
 }
 
@@ -268,7 +273,7 @@ async fn get_key(
 }
 
 /// Marks an answer with its partition and, from a standby, its lag.
-fn answered(mut response: Response, partition: i32, role: Role) -> Response {
+pub(super) fn answered(mut response: Response, partition: i32, role: Role) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-weir-partition", HeaderValue::from(partition));
     if let Role::Standby { lag } = role {

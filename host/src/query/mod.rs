@@ -5,8 +5,9 @@
 //! Owns: which stores this process can read ([`QueryableStores`]: a
 //! committed-state reader per (store, partition), with its role) and where
 //! the others are (the group's host map: `application.server` → active and
-//! standby tasks). The HTTP side ([`http`]) answers locally, forwards one
-//! hop to the owner, or redirects.
+//! standby tasks). The HTTP side ([`http`]; ranges in `range`, a window
+//! store's windows in `windows`) answers locally, forwards one hop to the
+//! owner, or redirects.
 //!
 //! Must never: read a task's uncommitted writes, block a stream thread
 //! (readers share RocksDB handles, whose reads are thread-safe), or answer
@@ -15,6 +16,7 @@
 mod format;
 pub(crate) mod http;
 mod range;
+mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -222,6 +224,7 @@ mod tests {
                 persistent: true,
                 key_format: crate::topology::DataFormat::Utf8,
                 value_format: crate::topology::DataFormat::U64,
+                window: None,
             }],
         );
         q.set_hosts(

@@ -10,6 +10,8 @@ wasmtime::component::bindgen!({
     with: {
         "weir:streams/state.kv-store": super::host::state::KvStoreHandle,
         "weir:streams/state.kv-iterator": super::host::state::KvIteratorHandle,
+        "weir:streams/state.window-store": super::host::window::WindowStoreHandle,
+        "weir:streams/state.window-iterator": super::host::window::WindowIteratorHandle,
     },
     imports: { default: trappable },
 });

@@ -365,11 +365,17 @@ impl LoadedComponent {
                     name: s.name,
                     kind: match s.kind {
                         bindings::weir::streams::types::StoreKind::KeyValue => StoreKind::KeyValue,
+                        bindings::weir::streams::types::StoreKind::Window => StoreKind::Window,
                     },
                     logged: s.logged,
                     persistent: s.persistent,
                     key_format: data_format(s.key_format),
                     value_format: data_format(s.value_format),
+                    window: s.window.map(|w| crate::topology::WindowSpec {
+                        size_ms: w.size_ms,
+                        grace_ms: w.grace_ms,
+                        retention_ms: w.retention_ms,
+                    }),
                 })
                 .collect(),
             repartitions: wit.repartitions,

@@ -51,6 +51,11 @@ pub struct TaskContext {
     pub schedules: Schedules,
     /// Highest record timestamp seen (-1 before the first record).
     pub stream_time: i64,
+    /// Stream time before the current batch: what window-store writes are
+    /// judged late against. Kafka Streams advances stream time per record;
+    /// a batch is one call here, so a record is never dropped for being
+    /// late only relative to a record of its own batch.
+    pub window_time: i64,
     pub clock: Arc<dyn Clock>,
     /// What the guest said just before trapping (message, batch index).
     pub abort_reason: Option<(String, Option<u32>)>,
@@ -64,6 +69,9 @@ pub struct TaskContext {
     pub limit_failure: Option<String>,
     /// Store and iterator handles the guest holds open.
     pub open_handles: usize,
+    /// Window-store writes refused as too late since the task last
+    /// counted them (Kafka Streams' `dropped-records`).
+    pub dropped_records: u64,
     /// Set for the `close` call: the task is past its last commit, so
     /// writes, outputs and schedules are refused (see the WIT's `close`).
     pub closing: bool,
@@ -111,6 +119,7 @@ impl TaskContext {
             outputs: Vec::new(),
             schedules: Schedules::default(),
             stream_time: -1,
+            window_time: -1,
             clock,
             abort_reason: None,
             store_failure: None,
@@ -118,6 +127,7 @@ impl TaskContext {
             call_bytes: 0,
             limit_failure: None,
             open_handles: 0,
+            dropped_records: 0,
             closing: false,
         }
     }

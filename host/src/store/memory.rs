@@ -78,6 +78,20 @@ impl KeyValueBackend for MemoryBackend {
         Ok(())
     }
 
+    fn drop_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), BackendError> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if start < end {
+            let doomed: Vec<Vec<u8>> = map
+                .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in doomed {
+                map.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
     fn reader(&self) -> Option<Arc<dyn StoreReader>> {
         Some(Arc::new(MemoryReader(self.map.clone())))
     }

@@ -13,6 +13,7 @@ mod directory;
 mod memory;
 mod rocks;
 mod state_store;
+pub mod window;
 
 pub use directory::{StateDirectory, TaskDirGuard};
 pub use memory::MemoryBackend;
@@ -80,6 +81,10 @@ pub trait KeyValueBackend: Send {
     /// Makes applied writes durable beyond the write-ahead log (flushes
     /// memtables); used on clean shutdown so the next start replays less.
     fn flush(&mut self) -> Result<(), BackendError>;
+
+    /// Deletes every entry in [`start`, `end`) at once and frees their
+    /// space (a window store's expired segments). Not a changelog write.
+    fn drop_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), BackendError>;
 
     /// A read-only view of the committed entries that other threads may
     /// hold (interactive queries), if this backend can share one.

@@ -257,6 +257,21 @@ impl KeyValueBackend for RocksBackend {
         }
     }
 
+    fn drop_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), BackendError> {
+        if start >= end {
+            return Ok(());
+        }
+        // One range tombstone, then a compaction of just that range, so the
+        // files holding only dropped entries are deleted from disk now.
+        let mut batch = WriteBatch::default();
+        batch.delete_range(start, end);
+        self.db
+            .write(batch)
+            .map_err(|e| self.err("drop range", e))?;
+        self.db.compact_range(Some(start), Some(end));
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<(), BackendError> {
         self.db.flush().map_err(|e| self.err("flush", e))?;
         if let Some(meta) = self.db.cf_handle(META_CF) {

@@ -11,6 +11,9 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::window::{
+    CLOCK_KEY, Layout, WindowCursor, WindowQuery, Windowed, decode_clock, encode_clock,
+};
 use super::{BackendError, Entry, KeyValueBackend, StoreError, Write, bounds_are_empty};
 use crate::topology::{StoreSpec, TaskId};
 
@@ -26,6 +29,14 @@ pub struct StateStore {
     /// While a call is watched ([`StateStore::begin_call`]): each write's
     /// key and what the buffer held for it before, to undo the call.
     undo: Option<Vec<Undo>>,
+    /// A window store's layout, and its clock: the newest window start and
+    /// the newest stream time its writes were judged at (kept in the store
+    /// itself, see [`CLOCK_KEY`]).
+    window: Option<Layout>,
+    observed: i64,
+    stream_time: i64,
+    /// Segments below this one are dropped already.
+    dropped_below: i64,
 }
 
 /// A buffered write's key and what the buffer held for it before (`None`:
@@ -34,6 +45,16 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl StateStore {
     pub fn new(spec: StoreSpec, task: TaskId, backend: Box<dyn KeyValueBackend>) -> Self {
+        let window = spec.window.as_ref().map(Layout::new);
+        let clock = match window {
+            Some(_) => backend
+                .get(CLOCK_KEY)
+                .ok()
+                .flatten()
+                .and_then(|v| decode_clock(&v)),
+            None => None,
+        };
+        let (observed, stream_time) = clock.unwrap_or((i64::MIN, -1));
         StateStore {
             spec,
             task,
@@ -41,6 +62,10 @@ impl StateStore {
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
             undo: None,
+            window,
+            observed,
+            stream_time,
+            dropped_below: i64::MIN,
         }
     }
 
@@ -209,7 +234,8 @@ impl StateStore {
         self.dirty_bytes = 0;
         self.backend
             .apply(writes, changelog_offset)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.expire()
     }
 
     /// Applies records read from the changelog; `next_offset` is the offset
@@ -219,9 +245,114 @@ impl StateStore {
             self.dirty.is_empty(),
             "restoring a store with uncommitted writes"
         );
+        if self.window.is_some() {
+            for (key, value) in &records {
+                if key == CLOCK_KEY {
+                    if let Some((observed, stream_time)) = value.as_deref().and_then(decode_clock) {
+                        self.observed = self.observed.max(observed);
+                        self.stream_time = self.stream_time.max(stream_time);
+                    }
+                } else if let Some((_, start)) = Layout::decode(key) {
+                    self.observed = self.observed.max(start);
+                }
+            }
+        }
         self.backend
             .apply(records, Some(next_offset))
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.expire()
+    }
+
+    /// A window store's layout (None for a key-value store).
+    pub fn window_layout(&self) -> Option<&Layout> {
+        self.window.as_ref()
+    }
+
+    /// Drops a window store's segments that passed retention: one range
+    /// delete of committed entries, nothing sent to the changelog.
+    fn expire(&mut self) -> Result<(), StoreError> {
+        let Some(layout) = self.window else {
+            return Ok(());
+        };
+        let min_live = layout.min_live(self.observed);
+        if min_live == i64::MIN {
+            return Ok(());
+        }
+        let cut = layout.segment(min_live);
+        if cut <= self.dropped_below {
+            return Ok(());
+        }
+        let end = layout.segment_start(cut);
+        self.backend
+            .drop_range(&[], &end)
+            .map_err(|e| self.err(e))?;
+        tracing::debug!(store = %self.spec.name, below_segment = cut, "dropped expired window segments");
+        self.dropped_below = cut;
+        Ok(())
+    }
+
+    /// Writes `key`'s window at `start`, unless it is closed (see
+    /// [`Layout::is_closed`]): then nothing is written and false returned.
+    ///
+    /// Closed is judged at the latest of `stream_time` (the task's, before
+    /// this batch), the stream time this store saw before, and the newest
+    /// window start written: every record before this one had a timestamp
+    /// at or past its window's start, so that is a lower bound of Kafka
+    /// Streams' per-record stream time that moves record by record within
+    /// a batch. It never drops a record Kafka Streams would keep.
+    pub fn window_put(&mut self, key: &[u8], start: i64, value: Vec<u8>, stream_time: i64) -> bool {
+        let Some(layout) = self.window else {
+            return false;
+        };
+        let stream_time = stream_time.max(self.stream_time);
+        if layout.is_closed(start, stream_time.max(self.observed), self.observed) {
+            return false;
+        }
+        if start > self.observed || stream_time > self.stream_time {
+            self.observed = self.observed.max(start);
+            self.stream_time = stream_time;
+            self.put(
+                CLOCK_KEY.to_vec(),
+                encode_clock(self.observed, self.stream_time),
+            );
+        }
+        self.put(layout.encode(key, start), value);
+        true
+    }
+
+    pub fn window_get(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.window {
+            Some(layout) if start >= layout.min_live(self.observed) => {
+                self.get(&layout.encode(key, start))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn window_delete(&mut self, key: &[u8], start: i64) {
+        if let Some(layout) = self.window {
+            self.delete(layout.encode(key, start));
+        }
+    }
+
+    /// Where `query` starts on this store.
+    pub fn window_cursor(&self, query: &WindowQuery) -> Option<WindowCursor> {
+        self.window.map(|l| query.start(&l, self.observed))
+    }
+
+    /// Up to `max` further windows of `query` (buffered writes included).
+    pub fn window_fetch(
+        &self,
+        query: &WindowQuery,
+        cursor: &mut WindowCursor,
+        max: usize,
+    ) -> Result<Vec<Windowed>, StoreError> {
+        let Some(layout) = self.window else {
+            return Ok(Vec::new());
+        };
+        query.next(&layout, self.observed, cursor, max, |s, e, limit| {
+            self.scan(s, e, limit)
+        })
     }
 
     /// The changelog offset the committed state corresponds to.
@@ -261,6 +392,7 @@ mod tests {
             persistent: false,
             key_format: Default::default(),
             value_format: Default::default(),
+            window: None,
         };
         StateStore::new(
             spec,

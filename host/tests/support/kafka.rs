@@ -112,6 +112,30 @@ pub fn produce(topic: &str, records: &[(Option<i32>, &str, &[u8])]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// Produces `(partition, key, value, timestamp ms)` records and waits.
+#[allow(dead_code)]
+pub fn produce_at(topic: &str, records: &[(i32, &str, &[u8], i64)]) {
+    let producer: BaseProducer = client().set("linger.ms", "5").create().unwrap();
+    for (partition, key, value, timestamp) in records {
+        let mut record = BaseRecord::to(topic)
+            .key(*key)
+            .payload(*value)
+            .partition(*partition)
+            .timestamp(*timestamp);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(_), back)) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
 /// Every committed record of `topic` as `(partition, key, value)`, in
 /// offset order per partition.
 pub fn read_all(topic: &str) -> Vec<(i32, String, String)> {

@@ -12,17 +12,22 @@
 //   flood <n> <bytes>   puts n values of `bytes` bytes in one call
 //   leak-iterators <n>  opens n iterators and never drops them
 //   schedules <n>       adds n schedules (1 hour of wall-clock time each)
+//   wput <hexkey> <start> <value> | wfetch <hexkey> <from> <to> | wall <from> <to>
+//                       window store `windows` (10 s tumbling, 5 s grace,
+//                       120 s retention): `ok`/`dropped`, `windows:…`
 //   arm-close           makes `close` try to write key "closed" (the host
 //                       must refuse it)
 
 use std::time::Duration;
 
 use weir_sdk::{
-    Context, Error, KvStore, Output, Processor, PunctuationType, Record, ScheduleId, StoreSpec, TaskInfo, Topology,
+    Context, Error, KvStore, Output, Processor, PunctuationType, Record, ScheduleId, StoreSpec, TaskInfo, TimeWindows,
+    Topology, WindowStore,
 };
 
 pub struct Probe {
     state: KvStore<Vec<u8>, Vec<u8>>,
+    windows: WindowStore<Vec<u8>, String>,
     write_in_close: bool,
 }
 
@@ -141,6 +146,33 @@ impl Probe {
                 }
                 format!("scheduled {n}")
             }
+            "wput" => {
+                let start: i64 = arg(2)?.parse().map_err(|_| Error::msg("wput: bad start"))?;
+                match self.windows.put(&unhex(arg(1)?)?, start, &arg(3)?.to_string())? {
+                    true => "ok".into(),
+                    false => "dropped".into(),
+                }
+            }
+            "wfetch" => {
+                let from: i64 = arg(2)?.parse().map_err(|_| Error::msg("wfetch: bad from"))?;
+                let to: i64 = arg(3)?.parse().map_err(|_| Error::msg("wfetch: bad to"))?;
+                let found: Result<Vec<String>, _> = self
+                    .windows
+                    .fetch(&unhex(arg(1)?)?, from, to)?
+                    .map(|w| w.map(|(_, start, v)| format!("{start}={v}")))
+                    .collect();
+                format!("windows:{}", found?.join(","))
+            }
+            "wall" => {
+                let from: i64 = arg(1)?.parse().map_err(|_| Error::msg("wall: bad from"))?;
+                let to: i64 = arg(2)?.parse().map_err(|_| Error::msg("wall: bad to"))?;
+                let found: Result<Vec<String>, _> = self
+                    .windows
+                    .fetch_all(from, to)?
+                    .map(|w| w.map(|(k, start, v)| format!("{}@{start}={v}", hex(&k))))
+                    .collect();
+                format!("windows:{}", found?.join(","))
+            }
             "arm-close" => {
                 self.write_in_close = true;
                 "armed".into()
@@ -173,11 +205,16 @@ impl Processor for Probe {
             .sink("a", "sink-a")
             .sink("b", "sink-b")
             .store(StoreSpec::kv("state"))
+            .store(
+                StoreSpec::window("windows", &TimeWindows::tumbling_ms(10_000).grace_ms(5_000))
+                    .retention_ms(120_000),
+            )
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
         Ok(Probe {
             state: KvStore::open("state")?,
+            windows: WindowStore::open("windows")?,
             write_in_close: false,
         })
     }

@@ -5,5 +5,6 @@
 pub mod context;
 pub mod log;
 pub mod state;
+pub mod window;
 
 impl super::bindings::weir::streams::types::Host for super::HostState {}

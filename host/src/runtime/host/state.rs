@@ -21,6 +21,11 @@ use crate::runtime::task_context::CLOSE_CANNOT_WRITE;
 /// Largest page one `next` call returns, whatever the guest asks for.
 const MAX_PAGE: u32 = 1024;
 
+/// The entries one `next(max)` returns.
+pub(super) fn page_limit(max: u32) -> usize {
+    max.clamp(1, MAX_PAGE) as usize
+}
+
 /// Guest handle to one of the task's stores.
 pub struct KvStoreHandle {
     store: usize,
@@ -37,7 +42,7 @@ pub struct KvIteratorHandle {
 
 impl Host for HostState {}
 
-fn bound(b: WitBound) -> Bound<Vec<u8>> {
+pub(super) fn bound(b: WitBound) -> Bound<Vec<u8>> {
     match b {
         WitBound::Unbounded => Bound::Unbounded,
         WitBound::Included(k) => Bound::Included(k),
@@ -62,7 +67,7 @@ impl HostState {
         Ok(self.table.get(handle)?.store)
     }
 
-    fn backend_error(&mut self, e: crate::store::StoreError) -> StoreError {
+    pub(super) fn backend_error(&mut self, e: crate::store::StoreError) -> StoreError {
         let message = e.to_string();
         self.task.store_failure.get_or_insert(e);
         StoreError::Backend(message)
@@ -185,7 +190,7 @@ impl HostKvIterator for HostState {
         if it.done {
             return Ok(Ok(Vec::new()));
         }
-        let limit = max.clamp(1, MAX_PAGE) as usize;
+        let limit = page_limit(max);
         let store = &self.task.stores[it.store];
         let page = store.scan(
             it.from.as_ref().map(Vec::as_slice),

@@ -279,6 +279,7 @@ impl StreamTask {
         let _span = self.span.clone().entered();
         let newest = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let ctx = self.instance.task_mut();
+        ctx.window_time = ctx.stream_time;
         ctx.stream_time = ctx.stream_time.max(newest);
         if self.setup.errors.skip_failing_records {
             self.process_skipping_failures(topic, &records, collector)?;
@@ -326,6 +327,8 @@ impl StreamTask {
     }
 
     fn forward_outputs(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
+        let dropped = std::mem::take(&mut self.instance.task_mut().dropped_records);
+        add(&self.setup.metrics.dropped_records, dropped);
         let outputs = std::mem::take(&mut self.instance.task_mut().outputs);
         if outputs.is_empty() {
             return Ok(());
@@ -396,7 +399,15 @@ impl StreamTask {
             }
             tracing::info!(store = %name, "store dropped by the new version");
         }
+        // Stream time belongs to the task, not the instance: a new version
+        // goes on from it (windows stay closed, schedules stay in phase).
+        let (stream_time, window_time) = {
+            let task = self.instance.task();
+            (task.stream_time, task.window_time)
+        };
         self.instance = instantiate(id, setup, stores, "at instantiation of the new version")?;
+        self.instance.task_mut().stream_time = stream_time;
+        self.instance.task_mut().window_time = window_time;
         self.setup = setup.clone();
         self.state = TaskState::Restoring;
         self.restoring.clear();

@@ -85,9 +85,13 @@ impl StreamTask {
             return Ok(());
         }
         let stores = std::mem::take(&mut self.instance.task_mut().stores);
-        let stream_time = self.instance.task().stream_time;
+        let (stream_time, window_time) = {
+            let task = self.instance.task();
+            (task.stream_time, task.window_time)
+        };
         self.instance = instantiate(self.id, &self.setup, stores, "after a skipped record")?;
         self.instance.task_mut().stream_time = stream_time;
+        self.instance.task_mut().window_time = window_time;
         let info = self.task_info();
         self.instance
             .init(&info)

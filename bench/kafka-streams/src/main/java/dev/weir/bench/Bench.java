@@ -12,11 +12,15 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Suppressed;
+import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.Repartitioned;
 import org.apache.kafka.streams.processor.StateRestoreListener;
@@ -25,6 +29,7 @@ import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.Stores;
+import org.apache.kafka.streams.state.WindowStore;
 
 /**
  * Weir's example workloads as a Kafka Streams application. Runs until the
@@ -128,6 +133,18 @@ public final class Bench {
                 })
                 .repartition(Repartitioned.<String, String>as("words").withKeySerde(Serdes.String()).withValueSerde(Serdes.String()))
                 .process(() -> new Count(processed), "counts")
+                .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        } else if (workload.equals("windowed-count")) {
+            // examples/windowed-count: 1-minute tumbling windows, 10 s grace,
+            // final counts only (suppress until the window closes).
+            lines.peek((k, v) -> processed.incrementAndGet())
+                .groupByKey()
+                .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMinutes(1), Duration.ofSeconds(10)))
+                .count(Materialized.<String, Long, WindowStore<Bytes, byte[]>>as("counts")
+                    .withRetention(Duration.ofMinutes(5)))
+                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                .toStream()
+                .map((w, n) -> KeyValue.pair(w.key() + "@" + w.window().start(), Long.toString(n)))
                 .to(output, Produced.with(Serdes.String(), Serdes.String()));
         } else {
             throw new IllegalArgumentException("unknown workload " + workload);

@@ -1,0 +1,207 @@
+//! `weir:streams/state`'s `window-store` and `window-iterator` resources
+//! over the task's window [`StateStore`](crate::store::StateStore)s; the
+//! layout and time rules are in [`crate::store::window`].
+//!
+//! A write to a closed window (too late for its grace, or past retention)
+//! is not an error: `put` answers false and the record is counted as
+//! dropped, as Kafka Streams' `dropped-records` does.
+
+use wasmtime::component::Resource;
+
+use super::state::{bound, page_limit};
+use crate::runtime::HostState;
+use crate::runtime::bindings::weir::streams::state::{
+    Bound as WitBound, HostWindowIterator, HostWindowStore, StoreError, WindowedEntry,
+};
+use crate::runtime::task_context::CLOSE_CANNOT_WRITE;
+use crate::store::window::{WindowCursor, WindowQuery};
+
+/// Guest handle to one of the task's window stores.
+pub struct WindowStoreHandle {
+    store: usize,
+}
+
+/// Guest cursor over a window fetch: where to resume, no backend iterator.
+pub struct WindowIteratorHandle {
+    store: usize,
+    query: WindowQuery,
+    cursor: WindowCursor,
+}
+
+impl HostState {
+    fn window_index(&self, handle: &Resource<WindowStoreHandle>) -> wasmtime::Result<usize> {
+        Ok(self.table.get(handle)?.store)
+    }
+
+    fn new_window_iterator(
+        &mut self,
+        handle: &Resource<WindowStoreHandle>,
+        query: WindowQuery,
+    ) -> wasmtime::Result<Result<Resource<WindowIteratorHandle>, StoreError>> {
+        let store = self.window_index(handle)?;
+        let what = format!(
+            "an iterator over store `{}`",
+            self.task.stores[store].name()
+        );
+        if let Err(message) = self.task.open_handle(&what) {
+            return Ok(Err(StoreError::Backend(message)));
+        }
+        let Some(cursor) = self.task.stores[store].window_cursor(&query) else {
+            return Ok(Err(StoreError::Backend("not a window store".into())));
+        };
+        Ok(Ok(self.table.push(WindowIteratorHandle {
+            store,
+            query,
+            cursor,
+        })?))
+    }
+}
+
+impl HostWindowStore for HostState {
+    fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<WindowStoreHandle>, StoreError>> {
+        let found = self.task.stores.iter().position(|s| s.name() == name);
+        let Some(store) = found else {
+            return Ok(Err(StoreError::UnknownStore(name)));
+        };
+        if self.task.stores[store].window_layout().is_none() {
+            return Ok(Err(StoreError::Backend(format!(
+                "store `{name}` is a key-value store; open it as a kv-store"
+            ))));
+        }
+        if let Err(message) = self.task.open_handle(&format!("store `{name}`")) {
+            return Ok(Err(StoreError::Backend(message)));
+        }
+        Ok(Ok(self.table.push(WindowStoreHandle { store })?))
+    }
+
+    fn put(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        key: Vec<u8>,
+        window_start: i64,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, StoreError>> {
+        let i = self.window_index(&handle)?;
+        if self.task.closing {
+            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        }
+        let store = &self.task.stores[i];
+        let what = format!("a write to store `{}`", store.name());
+        let logged = store.spec().logged;
+        if let Err(message) = self
+            .task
+            .charge(&what, key.len() + value.len() + 16, logged)
+        {
+            return Ok(Err(StoreError::Backend(message)));
+        }
+        let judged_at = self.task.window_time;
+        let written = self.task.stores[i].window_put(&key, window_start, value, judged_at);
+        if !written {
+            self.task.dropped_records += 1;
+        }
+        Ok(Ok(written))
+    }
+
+    fn get(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        key: Vec<u8>,
+        window_start: i64,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, StoreError>> {
+        let i = self.window_index(&handle)?;
+        Ok(self.task.stores[i]
+            .window_get(&key, window_start)
+            .map_err(|e| self.backend_error(e)))
+    }
+
+    fn delete(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        key: Vec<u8>,
+        window_start: i64,
+    ) -> wasmtime::Result<Result<(), StoreError>> {
+        let i = self.window_index(&handle)?;
+        if self.task.closing {
+            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        }
+        self.task.stores[i].window_delete(&key, window_start);
+        Ok(Ok(()))
+    }
+
+    fn fetch(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        key: Vec<u8>,
+        time_from: i64,
+        time_to: i64,
+    ) -> wasmtime::Result<Result<Resource<WindowIteratorHandle>, StoreError>> {
+        self.new_window_iterator(&handle, WindowQuery::key(&key, time_from, time_to))
+    }
+
+    fn fetch_range(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        key_from: WitBound,
+        key_to: WitBound,
+        time_from: i64,
+        time_to: i64,
+    ) -> wasmtime::Result<Result<Resource<WindowIteratorHandle>, StoreError>> {
+        let query = WindowQuery::range(bound(key_from), bound(key_to), time_from, time_to);
+        self.new_window_iterator(&handle, query)
+    }
+
+    fn fetch_all(
+        &mut self,
+        handle: Resource<WindowStoreHandle>,
+        time_from: i64,
+        time_to: i64,
+    ) -> wasmtime::Result<Result<Resource<WindowIteratorHandle>, StoreError>> {
+        let query = WindowQuery::range(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            time_from,
+            time_to,
+        );
+        self.new_window_iterator(&handle, query)
+    }
+
+    fn drop(&mut self, handle: Resource<WindowStoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.task.close_handle();
+        Ok(())
+    }
+}
+
+impl HostWindowIterator for HostState {
+    fn next(
+        &mut self,
+        handle: Resource<WindowIteratorHandle>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<WindowedEntry>, StoreError>> {
+        let it = self.table.get(&handle)?;
+        let (store, query, mut cursor) = (it.store, it.query.clone(), it.cursor.clone());
+        let page = self.task.stores[store].window_fetch(&query, &mut cursor, page_limit(max));
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return Ok(Err(self.backend_error(e))),
+        };
+        self.table.get_mut(&handle)?.cursor = cursor;
+        Ok(Ok(page
+            .into_iter()
+            .map(|w| WindowedEntry {
+                key: w.key,
+                window_start: w.start,
+                value: w.value,
+            })
+            .collect()))
+    }
+
+    fn drop(&mut self, handle: Resource<WindowIteratorHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.task.close_handle();
+        Ok(())
+    }
+}
