@@ -175,21 +175,25 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
                     match converge(&ctx, &deployer, running.take(), &name, &version) {
                         Ok(r) => {
                             // A swap from an earlier version of the same
-                            // topology, with one to go back to: watch it.
+                            // topology: watch it. An automatic rollback
+                            // itself is not watched (a failure it shares is
+                            // not the version's).
                             let record = &topologies[&name];
-                            let swapped =
-                                current.is_some_and(|(n, v, _)| n == name && v != r.version);
-                            canary = (ctx.config.deploy_auto_rollback
-                                && swapped
-                                && record.previous_version().is_some())
-                            .then(|| {
-                                Canary::new(
-                                    &name,
-                                    r.version,
-                                    record.revision,
-                                    ctx.metrics.records_processed.load(Ordering::Relaxed),
-                                )
-                            });
+                            let previous = current
+                                .filter(|(n, v, _)| *n == name && *v != r.version)
+                                .map(|(_, v, _)| v);
+                            canary = previous
+                                .filter(|_| ctx.config.deploy_auto_rollback)
+                                .filter(|_| record.reason.is_none())
+                                .map(|previous| {
+                                    Canary::new(
+                                        &name,
+                                        (previous, r.version),
+                                        record.revision,
+                                        ctx.metrics.records_processed.load(Ordering::Relaxed),
+                                        &ctx.tasks.snapshot(),
+                                    )
+                                });
                             running = Some(r);
                             retry = None;
                         }
@@ -240,7 +244,8 @@ fn judge(ctx: &HostContext, deployer: &Deployer, canary: &mut Canary) -> bool {
                 "bad version: {reason}; rolling back (deploy.auto.rollback)"
             );
             let by = format!("weir (automatic rollback by {})", ctx.config.client_id);
-            match deployer.rollback_from(&canary.name, canary.revision, None, &by, Some(reason)) {
+            let to = Some(canary.previous);
+            match deployer.rollback_from(&canary.name, canary.revision, to, &by, Some(reason)) {
                 Ok(to) => {
                     tracing::warn!(topology = %canary.name, from = canary.version, to = to.version, "rolled back automatically");
                     false

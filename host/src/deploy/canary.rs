@@ -20,6 +20,8 @@ use crate::task::TaskStatus;
 pub struct Canary {
     pub name: String,
     pub version: u32,
+    /// The version that ran here before: what a rollback goes back to.
+    pub previous: u32,
     /// The topology record's revision when the version went live: the
     /// rollback is written only if nothing changed since.
     pub revision: u64,
@@ -27,6 +29,10 @@ pub struct Canary {
     /// Tasks of the version seen failed at least once (a failed task is
     /// retried, so it is not always `FAILED` when looked at).
     failed: BTreeSet<String>,
+    /// Tasks that were `FAILED` when the watch began: failures of the
+    /// previous version, listed under the new one until they are retried.
+    /// Ignored until seen in another state.
+    inherited: BTreeSet<String>,
     first_error: Option<String>,
 }
 
@@ -42,13 +48,25 @@ pub enum Verdict {
 }
 
 impl Canary {
-    pub fn new(name: &str, version: u32, revision: u64, processed_at_start: u64) -> Self {
+    pub fn new(
+        name: &str,
+        (previous, version): (u32, u32),
+        revision: u64,
+        processed_at_start: u64,
+        tasks: &[TaskStatus],
+    ) -> Self {
         Canary {
             name: name.to_string(),
             version,
+            previous,
             revision,
             processed_at_start,
             failed: BTreeSet::new(),
+            inherited: tasks
+                .iter()
+                .filter(|t| t.state == "FAILED")
+                .map(|t| t.task_id.clone())
+                .collect(),
             first_error: None,
         }
     }
@@ -65,8 +83,13 @@ impl Canary {
             .filter(|t| t.topology == self.name && t.version == self.version)
             .filter(|t| t.state != "STANDBY")
             .collect();
+        self.inherited.retain(|id| {
+            active
+                .iter()
+                .any(|t| &t.task_id == id && t.state == "FAILED")
+        });
         for task in &active {
-            if task.state == "FAILED" {
+            if task.state == "FAILED" && !self.inherited.contains(&task.task_id) {
                 self.failed.insert(task.task_id.clone());
                 if self.first_error.is_none() {
                     self.first_error = task.error.clone();
@@ -105,7 +128,7 @@ mod tests {
 
     #[test]
     fn rolls_back_only_when_every_task_failed_before_the_canary_passed() {
-        let mut canary = Canary::new("wc", 2, 7, 100);
+        let mut canary = Canary::new("wc", (1, 2), 7, 100, &[]);
         assert_eq!(canary.check(&[], 100, 10), Verdict::Watching);
         // One of two failed: not yet.
         let tasks = [task("0_0", 2, "FAILED"), task("0_1", 2, "RUNNING")];
@@ -130,8 +153,25 @@ mod tests {
     }
 
     #[test]
+    fn failures_left_over_from_the_previous_version_do_not_count() {
+        // Failed under version 1, listed under version 2 after the swap.
+        let before = [task("0_0", 2, "FAILED")];
+        let mut canary = Canary::new("wc", (1, 2), 7, 100, &before);
+        assert_eq!(canary.check(&before, 100, 10), Verdict::Watching);
+        // Retried under version 2, then failing: now it counts.
+        assert_eq!(
+            canary.check(&[task("0_0", 2, "RUNNING")], 100, 10),
+            Verdict::Watching
+        );
+        assert!(matches!(
+            canary.check(&[task("0_0", 2, "FAILED")], 100, 10),
+            Verdict::RollBack(_)
+        ));
+    }
+
+    #[test]
     fn a_version_that_processed_its_canary_records_is_trusted() {
-        let mut canary = Canary::new("wc", 2, 7, 100);
+        let mut canary = Canary::new("wc", (1, 2), 7, 100, &[]);
         let tasks = [task("0_0", 2, "FAILED")];
         assert_eq!(canary.check(&tasks, 110, 10), Verdict::Passed);
     }

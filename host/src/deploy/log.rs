@@ -86,6 +86,17 @@ pub struct DeploymentLog {
 pub struct LogWrite<'a> {
     log: &'a DeploymentLog,
     producer: BaseProducer,
+    committed: bool,
+}
+
+impl Drop for LogWrite<'_> {
+    /// An unfinished write is aborted at once, so its open transaction does
+    /// not hold every reader of the log back until it times out.
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.producer.abort_transaction(Duration::from_secs(5));
+        }
+    }
 }
 
 impl Drop for DeploymentLog {
@@ -222,6 +233,7 @@ impl DeploymentLog {
         Ok(LogWrite {
             log: self,
             producer,
+            committed: false,
         })
     }
 }
@@ -231,7 +243,10 @@ impl DeploymentLog {
 fn write_error(topic: &str, e: KafkaError) -> LogError {
     use rdkafka::types::RDKafkaErrorCode as Code;
     match e.rdkafka_error_code() {
-        Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch) => {
+        // Once fenced, librdkafka fails every later call with `_FATAL`: for
+        // this producer, whose transactional id only writers of this log
+        // use, fencing is what makes it fatal.
+        Some(Code::Fenced | Code::ProducerFenced | Code::InvalidProducerEpoch | Code::Fatal) => {
             LogError::Fenced {
                 topic: topic.to_string(),
             }
@@ -274,15 +289,19 @@ impl LogWrite<'_> {
     /// Writes `record`, commits the transaction and waits until this
     /// instance's reader has seen it, so what the caller reports next is
     /// what the log says.
-    pub fn commit(self, record: &TopologyRecord) -> Result<(), LogError> {
+    pub fn commit(mut self, record: &TopologyRecord) -> Result<(), LogError> {
         let log = self.log;
         let json = serde_json::to_vec(record).map_err(|e| log.kafka_error(e))?;
         self.send(&format!("topology/{}", record.name), &json)?;
         self.producer
             .commit_transaction(SEND_TIMEOUT)
             .map_err(|e| write_error(&log.topic, e))?;
+        self.committed = true;
+        // This record, or a later write's (revisions only grow).
         if log.wait_until(SEND_TIMEOUT, |s| {
-            s.topologies.get(&record.name) == Some(record)
+            s.topologies
+                .get(&record.name)
+                .is_some_and(|r| r.revision >= record.revision)
         }) {
             Ok(())
         } else {

@@ -196,55 +196,69 @@ impl Deployer {
         &self,
         name: &str,
         base: u64,
-        change: impl FnOnce(
+        mut change: impl FnMut(
             Option<TopologyRecord>,
             &LogWrite<'_>,
         ) -> Result<Result<(TopologyRecord, T), T>, DeployError>,
     ) -> Result<T, DeployError> {
+        const ATTEMPTS: u32 = 3;
         let _writing = self.lock();
-        let outcome = (|| {
-            let write = self.log.begin_write()?;
-            let current = self.log.snapshot().1.remove(name);
-            if current.as_ref().map_or(0, |r| r.revision) != base {
-                return Err(DeployError::Conflict {
-                    name: name.to_string(),
-                    now: describe_live(current.as_ref()),
-                });
-            }
-            match change(current, &write)? {
-                Err(answer) => Ok(answer),
-                Ok((mut record, answer)) => {
-                    record.revision = base + 1;
-                    write.commit(&record)?;
-                    Ok(answer)
+        for attempt in 1.. {
+            let outcome = (|| {
+                let write = self.log.begin_write()?;
+                let current = self.log.snapshot().1.remove(name);
+                if current.as_ref().map_or(0, |r| r.revision) != base {
+                    return Err(DeployError::Conflict {
+                        name: name.to_string(),
+                        now: describe_live(current.as_ref()),
+                    });
                 }
+                match change(current, &write)? {
+                    Err(answer) => Ok(answer),
+                    Ok((mut record, answer)) => {
+                        record.revision = base + 1;
+                        write.commit(&record)?;
+                        Ok(answer)
+                    }
+                }
+            })();
+            match outcome {
+                // Another instance began a write meanwhile. If it changed
+                // this record, that is the conflict; if it wrote nothing
+                // here (a refused deploy, another name), try again.
+                Err(DeployError::Log(LogError::Fenced { .. })) => {
+                    if let Some(conflict) = self.changed_since(name, base) {
+                        return Err(conflict);
+                    }
+                    if attempt == ATTEMPTS {
+                        return Err(DeployError::Conflict {
+                            name: name.to_string(),
+                            now: "other instances kept writing to the deployment log".into(),
+                        });
+                    }
+                }
+                other => return other,
             }
-        })();
-        match outcome {
-            Err(DeployError::Log(LogError::Fenced { .. })) => Err(self.fenced(name, base)),
-            other => other,
         }
+        unreachable!("the loop returns")
     }
 
-    /// The conflict a fenced write reports: the fencing writer's result,
-    /// once it lands (or that it is still under way).
-    fn fenced(&self, name: &str, base: u64) -> DeployError {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// The conflict a fenced write reports if the fencing writer changed
+    /// `name`'s record (waiting briefly for its write to land).
+    fn changed_since(&self, name: &str, base: u64) -> Option<DeployError> {
+        let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let (seen, topologies) = self.log.snapshot();
             let record = topologies.get(name);
             if record.map_or(0, |r| r.revision) != base {
-                return DeployError::Conflict {
+                return Some(DeployError::Conflict {
                     name: name.to_string(),
                     now: describe_live(record),
-                };
+                });
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return DeployError::Conflict {
-                    name: name.to_string(),
-                    now: "another instance is writing to the deployment log".into(),
-                };
+                return None;
             }
             self.log.wait_for_change(seen, left);
         }
@@ -279,7 +293,7 @@ impl Deployer {
                 return Err(DeployError::OtherTopologyLive {
                     application: self.config.application_id.clone(),
                     live: other.name.clone(),
-                    name: request.name,
+                    name: request.name.clone(),
                 });
             }
             let mut record = current.unwrap_or_else(|| TopologyRecord {
@@ -308,16 +322,16 @@ impl Deployer {
             write.publish_component(&sha, &request.bytes)?;
             let version = VersionRecord {
                 version: record.next_version(),
-                sha256: sha,
+                sha256: sha.clone(),
                 size: request.bytes.len() as u64,
                 deployed_at: now_rfc3339(),
                 deployed_by: request.deployed_by.clone(),
-                topology,
+                topology: topology.clone(),
             };
             record.live = Some(version.version);
             record.push_version(version.clone());
             record.changed_at = version.deployed_at.clone();
-            record.changed_by = request.deployed_by;
+            record.changed_by = request.deployed_by.clone();
             record.reason = None;
             Ok(Ok((
                 record,

@@ -35,6 +35,11 @@ pub struct StateStore {
     window: Option<Layout>,
     observed: i64,
     stream_time: i64,
+    /// The clock as of the last commit or restore, and as of the start of
+    /// a watched call: what a discard or an undone call goes back to, so a
+    /// skipped record's far-future window cannot expire live segments.
+    committed_clock: (i64, i64),
+    call_clock: Option<(i64, i64)>,
     /// Segments below this one are dropped already.
     dropped_below: i64,
 }
@@ -65,6 +70,8 @@ impl StateStore {
             window,
             observed,
             stream_time,
+            committed_clock: (observed, stream_time),
+            call_clock: None,
             dropped_below: i64::MIN,
         }
     }
@@ -119,15 +126,20 @@ impl StateStore {
     /// failing record).
     pub fn begin_call(&mut self) {
         self.undo = Some(Vec::new());
+        self.call_clock = Some((self.observed, self.stream_time));
     }
 
     /// Keeps the call's writes.
     pub fn end_call(&mut self) {
         self.undo = None;
+        self.call_clock = None;
     }
 
     /// Undoes the writes since [`StateStore::begin_call`].
     pub fn rollback_call(&mut self) {
+        if let Some((observed, stream_time)) = self.call_clock.take() {
+            (self.observed, self.stream_time) = (observed, stream_time);
+        }
         let Some(undo) = self.undo.take() else {
             return;
         };
@@ -235,6 +247,7 @@ impl StateStore {
         self.backend
             .apply(writes, changelog_offset)
             .map_err(|e| self.err(e))?;
+        self.committed_clock = (self.observed, self.stream_time);
         self.expire()
     }
 
@@ -260,6 +273,7 @@ impl StateStore {
         self.backend
             .apply(records, Some(next_offset))
             .map_err(|e| self.err(e))?;
+        self.committed_clock = (self.observed, self.stream_time);
         self.expire()
     }
 
@@ -364,6 +378,7 @@ impl StateStore {
     pub fn discard_uncommitted(&mut self) {
         self.dirty.clear();
         self.dirty_bytes = 0;
+        (self.observed, self.stream_time) = self.committed_clock;
     }
 
     /// A view of the committed state for interactive queries, if the
@@ -399,6 +414,105 @@ mod tests {
             TaskId::for_partition(0),
             Box::new(MemoryBackend::new()),
         )
+    }
+
+    /// A window store of 10 s windows, 5 s grace, 120 s retention (60 s
+    /// segments), on `backend`.
+    fn window_store(backend: MemoryBackend) -> StateStore {
+        let spec = StoreSpec {
+            name: "w".into(),
+            kind: StoreKind::Window,
+            logged: true,
+            persistent: false,
+            key_format: Default::default(),
+            value_format: Default::default(),
+            window: Some(crate::topology::WindowSpec {
+                size_ms: 10_000,
+                grace_ms: 5_000,
+                retention_ms: 120_000,
+            }),
+        };
+        StateStore::new(spec, TaskId::for_partition(0), Box::new(backend))
+    }
+
+    fn starts(s: &StateStore, key: &[u8]) -> Vec<i64> {
+        let q = WindowQuery::key(key, 0, i64::MAX / 2);
+        let mut cursor = s.window_cursor(&q).unwrap();
+        s.window_fetch(&q, &mut cursor, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.start)
+            .collect()
+    }
+
+    #[test]
+    fn window_writes_judge_lateness_record_by_record_and_expire_whole_segments() {
+        let backend = MemoryBackend::new();
+        let reader = backend.reader().unwrap();
+        let mut s = window_store(backend);
+        // One batch judged at stream time -1: the newest start written
+        // moves the judgement within it.
+        assert!(s.window_put(b"k", 0, b"a".to_vec(), -1));
+        assert!(s.window_put(b"k", 100_000, b"b".to_vec(), -1));
+        // [0, 10 s) + 5 s grace closed long before 100 s.
+        assert!(!s.window_put(b"k", 0, b"late".to_vec(), -1));
+        assert!(s.window_put(b"k", 95_000, b"c".to_vec(), -1));
+        s.commit(Some(4)).unwrap();
+        assert_eq!(starts(&s, b"k"), vec![0, 95_000, 100_000]);
+        // 200 s: retention keeps starts after 80 s; the segment of 0 s is
+        // dropped from the backend at the commit, not just hidden.
+        assert!(s.window_put(b"k", 200_000, b"d".to_vec(), 150_000));
+        s.commit(Some(5)).unwrap();
+        assert_eq!(starts(&s, b"k"), vec![95_000, 100_000, 200_000]);
+        let all = reader
+            .scan(Bound::Unbounded, Bound::Unbounded, 100)
+            .unwrap();
+        let kept: Vec<i64> = all
+            .iter()
+            .filter_map(|(k, _)| Layout::decode(k).map(|(_, start)| start))
+            .collect();
+        assert_eq!(kept, vec![95_000, 100_000, 200_000], "segment 0 dropped");
+        assert!(all.iter().any(|(k, _)| k == CLOCK_KEY), "the clock is kept");
+    }
+
+    #[test]
+    fn an_undone_window_write_does_not_move_the_clock() {
+        let mut s = window_store(MemoryBackend::new());
+        assert!(s.window_put(b"k", 10_000, b"a".to_vec(), 10_000));
+        s.commit(Some(1)).unwrap();
+        s.begin_call();
+        assert!(s.window_put(b"k", 900_000, b"far".to_vec(), 10_000));
+        s.rollback_call();
+        // Still judged by the clock before the undone call.
+        assert!(s.window_put(b"k", 20_000, b"b".to_vec(), 10_000));
+        s.commit(Some(2)).unwrap();
+        assert_eq!(starts(&s, b"k"), vec![10_000, 20_000]);
+        assert!(s.window_put(b"k", 900_000, b"far".to_vec(), 10_000));
+        s.discard_uncommitted();
+        assert!(s.window_put(b"k", 30_000, b"c".to_vec(), 10_000));
+    }
+
+    #[test]
+    fn a_restored_window_store_goes_on_from_the_restored_clock() {
+        // What the changelog carries: windows and the clock entry.
+        let mut source = window_store(MemoryBackend::new());
+        assert!(source.window_put(b"k", 50_000, b"a".to_vec(), 60_000));
+        assert!(source.window_put(b"k", 300_000, b"b".to_vec(), 300_000));
+        let changelog: Vec<Write> = source
+            .pending_writes()
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect();
+        // A standby or a restore applies them.
+        let mut restored = window_store(MemoryBackend::new());
+        restored.restore(changelog, 2).unwrap();
+        assert_eq!(
+            starts(&restored, b"k"),
+            vec![300_000],
+            "50 s is past retention"
+        );
+        // Lateness goes on from the restored stream time, not from -1.
+        assert!(!restored.window_put(b"k", 280_000, b"late".to_vec(), -1));
+        assert!(restored.window_put(b"k", 290_000, b"in grace".to_vec(), -1));
     }
 
     fn keys(entries: Vec<Entry>) -> Vec<String> {

@@ -205,16 +205,20 @@ impl WindowQuery {
             (Bound::Included(k) | Bound::Excluded(k), _) => with(k, &[]),
             (Bound::Unbounded, _) => prefix.clone(),
         };
+        // A key range cannot bound the end tighter than the segment: a
+        // key that is a prefix of `key_to` sorts after it once its window
+        // start is appended ("a" ++ 0x80… > "ab" ++ …); `wants` filters.
         let end = match (&self.key_to, self.single) {
             (Bound::Included(k), true) => Bound::Included(with(k, &flip(self.to))),
-            (Bound::Included(k) | Bound::Excluded(k), _) => Bound::Included(with(k, &[0xff; 9])),
-            (Bound::Unbounded, _) => Bound::Excluded(layout.segment_start(segment + 1)),
+            _ => Bound::Excluded(layout.segment_start(segment.saturating_add(1))),
         };
         (start, end)
     }
 
     /// Up to `max` further windows, reading through `scan` (a store's or a
-    /// query reader's: bounds and a limit, entries in key order).
+    /// query reader's: bounds and a limit, entries in key order). Empty
+    /// segments cost one probe for the next stored key, not a scan each,
+    /// so a fetch over any time span is bounded by what is stored.
     pub fn next<E>(
         &self,
         layout: &Layout,
@@ -223,11 +227,12 @@ impl WindowQuery {
         max: usize,
         scan: impl Fn(Bound<&[u8]>, Bound<&[u8]>, usize) -> Result<Vec<Entry>, E>,
     ) -> Result<Vec<Windowed>, E> {
+        const PAGE: usize = 256;
         let mut out = Vec::new();
         let last_segment = layout.segment(self.to);
+        let past_last = layout.segment_start(last_segment.saturating_add(1));
         let min_live = layout.min_live(observed);
-        const PAGE: usize = 256;
-        while !cursor.done && out.len() < max {
+        'segments: while !cursor.done && out.len() < max {
             if cursor.segment > last_segment {
                 cursor.done = true;
                 break;
@@ -240,6 +245,10 @@ impl WindowQuery {
             let page = scan(start, end.as_ref().map(Vec::as_slice), PAGE)?;
             let full = page.len() == PAGE;
             for (stored, value) in &page {
+                if out.len() == max {
+                    // Resume at this entry next time.
+                    continue 'segments;
+                }
                 cursor.after = Some(stored.clone());
                 if let Some((key, start)) = Layout::decode(stored)
                     && self.wants(key, start, min_live)
@@ -251,9 +260,22 @@ impl WindowQuery {
                     });
                 }
             }
-            if !full {
-                cursor.segment += 1;
-                cursor.after = None;
+            if full {
+                continue;
+            }
+            // This segment is done: jump to the next one holding anything.
+            cursor.after = None;
+            let next = layout.segment_start(cursor.segment.saturating_add(1));
+            let probe = scan(
+                Bound::Included(next.as_slice()),
+                Bound::Excluded(past_last.as_slice()),
+                1,
+            )?;
+            match probe.first() {
+                Some((stored, _)) if stored.len() >= 8 => {
+                    cursor.segment = unflip(&stored[..8]);
+                }
+                _ => cursor.done = true,
             }
         }
         Ok(out)
@@ -302,6 +324,51 @@ mod tests {
         assert!(a_late > b, "a later segment sorts after");
         assert_eq!(Layout::decode(&a), Some((&b"a"[..], 50_000)));
         assert_eq!(Layout::decode(&l.encode(b"", -5)), Some((&b""[..], -5)));
+    }
+
+    #[test]
+    fn fetches_skip_empty_segments_return_at_most_max_and_find_prefix_keys() {
+        let l = layout();
+        let mut map = BTreeMap::new();
+        for (key, start) in [
+            (&b"user1"[..], 0),
+            (b"user10", 0),
+            (b"user1", 1_000_000_000),
+        ] {
+            map.insert(l.encode(key, start), b"v".to_vec());
+        }
+        map.insert(CLOCK_KEY.to_vec(), encode_clock(0, 0));
+        let calls = std::cell::Cell::new(0);
+        let counted = |s: Bound<&[u8]>, e: Bound<&[u8]>, n: usize| {
+            calls.set(calls.get() + 1);
+            scan(&map, s, e, n)
+        };
+        // Over all of time: a handful of scans, not one per segment.
+        let q = WindowQuery::key(b"user1", 0, i64::MAX);
+        let mut cursor = q.start(&l, i64::MIN);
+        let got = q.next(&l, i64::MIN, &mut cursor, 100, counted).unwrap();
+        let starts: Vec<i64> = got.iter().map(|w| w.start).collect();
+        assert_eq!(starts, vec![0, 1_000_000_000]);
+        assert!(calls.get() < 10, "{} scans", calls.get());
+        // `user1` is within "user1"..="user10" although "user1" ++ start
+        // sorts after "user10" ++ …; at most `max` per call.
+        let q = WindowQuery::range(
+            Bound::Included(b"user1".to_vec()),
+            Bound::Included(b"user10".to_vec()),
+            0,
+            0,
+        );
+        let mut cursor = q.start(&l, i64::MIN);
+        let first = q
+            .next(&l, i64::MIN, &mut cursor, 1, |s, e, n| scan(&map, s, e, n))
+            .unwrap();
+        let rest = q
+            .next(&l, i64::MIN, &mut cursor, 10, |s, e, n| scan(&map, s, e, n))
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let mut keys: Vec<Vec<u8>> = first.into_iter().chain(rest).map(|w| w.key).collect();
+        keys.sort();
+        assert_eq!(keys, vec![b"user1".to_vec(), b"user10".to_vec()]);
     }
 
     #[test]
