@@ -41,7 +41,7 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
+pub(crate) fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
     match e {
         wit::StoreError::UnknownStore(name) => StoreError::UnknownStore(name),
         wit::StoreError::Backend(reason) => StoreError::Backend {
@@ -208,7 +208,7 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
     }
 }
 
-fn wit_bound<K: Codec>(bound: Bound<&K>) -> wit::Bound {
+pub(crate) fn wit_bound<K: Codec>(bound: Bound<&K>) -> wit::Bound {
     match bound {
         Bound::Included(k) => wit::Bound::Included(k.encode()),
         Bound::Excluded(k) => wit::Bound::Excluded(k.encode()),

@@ -18,11 +18,11 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 
 use crate::bindings::weir::streams::state as wit;
 use crate::codec::Codec;
-use crate::store::StoreError;
+use crate::store::{StoreError, from_wit, wit_bound};
 
 /// Window sizes and grace, Kafka Streams' `TimeWindows`: windows of
 /// `size` milliseconds starting every `advance` (tumbling when they are
@@ -175,29 +175,11 @@ impl<K: Codec, V: Codec> WindowStore<K, V> {
     }
 }
 
-fn wit_bound<K: Codec>(bound: Bound<&K>) -> wit::Bound {
-    match bound {
-        Bound::Included(k) => wit::Bound::Included(k.encode()),
-        Bound::Excluded(k) => wit::Bound::Excluded(k.encode()),
-        Bound::Unbounded => wit::Bound::Unbounded,
-    }
-}
-
 fn decode<T: Codec>(store: &str, bytes: &[u8]) -> Result<T, StoreError> {
     T::decode(bytes).map_err(|error| StoreError::Codec {
         store: store.to_string(),
         error,
     })
-}
-
-fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
-    match e {
-        wit::StoreError::UnknownStore(name) => StoreError::UnknownStore(name),
-        wit::StoreError::Backend(reason) => StoreError::Backend {
-            store: store.to_string(),
-            reason,
-        },
-    }
 }
 
 /// Windows of a fetch: `(key, window start, value)`, a page at a time.

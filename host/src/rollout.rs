@@ -112,17 +112,26 @@ pub fn bootstrap(deployer: &Deployer, component: &Path) -> Result<(), RolloutErr
         Ok(deployed) => deployed,
         Err(e) => {
             // Instances started together all bootstrap; one write wins and
-            // the others read it back as someone else's. Then the log has
-            // a live version, which is all `--component` asks for.
+            // the others are fenced or refused as a conflict. Then the log
+            // has (or soon has) a live version, which is all `--component`
+            // asks for.
             deployer.log().wait_caught_up(CATCH_UP)?;
-            if let Some(live) = deployer.list().into_iter().find(|t| t.live.is_some()) {
-                tracing::info!(
-                    topology = %live.name, version = ?live.live,
-                    "another instance deployed first; running the live version"
-                );
-                return Ok(());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (seen, topologies) = deployer.log().snapshot();
+                if let Some(live) = topologies.values().find(|t| t.live.is_some()) {
+                    tracing::info!(
+                        topology = %live.name, version = ?live.live,
+                        "another instance deployed first; running the live version"
+                    );
+                    return Ok(());
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || !matches!(e, DeployError::Conflict { .. }) {
+                    return Err(e.into());
+                }
+                deployer.log().wait_for_change(seen, left);
             }
-            return Err(e.into());
         }
     };
     tracing::info!(

@@ -234,3 +234,75 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_killed_instance_s_windows_go_on_from_their_standbys_exactly_once() {
+    let (input, output) = (unique("win-sb-in"), unique("win-sb-out"));
+    create_topic(&input, 2);
+    let mut app = app(&input, &output);
+    for (i, line) in [
+        "processing.guarantee = \"exactly_once_v2\"",
+        "num.standby.replicas = 1",
+        "kafka.\"session.timeout.ms\" = 6000",
+        "kafka.\"heartbeat.interval.ms\" = 1000",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.extra.insert(i, line.to_string());
+    }
+    let component = guests::component("windowed-count");
+    let mut a = app.start_instance("weir-a", Some(&component));
+    let mut b = app.start_instance("weir-b", Some(&component));
+    a.wait_running();
+    b.wait_running();
+    let admin_b = b.admin_url();
+    // Both instances hold tasks and standbys before the kill.
+    eventually(Duration::from_secs(60), "a standby on b", || {
+        let (_, body) = get(&format!("{admin_b}/v1/tasks"));
+        body["tasks"]
+            .as_array()?
+            .iter()
+            .any(|t| t["state"] == "STANDBY")
+            .then_some(())
+    });
+
+    let mut all = events(4, 0, 400, false);
+    produce(&input, &all);
+    eventually(
+        Duration::from_secs(90),
+        "windows emitted before the kill",
+        || (!emitted(&output).is_empty()).then_some(()),
+    );
+    // SIGKILL one instance with input flowing: its tasks continue on b
+    // from their standbys (exactly-once: nothing counted twice).
+    let more = events(5, 200_000, 400, false);
+    produce(&input, &more[..200]);
+    a.kill();
+    produce(&input, &more[200..]);
+    all.extend(more);
+    let closing: Vec<(i32, String, i64)> = (0..2)
+        .map(|p| (p, format!("close-{p}"), base() + 500_000))
+        .collect();
+    produce(&input, &closing);
+
+    let want = expected(&all, &[]);
+    eventually(
+        Duration::from_secs(180),
+        "every window's final count",
+        || {
+            let got = emitted(&output);
+            want.iter()
+                .all(|(k, n)| got.get(k) == Some(&n.to_string()))
+                .then_some(())
+        },
+    );
+    // Each window emitted once.
+    let records = read_all(&output);
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, key, _) in &records {
+        assert!(seen.insert(key.clone()), "{key} emitted twice");
+    }
+    let (status, log) = b.terminate();
+    assert!(status.success(), "{log}");
+}

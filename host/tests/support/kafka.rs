@@ -92,36 +92,30 @@ pub fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)])
 
 /// Produces `(partition, key, value)` records and waits for them.
 pub fn produce(topic: &str, records: &[(Option<i32>, &str, &[u8])]) {
-    let producer: BaseProducer = client().set("linger.ms", "5").create().unwrap();
-    for (partition, key, value) in records {
-        let mut record = BaseRecord::to(topic).key(*key).payload(*value);
-        if let Some(p) = partition {
-            record = record.partition(*p);
+    send_all(records.iter().map(|(partition, key, value)| {
+        let record = BaseRecord::to(topic).key(*key).payload(*value);
+        match partition {
+            Some(p) => record.partition(*p),
+            None => record,
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(_), back)) => {
-                    producer.poll(Duration::from_millis(50));
-                    record = back;
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    }));
 }
 
 /// Produces `(partition, key, value, timestamp ms)` records and waits.
 #[allow(dead_code)]
 pub fn produce_at(topic: &str, records: &[(i32, &str, &[u8], i64)]) {
-    let producer: BaseProducer = client().set("linger.ms", "5").create().unwrap();
-    for (partition, key, value, timestamp) in records {
-        let mut record = BaseRecord::to(topic)
+    send_all(records.iter().map(|(partition, key, value, timestamp)| {
+        BaseRecord::to(topic)
             .key(*key)
             .payload(*value)
             .partition(*partition)
-            .timestamp(*timestamp);
+            .timestamp(*timestamp)
+    }));
+}
+
+fn send_all<'a>(records: impl Iterator<Item = BaseRecord<'a, str, [u8]>>) {
+    let producer: BaseProducer = client().set("linger.ms", "5").create().unwrap();
+    for mut record in records {
         loop {
             match producer.send(record) {
                 Ok(()) => break,

@@ -105,6 +105,12 @@ impl HostKvStore for HostState {
         let Some(store) = self.task.stores.iter().position(|s| s.name() == name) else {
             return Ok(Err(StoreError::UnknownStore(name)));
         };
+        // Raw writes would break a window store's key layout.
+        if self.task.stores[store].window_layout().is_some() {
+            return Ok(Err(StoreError::Backend(format!(
+                "store `{name}` is a window store; open it as a window-store"
+            ))));
+        }
         if let Err(message) = self.task.open_handle(&format!("store `{name}`")) {
             return Ok(Err(StoreError::Backend(message)));
         }
