@@ -183,13 +183,13 @@ pub fn run(ctx: Arc<HostContext>, deployer: Arc<Deployer>) {
                 if current.as_ref() != Some(&wanted) && Retry::due(&retry, &wanted) {
                     match converge(&ctx, &deployer, running.take(), &name, &version) {
                         Ok(r) => {
-                            // A swap from an earlier version of the same
-                            // topology: watch it. An automatic rollback
-                            // itself is not watched (a failure it shares is
-                            // not the version's).
+                            // A swap forward from an earlier version of the
+                            // same topology: watch it. A rollback (by hand
+                            // or automatic) is not watched: it must not roll
+                            // forward onto what was rolled away from.
                             let record = &topologies[&name];
                             let previous = current
-                                .filter(|(n, v, _)| *n == name && *v != r.version)
+                                .filter(|(n, v, _)| *n == name && *v < r.version)
                                 .map(|(_, v, _)| v);
                             canary = previous
                                 .filter(|_| ctx.config.deploy_auto_rollback)

@@ -21,8 +21,11 @@ fn survive_a_restart_mid_stream(exactly_once: bool) {
         app.extra
             .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
     }
+    // For the failure report: what the host says it did.
+    app.extra.insert(0, "admin.listen = \"127.0.0.1:0\"".into());
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_running();
+    let admin = weir.admin_url();
     send_lines(&input, 0, &text[..1500]);
     eventually(Duration::from_secs(60), "first outputs", || {
         (!latest(&output).is_empty()).then_some(())
@@ -34,11 +37,35 @@ fn survive_a_restart_mid_stream(exactly_once: bool) {
     // reconnects with backoff, slower on a loaded CI machine.
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     while latest(&output) != expected {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "exact counts did not arrive after the restart (exactly_once: {exactly_once}):\n{}",
-            weir.log()
-        );
+        if std::time::Instant::now() >= deadline {
+            let got = latest(&output);
+            let wrong: Vec<_> = expected
+                .iter()
+                .filter(|(w, n)| got.get(*w) != Some(n))
+                .map(|(w, n)| (w, n, got.get(w)))
+                .take(10)
+                .collect();
+            let (_, tasks) = support::admin::get(&format!("{admin}/v1/tasks"));
+            let (_, metrics) = support::admin::get(&format!("{admin}/metrics"));
+            let metrics: Vec<&str> = metrics
+                .as_str()
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("weir_") && !l.contains("_bucket"))
+                .collect();
+            panic!(
+                "exact counts did not arrive after the restart (exactly_once: {exactly_once}); \
+                 {} of {} words wrong, e.g. (word, want, got) {wrong:?}\ntasks: {tasks}\n\
+                 metrics:\n{}\nlog:\n{}",
+                expected
+                    .iter()
+                    .filter(|(w, n)| got.get(*w) != Some(n))
+                    .count(),
+                expected.len(),
+                metrics.join("\n"),
+                weir.log()
+            );
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     let (status, log) = weir.terminate();
