@@ -73,6 +73,8 @@ pub struct DriverOptions {
     pub wall_clock_ms: i64,
     /// The same limits `weir run` applies (defaults: 256 MiB, 10 s).
     pub limits: WasmLimits,
+    /// `processing.exception.handler` (default `fail`: the task fails).
+    pub processing_errors: crate::task::ProcessingErrors,
 }
 
 impl Default for DriverOptions {
@@ -82,6 +84,7 @@ impl Default for DriverOptions {
             application_id: "test-driver".into(),
             wall_clock_ms: 1_700_000_000_000,
             limits: WasmLimits::default(),
+            processing_errors: Default::default(),
         }
     }
 }
@@ -223,7 +226,7 @@ impl TestDriver {
             metrics: Arc::new(Metrics::default()),
             registry: Arc::new(TaskRegistry::default()),
             queries: Arc::default(),
-            errors: Default::default(),
+            errors: options.processing_errors.clone(),
         };
         let mut driver = TestDriver {
             topology: component.topology().clone(),

@@ -69,13 +69,16 @@ impl StreamTask {
         }
     }
 
-    /// Drops what the failed call did: its store writes and outputs.
+    /// Drops what the failed call did: its store writes, outputs and
+    /// dropped-record count (the batch runs again and counts anew; a
+    /// successful call's count was taken with its outputs).
     fn undo_call(&mut self) {
         let ctx = self.instance.task_mut();
         for store in &mut ctx.stores {
             store.rollback_call();
         }
         ctx.outputs.clear();
+        ctx.dropped_records = 0;
     }
 
     /// A trapped instance cannot be called again: a fresh one on the same
