@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::admin::get;
-use support::kafka::{create_topic, produce_at, read_all};
+use support::kafka::{create_topic, latest, produce_at, read_all};
 use support::weir::App;
 use support::{eventually, guests, unique};
 
@@ -85,13 +85,6 @@ fn app(input: &str, output: &str) -> App {
     app
 }
 
-fn emitted(output: &str) -> BTreeMap<String, String> {
-    read_all(output)
-        .into_iter()
-        .map(|(_, k, v)| (k, v))
-        .collect()
-}
-
 #[test]
 fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
     let (input, output) = (unique("win-in"), unique("win-out"));
@@ -104,7 +97,7 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
     produce(&input, &all);
     let weir = app.start(&component);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while emitted(&output).is_empty() {
+    while latest(&output).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "no window emitted in 90 s:\n{}",
@@ -130,7 +123,7 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
         Duration::from_secs(90),
         "windows of phase 2 emitted",
         || {
-            let e = emitted(&output);
+            let e = latest(&output);
             e.keys()
                 .any(|k| {
                     k.ends_with(&format!("@{}", base() + 480_000))
@@ -173,7 +166,7 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
         Duration::from_secs(90),
         "windows of phase 3 emitted",
         || {
-            emitted(&output)
+            latest(&output)
                 .keys()
                 .any(|k| k.ends_with(&format!("@{}", base() + 720_000)))
                 .then_some(())
@@ -187,7 +180,7 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
     let want = expected(&all, &late);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let got = emitted(&output);
+        let got = latest(&output);
         let wrong: Vec<(&String, &u64, Option<&String>)> = want
             .iter()
             .filter(|(k, n)| got.get(*k) != Some(&n.to_string()))
@@ -207,7 +200,7 @@ fn windowed_counts_are_exact_across_restarts_and_old_segments_are_dropped() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let got = emitted(&output);
+    let got = latest(&output);
     let unexpected: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     assert!(unexpected.is_empty(), "windows nobody sent: {unexpected:?}");
 
@@ -272,7 +265,7 @@ fn a_killed_instance_s_windows_go_on_from_their_standbys_exactly_once() {
     eventually(
         Duration::from_secs(90),
         "windows emitted before the kill",
-        || (!emitted(&output).is_empty()).then_some(()),
+        || (!latest(&output).is_empty()).then_some(()),
     );
     // SIGKILL one instance with input flowing: its tasks continue on b
     // from their standbys (exactly-once: nothing counted twice).
@@ -291,7 +284,7 @@ fn a_killed_instance_s_windows_go_on_from_their_standbys_exactly_once() {
         Duration::from_secs(180),
         "every window's final count",
         || {
-            let got = emitted(&output);
+            let got = latest(&output);
             want.iter()
                 .all(|(k, n)| got.get(k) == Some(&n.to_string()))
                 .then_some(())

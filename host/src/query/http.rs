@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use super::format::{to_json, value_format};
 use super::{KeyFormat, Owner, QueryableStores, Role};
 use crate::metrics::{Metrics, add};
+use crate::store::StoreReader;
 use crate::topology::{DataFormat, StoreSpec};
 
 /// Set on a request one instance forwards to another.
@@ -229,26 +230,11 @@ async fn get_key(
     let (key_format, value_format) = params.formats(&spec)?;
     let key = key_format.decode(&key_text).map_err(bad_request)?;
     add(&api.metrics.queries, 1);
-    let partition = api.stores.partition_of(&key);
-    let (reader, role) = match api.stores.owner(&store, partition, params.stale()) {
-        Owner::Local(Role::Restoring) => {
-            return Err(unavailable(format!(
-                "partition {partition} of `{store}` is restoring here"
-            )));
-        }
-        Owner::Local(_) => api
-            .stores
-            .local(&store, partition)
-            .ok_or_else(|| unavailable(format!("partition {partition} of `{store}` just moved")))?,
-        Owner::Remote(host) => {
-            return elsewhere(&api, &host, partition, &params, &headers, &uri).await;
-        }
-        Owner::Unavailable => {
-            return Err(unavailable(format!(
-                "no instance serves partition {partition} of `{store}` now (rebalancing?)"
-            )));
-        }
-    };
+    let (reader, role, partition) =
+        match route_key(&api, &store, &key, &params, &headers, &uri).await? {
+            KeyRoute::Here(reader, role, partition) => (reader, role, partition),
+            KeyRoute::There(answer) => return Ok(answer),
+        };
     let value = tokio::task::spawn_blocking(move || reader.get(&key))
         .await
         .map_err(internal)?
@@ -270,6 +256,45 @@ async fn get_key(
         },
     };
     Ok(answered(response, partition, role))
+}
+
+/// Where a request about one key is answered.
+pub(super) enum KeyRoute {
+    /// Here: the reader of the key's partition, its role, the partition.
+    Here(Arc<dyn StoreReader>, Role, i32),
+    /// By the owner: its answer, forwarded one hop, or a redirect to it.
+    There(Response),
+}
+
+/// Routes a request about `key` of `store` to the owner of its partition:
+/// this instance (a standby only with `stale=ok`), or another one. While
+/// the partition restores or moves, 503.
+pub(super) async fn route_key(
+    api: &QueryApi,
+    store: &str,
+    key: &[u8],
+    params: &Params,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> QueryResult<KeyRoute> {
+    let partition = api.stores.partition_of(key);
+    match api.stores.owner(store, partition, params.stale()) {
+        Owner::Local(Role::Restoring) => Err(unavailable(format!(
+            "partition {partition} of `{store}` is restoring here"
+        ))),
+        Owner::Local(_) => {
+            let (reader, role) = api.stores.local(store, partition).ok_or_else(|| {
+                unavailable(format!("partition {partition} of `{store}` just moved"))
+            })?;
+            Ok(KeyRoute::Here(reader, role, partition))
+        }
+        Owner::Remote(host) => Ok(KeyRoute::There(
+            elsewhere(api, &host, partition, params, headers, uri).await?,
+        )),
+        Owner::Unavailable => Err(unavailable(format!(
+            "no instance serves partition {partition} of `{store}` now (rebalancing?)"
+        ))),
+    }
 }
 
 /// Marks an answer with its partition and, from a standby, its lag.

@@ -13,9 +13,8 @@ use serde_json::json;
 
 use super::format::to_json;
 use super::http::{
-    Params, QueryApi, QueryResult, answered, bad_request, elsewhere, error, internal, unavailable,
+    KeyRoute, Params, QueryApi, QueryResult, answered, bad_request, error, internal, route_key,
 };
-use super::{Owner, Role};
 use crate::metrics::add;
 use crate::store::window::{Layout, WindowQuery};
 
@@ -47,22 +46,11 @@ pub(super) async fn windows(
     let (from, to) = (time(&params.from, 0)?, time(&params.to, i64::MAX)?);
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     add(&api.metrics.queries, 1);
-    let partition = api.stores.partition_of(&key);
-    let role = match api.stores.owner(&store, partition, params.stale()) {
-        Owner::Local(Role::Restoring) | Owner::Unavailable => {
-            return Err(unavailable(format!(
-                "partition {partition} of `{store}` is not served now"
-            )));
-        }
-        Owner::Local(role) => role,
-        Owner::Remote(host) => {
-            return elsewhere(&api, &host, partition, &params, &headers, &uri).await;
-        }
-    };
-    let (reader, _) = api
-        .stores
-        .local(&store, partition)
-        .ok_or_else(|| unavailable(format!("partition {partition} of `{store}` just moved")))?;
+    let (reader, role, partition) =
+        match route_key(&api, &store, &key, &params, &headers, &uri).await? {
+            KeyRoute::Here(reader, role, partition) => (reader, role, partition),
+            KeyRoute::There(answer) => return Ok(answer),
+        };
     let layout = Layout::new(&window);
     let found = tokio::task::spawn_blocking(move || {
         let query = WindowQuery::key(&key, from, to);

@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::window::{
-    CLOCK_KEY, Layout, WindowCursor, WindowQuery, Windowed, decode_clock, encode_clock,
-};
+use super::window::{CLOCK_KEY, Layout, WindowCursor, WindowQuery, WindowState, Windowed};
 use super::{BackendError, Entry, KeyValueBackend, StoreError, Write, bounds_are_empty};
 use crate::topology::{StoreSpec, TaskId};
 
@@ -29,19 +27,9 @@ pub struct StateStore {
     /// While a call is watched ([`StateStore::begin_call`]): each write's
     /// key and what the buffer held for it before, to undo the call.
     undo: Option<Vec<Undo>>,
-    /// A window store's layout, and its clock: the newest window start and
-    /// the newest stream time its writes were judged at (kept in the store
-    /// itself, see [`CLOCK_KEY`]).
-    window: Option<Layout>,
-    observed: i64,
-    stream_time: i64,
-    /// The clock as of the last commit or restore, and as of the start of
-    /// a watched call: what a discard or an undone call goes back to, so a
-    /// skipped record's far-future window cannot expire live segments.
-    committed_clock: (i64, i64),
-    call_clock: Option<(i64, i64)>,
-    /// Segments below this one are dropped already.
-    dropped_below: i64,
+    /// A window store's layout and clock (the clock is also an entry of
+    /// the store itself, see [`CLOCK_KEY`]).
+    window: Option<WindowState>,
 }
 
 /// A buffered write's key and what the buffer held for it before (`None`:
@@ -50,16 +38,10 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl StateStore {
     pub fn new(spec: StoreSpec, task: TaskId, backend: Box<dyn KeyValueBackend>) -> Self {
-        let window = spec.window.as_ref().map(Layout::new);
-        let clock = match window {
-            Some(_) => backend
-                .get(CLOCK_KEY)
-                .ok()
-                .flatten()
-                .and_then(|v| decode_clock(&v)),
-            None => None,
-        };
-        let (observed, stream_time) = clock.unwrap_or((i64::MIN, -1));
+        let window = spec.window.as_ref().map(|w| {
+            let stored = backend.get(CLOCK_KEY).ok().flatten();
+            WindowState::new(w, stored.as_deref())
+        });
         StateStore {
             spec,
             task,
@@ -68,11 +50,6 @@ impl StateStore {
             dirty_bytes: 0,
             undo: None,
             window,
-            observed,
-            stream_time,
-            committed_clock: (observed, stream_time),
-            call_clock: None,
-            dropped_below: i64::MIN,
         }
     }
 
@@ -126,19 +103,23 @@ impl StateStore {
     /// failing record).
     pub fn begin_call(&mut self) {
         self.undo = Some(Vec::new());
-        self.call_clock = Some((self.observed, self.stream_time));
+        if let Some(w) = &mut self.window {
+            w.begin_call();
+        }
     }
 
     /// Keeps the call's writes.
     pub fn end_call(&mut self) {
         self.undo = None;
-        self.call_clock = None;
+        if let Some(w) = &mut self.window {
+            w.end_call();
+        }
     }
 
     /// Undoes the writes since [`StateStore::begin_call`].
     pub fn rollback_call(&mut self) {
-        if let Some((observed, stream_time)) = self.call_clock.take() {
-            (self.observed, self.stream_time) = (observed, stream_time);
+        if let Some(w) = &mut self.window {
+            w.rollback_call();
         }
         let Some(undo) = self.undo.take() else {
             return;
@@ -247,7 +228,6 @@ impl StateStore {
         self.backend
             .apply(writes, changelog_offset)
             .map_err(|e| self.err(e))?;
-        self.committed_clock = (self.observed, self.stream_time);
         self.expire()
     }
 
@@ -258,100 +238,78 @@ impl StateStore {
             self.dirty.is_empty(),
             "restoring a store with uncommitted writes"
         );
-        if self.window.is_some() {
+        if let Some(w) = &mut self.window {
             for (key, value) in &records {
-                if key == CLOCK_KEY {
-                    if let Some((observed, stream_time)) = value.as_deref().and_then(decode_clock) {
-                        self.observed = self.observed.max(observed);
-                        self.stream_time = self.stream_time.max(stream_time);
-                    }
-                } else if let Some((_, start)) = Layout::decode(key) {
-                    self.observed = self.observed.max(start);
-                }
+                w.restored(key, value.as_deref());
             }
         }
         self.backend
             .apply(records, Some(next_offset))
             .map_err(|e| self.err(e))?;
-        self.committed_clock = (self.observed, self.stream_time);
         self.expire()
     }
 
     /// A window store's layout (None for a key-value store).
     pub fn window_layout(&self) -> Option<&Layout> {
-        self.window.as_ref()
+        self.window.as_ref().map(|w| &w.layout)
     }
 
-    /// Drops a window store's segments that passed retention: one range
+    /// After a commit or restore: the clock is committed, and a window
+    /// store's segments that passed retention are dropped with one range
     /// delete of committed entries, nothing sent to the changelog.
     fn expire(&mut self) -> Result<(), StoreError> {
-        let Some(layout) = self.window else {
+        let Some(w) = &mut self.window else {
             return Ok(());
         };
-        let min_live = layout.min_live(self.observed);
-        if min_live == i64::MIN {
+        w.committed();
+        let Some(end) = w.expired() else {
             return Ok(());
-        }
-        let cut = layout.segment(min_live);
-        if cut <= self.dropped_below {
-            return Ok(());
-        }
-        let end = layout.segment_start(cut);
+        };
         self.backend
             .drop_range(&[], &end)
             .map_err(|e| self.err(e))?;
-        tracing::debug!(store = %self.spec.name, below_segment = cut, "dropped expired window segments");
-        self.dropped_below = cut;
+        tracing::debug!(store = %self.spec.name, "dropped expired window segments");
         Ok(())
     }
 
     /// Writes `key`'s window at `start`, unless it is closed (see
-    /// [`Layout::is_closed`]): then nothing is written and false returned.
-    ///
-    /// Closed is judged at the latest of `stream_time` (the task's, before
-    /// this batch), the stream time this store saw before, and the newest
-    /// window start written: every record before this one had a timestamp
-    /// at or past its window's start, so that is a lower bound of Kafka
-    /// Streams' per-record stream time that moves record by record within
-    /// a batch. It never drops a record Kafka Streams would keep.
+    /// [`WindowState::admit`]): then nothing is written and false returned.
     pub fn window_put(&mut self, key: &[u8], start: i64, value: Vec<u8>, stream_time: i64) -> bool {
-        let Some(layout) = self.window else {
+        let Some(w) = &mut self.window else {
             return false;
         };
-        let stream_time = stream_time.max(self.stream_time);
-        if layout.is_closed(start, stream_time.max(self.observed), self.observed) {
+        let Some(clock) = w.admit(start, stream_time) else {
             return false;
+        };
+        let stored = w.layout.encode(key, start);
+        if let Some(clock) = clock {
+            self.put(CLOCK_KEY.to_vec(), clock);
         }
-        if start > self.observed || stream_time > self.stream_time {
-            self.observed = self.observed.max(start);
-            self.stream_time = stream_time;
-            self.put(
-                CLOCK_KEY.to_vec(),
-                encode_clock(self.observed, self.stream_time),
-            );
-        }
-        self.put(layout.encode(key, start), value);
+        self.put(stored, value);
         true
     }
 
     pub fn window_get(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.window {
-            Some(layout) if start >= layout.min_live(self.observed) => {
-                self.get(&layout.encode(key, start))
+        match &self.window {
+            Some(w) if start >= w.layout.min_live(w.observed()) => {
+                self.get(&w.layout.encode(key, start))
             }
             _ => Ok(None),
         }
     }
 
     pub fn window_delete(&mut self, key: &[u8], start: i64) {
-        if let Some(layout) = self.window {
-            self.delete(layout.encode(key, start));
+        if let Some(w) = &self.window {
+            let stored = w.layout.encode(key, start);
+            self.delete(stored);
         }
     }
 
     /// Where `query` starts on this store.
     pub fn window_cursor(&self, query: &WindowQuery) -> Option<WindowCursor> {
-        self.window.map(|l| query.start(&l, self.observed))
+        self.window
+            .as_ref()
+            .map(|w| query.start(&w.layout, w.observed()))
     }
 
     /// Up to `max` further windows of `query` (buffered writes included).
@@ -361,10 +319,10 @@ impl StateStore {
         cursor: &mut WindowCursor,
         max: usize,
     ) -> Result<Vec<Windowed>, StoreError> {
-        let Some(layout) = self.window else {
+        let Some(w) = &self.window else {
             return Ok(Vec::new());
         };
-        query.next(&layout, self.observed, cursor, max, |s, e, limit| {
+        query.next(&w.layout, w.observed(), cursor, max, |s, e, limit| {
             self.scan(s, e, limit)
         })
     }
@@ -378,7 +336,9 @@ impl StateStore {
     pub fn discard_uncommitted(&mut self) {
         self.dirty.clear();
         self.dirty_bytes = 0;
-        (self.observed, self.stream_time) = self.committed_clock;
+        if let Some(w) = &mut self.window {
+            w.discard();
+        }
     }
 
     /// A view of the committed state for interactive queries, if the

@@ -125,6 +125,116 @@ impl Layout {
     }
 }
 
+/// A window store's time: its layout and clock (the newest window start
+/// written or restored, and the newest stream time its writes were judged
+/// at), with what a discard or an undone call goes back to, so a skipped
+/// record's far-future window cannot expire live segments.
+#[derive(Debug, Clone)]
+pub struct WindowState {
+    pub layout: Layout,
+    /// (newest window start, stream time).
+    clock: (i64, i64),
+    committed: (i64, i64),
+    at_call: Option<(i64, i64)>,
+    /// Segments below this one are dropped already.
+    dropped_below: i64,
+}
+
+impl WindowState {
+    /// The state of a store whose committed clock entry is `stored`.
+    pub fn new(spec: &WindowSpec, stored: Option<&[u8]>) -> Self {
+        let clock = stored.and_then(decode_clock).unwrap_or((i64::MIN, -1));
+        WindowState {
+            layout: Layout::new(spec),
+            clock,
+            committed: clock,
+            at_call: None,
+            dropped_below: i64::MIN,
+        }
+    }
+
+    /// The newest window start written or restored.
+    pub fn observed(&self) -> i64 {
+        self.clock.0
+    }
+
+    pub fn begin_call(&mut self) {
+        self.at_call = Some(self.clock);
+    }
+
+    pub fn end_call(&mut self) {
+        self.at_call = None;
+    }
+
+    pub fn rollback_call(&mut self) {
+        if let Some(clock) = self.at_call.take() {
+            self.clock = clock;
+        }
+    }
+
+    pub fn discard(&mut self) {
+        self.clock = self.committed;
+    }
+
+    /// The clock as it is now was committed (applied or restored).
+    pub fn committed(&mut self) {
+        self.committed = self.clock;
+    }
+
+    /// Moves the clock by a changelog record being restored.
+    pub fn restored(&mut self, key: &[u8], value: Option<&[u8]>) {
+        if key == CLOCK_KEY {
+            if let Some((observed, stream_time)) = value.and_then(decode_clock) {
+                self.clock = (self.clock.0.max(observed), self.clock.1.max(stream_time));
+            }
+        } else if let Some((_, start)) = Layout::decode(key) {
+            self.clock.0 = self.clock.0.max(start);
+        }
+    }
+
+    /// Judges a write to the window at `start`: `None` when it is closed
+    /// (see [`Layout::is_closed`]); else the clock entry to write with it,
+    /// if the clock moved.
+    ///
+    /// Closed is judged at the latest of `stream_time` (the task's, before
+    /// this batch), the stream time this store saw before, and the newest
+    /// window start written: every record before this one had a timestamp
+    /// at or past its window's start, so that is a lower bound of Kafka
+    /// Streams' per-record stream time that moves record by record within
+    /// a batch. It never drops a record Kafka Streams would keep.
+    pub fn admit(&mut self, start: i64, stream_time: i64) -> Option<Option<Vec<u8>>> {
+        let (observed, seen) = self.clock;
+        let stream_time = stream_time.max(seen);
+        if self
+            .layout
+            .is_closed(start, stream_time.max(observed), observed)
+        {
+            return None;
+        }
+        let clock = (observed.max(start), stream_time);
+        if clock == self.clock {
+            return Some(None);
+        }
+        self.clock = clock;
+        Some(Some(encode_clock(clock.0, clock.1)))
+    }
+
+    /// The end of the segments that passed retention and are not dropped
+    /// yet (drop every stored key below it), if any.
+    pub fn expired(&mut self) -> Option<Vec<u8>> {
+        let min_live = self.layout.min_live(self.observed());
+        if min_live == i64::MIN {
+            return None;
+        }
+        let cut = self.layout.segment(min_live);
+        if cut <= self.dropped_below {
+            return None;
+        }
+        self.dropped_below = cut;
+        Some(self.layout.segment_start(cut))
+    }
+}
+
 /// Which windows a fetch wants: keys within bounds, starts within
 /// [from, to], segment by segment.
 #[derive(Debug, Clone)]

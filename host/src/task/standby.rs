@@ -70,12 +70,7 @@ impl StandbyTask {
         next_offset: i64,
     ) -> Result<(), TaskError> {
         add(&self.setup.metrics.standby_records, records.len() as u64);
-        self.stores[store]
-            .restore(records, next_offset)
-            .map_err(|source| TaskError::Store {
-                task: self.id,
-                source,
-            })
+        state::apply_changelog(self.id, &mut self.stores, store, records, next_offset)
     }
 
     /// The changelog offsets reached, summed (what the subscription reports).

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::{TaskError, TaskSetup};
 use crate::store::{
     KeyValueBackend, MemoryBackend, RocksBackend, RocksResources, StateStore, StoreError,
-    StoreReader, TaskDirGuard,
+    StoreReader, TaskDirGuard, Write,
 };
 use crate::topics::TopicPlan;
 use crate::topology::{StoreSpec, TaskId};
@@ -132,6 +132,20 @@ pub(super) fn readers(stores: &[StateStore]) -> Vec<(String, std::sync::Arc<dyn 
         .iter()
         .filter_map(|s| Some((s.name().to_string(), s.reader()?)))
         .collect()
+}
+
+/// Applies changelog records up to `next_offset` to store `index` (a
+/// restore or a standby's tail).
+pub(super) fn apply_changelog(
+    id: TaskId,
+    stores: &mut [StateStore],
+    index: usize,
+    records: Vec<Write>,
+    next_offset: i64,
+) -> Result<(), TaskError> {
+    stores[index]
+        .restore(records, next_offset)
+        .map_err(|source| TaskError::Store { task: id, source })
 }
 
 /// Drops the local copy of store `index` so it restores from scratch.

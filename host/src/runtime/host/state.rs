@@ -67,6 +67,46 @@ impl HostState {
         Ok(self.table.get(handle)?.store)
     }
 
+    /// The index of store `name`, opened as a window store (`window`) or a
+    /// key-value store, with the handle counted against its cap.
+    pub(super) fn open_index(&mut self, name: String, window: bool) -> Result<usize, StoreError> {
+        let Some(store) = self.task.stores.iter().position(|s| s.name() == name) else {
+            return Err(StoreError::UnknownStore(name));
+        };
+        // Raw writes would break a window store's key layout.
+        match (self.task.stores[store].window_layout().is_some(), window) {
+            (true, false) => {
+                return Err(StoreError::Backend(format!(
+                    "store `{name}` is a window store; open it as a window-store"
+                )));
+            }
+            (false, true) => {
+                return Err(StoreError::Backend(format!(
+                    "store `{name}` is a key-value store; open it as a kv-store"
+                )));
+            }
+            _ => {}
+        }
+        self.task
+            .open_handle(&format!("store `{name}`"))
+            .map_err(StoreError::Backend)?;
+        Ok(store)
+    }
+
+    /// Admits a write of `bytes` to store `index`: refused during `close`
+    /// or over a host buffer cap.
+    pub(super) fn admit_write(&mut self, index: usize, bytes: usize) -> Result<(), StoreError> {
+        if self.task.closing {
+            return Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into()));
+        }
+        let store = &self.task.stores[index];
+        let what = format!("a write to store `{}`", store.name());
+        let logged = store.spec().logged;
+        self.task
+            .charge(&what, bytes, logged)
+            .map_err(StoreError::Backend)
+    }
+
     pub(super) fn backend_error(&mut self, e: crate::store::StoreError) -> StoreError {
         let message = e.to_string();
         self.task.store_failure.get_or_insert(e);
@@ -102,18 +142,10 @@ impl HostKvStore for HostState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, StoreError>> {
-        let Some(store) = self.task.stores.iter().position(|s| s.name() == name) else {
-            return Ok(Err(StoreError::UnknownStore(name)));
+        let store = match self.open_index(name, false) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
         };
-        // Raw writes would break a window store's key layout.
-        if self.task.stores[store].window_layout().is_some() {
-            return Ok(Err(StoreError::Backend(format!(
-                "store `{name}` is a window store; open it as a window-store"
-            ))));
-        }
-        if let Err(message) = self.task.open_handle(&format!("store `{name}`")) {
-            return Ok(Err(StoreError::Backend(message)));
-        }
         Ok(Ok(self.table.push(KvStoreHandle { store })?))
     }
 
@@ -135,14 +167,8 @@ impl HostKvStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.store_index(&handle)?;
-        if self.task.closing {
-            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
-        }
-        let store = &self.task.stores[i];
-        let what = format!("a write to store `{}`", store.name());
-        let logged = store.spec().logged;
-        if let Err(message) = self.task.charge(&what, key.len() + value.len(), logged) {
-            return Ok(Err(StoreError::Backend(message)));
+        if let Err(e) = self.admit_write(i, key.len() + value.len()) {
+            return Ok(Err(e));
         }
         self.task.stores[i].put(key, value);
         Ok(Ok(()))
@@ -154,8 +180,8 @@ impl HostKvStore for HostState {
         key: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.store_index(&handle)?;
-        if self.task.closing {
-            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        if let Err(e) = self.admit_write(i, 0) {
+            return Ok(Err(e));
         }
         self.task.stores[i].delete(key);
         Ok(Ok(()))

@@ -13,7 +13,6 @@ use crate::runtime::HostState;
 use crate::runtime::bindings::weir::streams::state::{
     Bound as WitBound, HostWindowIterator, HostWindowStore, StoreError, WindowedEntry,
 };
-use crate::runtime::task_context::CLOSE_CANNOT_WRITE;
 use crate::store::window::{WindowCursor, WindowQuery};
 
 /// Guest handle to one of the task's window stores.
@@ -62,18 +61,10 @@ impl HostWindowStore for HostState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<WindowStoreHandle>, StoreError>> {
-        let found = self.task.stores.iter().position(|s| s.name() == name);
-        let Some(store) = found else {
-            return Ok(Err(StoreError::UnknownStore(name)));
+        let store = match self.open_index(name, true) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
         };
-        if self.task.stores[store].window_layout().is_none() {
-            return Ok(Err(StoreError::Backend(format!(
-                "store `{name}` is a key-value store; open it as a kv-store"
-            ))));
-        }
-        if let Err(message) = self.task.open_handle(&format!("store `{name}`")) {
-            return Ok(Err(StoreError::Backend(message)));
-        }
         Ok(Ok(self.table.push(WindowStoreHandle { store })?))
     }
 
@@ -85,17 +76,9 @@ impl HostWindowStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, StoreError>> {
         let i = self.window_index(&handle)?;
-        if self.task.closing {
-            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
-        }
-        let store = &self.task.stores[i];
-        let what = format!("a write to store `{}`", store.name());
-        let logged = store.spec().logged;
-        if let Err(message) = self
-            .task
-            .charge(&what, key.len() + value.len() + 16, logged)
-        {
-            return Ok(Err(StoreError::Backend(message)));
+        // The stored key carries the segment and window start: 16 bytes.
+        if let Err(e) = self.admit_write(i, key.len() + value.len() + 16) {
+            return Ok(Err(e));
         }
         let judged_at = self.task.window_time;
         let written = self.task.stores[i].window_put(&key, window_start, value, judged_at);
@@ -124,8 +107,8 @@ impl HostWindowStore for HostState {
         window_start: i64,
     ) -> wasmtime::Result<Result<(), StoreError>> {
         let i = self.window_index(&handle)?;
-        if self.task.closing {
-            return Ok(Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into())));
+        if let Err(e) = self.admit_write(i, 0) {
+            return Ok(Err(e));
         }
         self.task.stores[i].window_delete(&key, window_start);
         Ok(Ok(()))

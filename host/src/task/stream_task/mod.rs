@@ -102,6 +102,28 @@ fn failure_site(topic: &str, partition: i32, records: &[IncomingRecord], e: &Gue
 }
 
 /// A processor instance of `setup`'s component for task `id`, on `stores`.
+impl StreamTask {
+    /// A new instance of `setup`'s component on `stores`, in place of the
+    /// current one (a new version, or a fresh one after a trap). Stream
+    /// time belongs to the task, not the instance: the new one goes on
+    /// from it, so closed windows stay closed.
+    fn replace_instance(
+        &mut self,
+        setup: &TaskSetup,
+        stores: Vec<StateStore>,
+        at: &str,
+    ) -> Result<(), TaskError> {
+        let (stream_time, window_time) = {
+            let task = self.instance.task();
+            (task.stream_time, task.window_time)
+        };
+        self.instance = instantiate(self.id, setup, stores, at)?;
+        let task = self.instance.task_mut();
+        (task.stream_time, task.window_time) = (stream_time, window_time);
+        Ok(())
+    }
+}
+
 fn instantiate(
     id: TaskId,
     setup: &TaskSetup,
@@ -200,12 +222,8 @@ impl StreamTask {
         next_offset: i64,
     ) -> Result<(), TaskError> {
         add(&self.setup.metrics.restored_records, records.len() as u64);
-        self.instance.task_mut().stores[store]
-            .restore(records, next_offset)
-            .map_err(|source| TaskError::Store {
-                task: self.id,
-                source,
-            })
+        let stores = &mut self.instance.task_mut().stores;
+        state::apply_changelog(self.id, stores, store, records, next_offset)
     }
 
     /// Marks `store` restored; returns true when the task became RUNNING.
@@ -399,15 +417,7 @@ impl StreamTask {
             }
             tracing::info!(store = %name, "store dropped by the new version");
         }
-        // Stream time belongs to the task, not the instance: a new version
-        // goes on from it (windows stay closed, schedules stay in phase).
-        let (stream_time, window_time) = {
-            let task = self.instance.task();
-            (task.stream_time, task.window_time)
-        };
-        self.instance = instantiate(id, setup, stores, "at instantiation of the new version")?;
-        self.instance.task_mut().stream_time = stream_time;
-        self.instance.task_mut().window_time = window_time;
+        self.replace_instance(setup, stores, "at instantiation of the new version")?;
         self.setup = setup.clone();
         self.state = TaskState::Restoring;
         self.restoring.clear();

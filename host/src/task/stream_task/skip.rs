@@ -12,7 +12,7 @@
 //! `errors.dead.letter.queue.topic.name`, written there with headers naming
 //! the failure. Must never skip on a store failure: that fails the task.
 
-use super::{StreamTask, failure_site, instantiate};
+use super::{StreamTask, failure_site};
 use crate::commit::{Outgoing, RecordSink};
 use crate::metrics::add;
 use crate::runtime::GuestError;
@@ -88,13 +88,8 @@ impl StreamTask {
             return Ok(());
         }
         let stores = std::mem::take(&mut self.instance.task_mut().stores);
-        let (stream_time, window_time) = {
-            let task = self.instance.task();
-            (task.stream_time, task.window_time)
-        };
-        self.instance = instantiate(self.id, &self.setup, stores, "after a skipped record")?;
-        self.instance.task_mut().stream_time = stream_time;
-        self.instance.task_mut().window_time = window_time;
+        let setup = self.setup.clone();
+        self.replace_instance(&setup, stores, "after a skipped record")?;
         let info = self.task_info();
         self.instance
             .init(&info)
