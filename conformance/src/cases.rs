@@ -121,6 +121,11 @@ pub const CASES: &[Case] = &[
         run: restart,
     },
     Case {
+        name: "stream-time-survives-restart",
+        live_only: true,
+        run: stream_time_restart,
+    },
+    Case {
         name: "state-restored-from-changelog",
         live_only: true,
         run: wiped,
@@ -539,6 +544,20 @@ fn restart(t: &mut dyn Target, _: &Env) -> Result<(), String> {
     t.restart(false)?;
     let r = step(t, Cmd::new("get", "get 6b36"), 2)?;
     expect("after a restart", &answer(&r, "get")?, "value:kept")
+}
+
+/// Stream time is committed with the offsets and resumed after a restart
+/// (as Kafka Streams does with partition time): a record older than the
+/// newest before the restart does not move it back to its own time.
+fn stream_time_restart(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    step(t, Cmd::new("late", "stream-time").at(90_000), 1)?;
+    t.restart(false)?;
+    let r = step(t, Cmd::new("early", "stream-time").at(5_000), 2)?;
+    expect(
+        "stream time after a restart, then an older record",
+        &answer(&r, "early")?,
+        "stream time 90000",
+    )
 }
 
 fn wiped(t: &mut dyn Target, _: &Env) -> Result<(), String> {

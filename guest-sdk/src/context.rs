@@ -162,6 +162,8 @@ impl Context {
     }
 
     /// The highest record timestamp this task has seen (-1 before any).
+    /// Kept across a swap to a new version, and committed with the task's
+    /// offsets, so after a restart or a move it goes on from there.
     pub fn stream_time(&self) -> i64 {
         wit::stream_time()
     }

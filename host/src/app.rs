@@ -1,15 +1,14 @@
 //! A running topology (Kafka Streams' `KafkaStreams`): the stream threads
-//! of one [`Release`] (a version of a component with its topic plan), the
-//! swap of every task to a new release at a commit boundary, and the ordered
-//! stop. The process-level parts every run shares (state directory, RocksDB
+//! of one [`Release`] (a version of a component with its topic plan, see
+//! [`crate::release`]), the swap of every task to a new release at a commit
+//! boundary, and the ordered stop. The process-level parts every run shares (state directory, RocksDB
 //! budget, metrics, lifecycle, task registry) are the [`HostContext`].
 //!
 //! Startup failures are [`StartError`]s naming what is wrong; failures while
 //! running move the [`Lifecycle`] to ERROR.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,13 +16,15 @@ use crate::config::Config;
 use crate::group::{StreamsGroup, StreamsGroupSetup};
 use crate::lifecycle::{Lifecycle, State};
 use crate::metrics::Metrics;
+pub use crate::release::Release;
+use crate::release::Target;
 use crate::runtime::{
     LoadError, LoadedComponent, Runtime, SystemClock, WasmLimits, read_component_file,
 };
 use crate::store::{RocksResources, StateDirectory, StoreError};
 use crate::task::{DiskStores, ProcessingErrors, TaskError, TaskRegistry, TaskSetup};
 use crate::thread::StreamThread;
-use crate::topics::{TopicError, TopicPlan};
+use crate::topics::TopicError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -135,65 +136,6 @@ impl HostContext {
     }
 }
 
-/// One version of a topology, ready to run: the compiled component and the
-/// topics it runs on.
-pub struct Release {
-    pub version: u32,
-    pub component: Arc<LoadedComponent>,
-    pub plan: Arc<TopicPlan>,
-}
-
-impl Release {
-    /// Prepares topics (creating sinks and changelogs) for `component`.
-    pub fn prepare(
-        config: &Config,
-        version: u32,
-        component: Arc<LoadedComponent>,
-    ) -> Result<Arc<Self>, StartError> {
-        let plan = Arc::new(crate::topics::prepare(config, component.topology())?);
-        Ok(Arc::new(Release {
-            version,
-            component,
-            plan,
-        }))
-    }
-}
-
-/// The release the stream threads should run, and which they have applied.
-pub(crate) struct Target {
-    state: Mutex<TargetState>,
-    changed: Condvar,
-    stop: AtomicBool,
-}
-
-struct TargetState {
-    generation: u64,
-    release: Arc<Release>,
-    applied: Vec<Option<u64>>,
-}
-
-impl Target {
-    fn lock(&self) -> MutexGuard<'_, TargetState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A release newer than generation `seen`, if one was set.
-    pub(crate) fn newer_than(&self, seen: u64) -> Option<(u64, Arc<Release>)> {
-        let state = self.lock();
-        (state.generation > seen).then(|| (state.generation, state.release.clone()))
-    }
-
-    /// Thread `thread` now runs `generation` (`None`: it stopped).
-    pub(crate) fn applied(&self, thread: usize, generation: Option<u64>) {
-        self.lock().applied[thread] = generation;
-        self.changed.notify_all();
-    }
-
-    pub(crate) fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-}
-
 /// The stream threads running one topology.
 pub struct App {
     ctx: Arc<HostContext>,
@@ -214,15 +156,7 @@ impl App {
                 release.plan.partitions
             )
         );
-        let target = Arc::new(Target {
-            state: Mutex::new(TargetState {
-                generation: 0,
-                release: release.clone(),
-                applied: vec![Some(0); config.num_stream_threads],
-            }),
-            changed: Condvar::new(),
-            stop: AtomicBool::new(false),
-        });
+        let target = Arc::new(Target::new(release.clone(), config.num_stream_threads));
         let setup = TaskSetup {
             application_id: config.application_id.clone(),
             version: release.version,
@@ -309,39 +243,18 @@ impl App {
     pub fn swap(&self, release: Arc<Release>, timeout: Duration) -> bool {
         self.group
             .set_plan(release.component.topology(), release.plan.clone());
-        let generation = {
-            let mut state = self.target.lock();
-            state.generation += 1;
-            state.release = release;
-            state.generation
-        };
+        let generation = self.target.set(release);
         let deadline = Instant::now() + timeout;
-        let mut state = self.target.lock();
-        loop {
-            let done = state
-                .applied
-                .iter()
-                .all(|a| a.is_none_or(|g| g >= generation));
-            if done {
-                return true;
-            }
-            if self.ctx.lifecycle.shutdown_requested() || Instant::now() >= deadline {
-                return false;
-            }
-            state = self
-                .target
-                .changed
-                .wait_timeout(state, Duration::from_millis(50))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let lifecycle = &self.ctx.lifecycle;
+        self.target
+            .wait_applied(generation, deadline, || lifecycle.shutdown_requested())
     }
 
     /// Ordered stop of this topology's threads (finish the batch, commit,
     /// close tasks and consumers), within `shutdown.timeout.ms`. Returns
     /// false (and fails the lifecycle) if a thread did not stop in time.
     pub fn stop(self) -> bool {
-        self.target.stop.store(true, Ordering::SeqCst);
+        self.target.request_stop();
         let deadline = Instant::now() + self.ctx.config.shutdown_timeout;
         let mut clean = true;
         for handle in self.threads {

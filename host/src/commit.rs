@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, Message};
 
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition, offset_list};
-use crate::member::{MembershipError, Recovery};
+use crate::member::{MembershipError, OffsetAndMetadata, Recovery};
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -275,7 +275,7 @@ impl RecordCollector {
     /// Exactly-once: commits the open transaction with `offsets` in it.
     pub fn commit_transaction(
         &mut self,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
         group: Option<GroupMetadata>,
     ) -> Result<(), CommitError> {
         if offsets.is_empty() && !self.in_transaction {
@@ -379,8 +379,9 @@ impl RecordCollector {
 pub trait CommitParticipant {
     /// Sends buffered store writes to their changelogs; returns how many.
     fn send_changelog(&mut self, collector: &mut RecordCollector) -> Result<u64, CommitError>;
-    /// Next offset to read per source partition, for what was processed.
-    fn consumed_offsets(&self) -> Vec<(TopicPartition, i64)>;
+    /// Next offset to read per source partition, for what was processed,
+    /// with the metadata to commit beside it.
+    fn consumed_offsets(&self) -> Vec<(TopicPartition, OffsetAndMetadata)>;
     /// Applies buffered store writes with the changelog offsets they reached.
     fn apply_store_writes(&mut self, collector: &mut RecordCollector) -> Result<(), CommitError>;
     /// Records that `consumed_offsets` is now committed.
@@ -408,7 +409,7 @@ pub fn commit_tasks(
         changelog_records += task.send_changelog(collector)?;
     }
     collector.flush()?;
-    let offsets: Vec<(TopicPartition, i64)> =
+    let offsets: Vec<(TopicPartition, OffsetAndMetadata)> =
         tasks.iter().flat_map(|t| t.consumed_offsets()).collect();
     if collector.exactly_once() {
         collector.commit_transaction(&offsets, consumer.group_metadata())?;

@@ -29,6 +29,8 @@
 //!   offsets committed with the generation.
 //! - [`metrics`]: counters in Prometheus text format.
 //! - [`app`]: a running topology, version swaps and the ordered stop.
+//! - [`release`]: the release (component version and topic plan) the
+//!   threads run, and the hand-over of a new one at a commit boundary.
 //! - [`deploy`]: validating, recording and listing deployments (the
 //!   deployment log every instance follows).
 //! - [`rollout`]: making this instance run the live version.
@@ -51,6 +53,7 @@ pub mod limits;
 pub mod member;
 pub mod metrics;
 pub mod query;
+pub mod release;
 pub mod rollout;
 pub mod runtime;
 pub mod store;

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub rebalance_tasks_revoked: AtomicU64,
     pub rebalance_micros_total: AtomicU64,
     pub rebalance_micros_max: AtomicU64,
+    pub source_consumer_restarts: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -98,6 +99,12 @@ impl Metrics {
                 "gauge",
                 "longest rebalance seen",
                 get(&self.rebalance_micros_max) / 1e6,
+            ),
+            (
+                "weir_source_consumer_restarts_total",
+                "counter",
+                "source consumers replaced because they stopped fetching partitions that had records",
+                get(&self.source_consumer_restarts),
             ),
             (
                 "weir_rebalance_tasks_kept_total",

@@ -11,23 +11,30 @@
 //! membership's own thread, so a long call never costs the membership.
 
 use std::collections::BTreeSet;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::app::Target;
 use crate::config::Config;
-use crate::group::{GroupSource, RebalanceListener, SourceContext, StreamsGroup, TopicPartition};
+use crate::group::{
+    FetchWatch, GroupSource, QuietPartition, RebalanceListener, STALL_AFTER, SourceContext,
+    StreamsGroup, TopicPartition, stalled,
+};
 use crate::lifecycle::{Lifecycle, ThreadStatus};
+use crate::metrics::Metrics;
+use crate::release::Target;
 use crate::runtime::bindings::{Header, IncomingRecord};
 use crate::task::{TaskError, TaskManager, TaskManagerSetup, TaskSetup};
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Bounds each broker round trip made to judge a quiet partition.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Batches = Vec<(String, i32, Vec<IncomingRecord>)>;
 
@@ -46,6 +53,9 @@ pub(crate) struct StreamThread {
     epoch: u64,
     /// The active tasks this thread runs.
     owned: BTreeSet<TaskId>,
+    /// When each fetched partition last delivered (see `watch_fetching`).
+    watch: FetchWatch,
+    metrics: Arc<Metrics>,
 }
 
 impl StreamThread {
@@ -58,15 +68,14 @@ impl StreamThread {
         group: Arc<StreamsGroup>,
     ) -> Result<Self, TaskError> {
         let plan = setup.plan.clone();
+        let metrics = setup.metrics.clone();
         let tasks = TaskManager::new(TaskManagerSetup {
             config: config.clone(),
             thread: index,
             tasks: setup,
             lifecycle: lifecycle.clone(),
         })?;
-        let consumer: BaseConsumer<SourceContext> = crate::kafka::source_consumer(&config, index)
-            .create_with_context(SourceContext)
-            .map_err(|e| TaskError::Consumer(format!("cannot create the source consumer: {e}")))?;
+        let consumer = new_source_consumer(&config, index)?;
         Ok(StreamThread {
             index,
             config,
@@ -79,6 +88,8 @@ impl StreamThread {
             generation: 0,
             epoch: 0,
             owned: BTreeSet::new(),
+            watch: FetchWatch::new(Instant::now()),
+            metrics,
         })
     }
 
@@ -111,6 +122,10 @@ impl StreamThread {
             if self.tasks.has_failed() {
                 break;
             }
+            let now = Instant::now();
+            for (topic, partition, _) in &batches {
+                self.watch.received(topic, *partition, now);
+            }
             let source = GroupSource {
                 consumer: &self.consumer,
                 group: &self.group,
@@ -128,6 +143,7 @@ impl StreamThread {
             }
             self.restart_reset_tasks();
             self.follow_failed_tasks();
+            self.watch_fetching();
         }
 
         let failed = self.tasks.has_failed();
@@ -143,7 +159,7 @@ impl StreamThread {
         self.tasks.close_all(&source, true);
         let failure = self.tasks.take_failure();
         self.group.thread_stopped(self.index);
-        drop(self.consumer);
+        close_in_background(self.consumer, self.index);
         self.lifecycle.thread_status(self.index, ThreadStatus::Dead);
         self.target.applied(self.index, None);
         match failure {
@@ -275,6 +291,165 @@ impl StreamThread {
         self.tasks.on_assigned(&parts, &source);
     }
 
+    /// Replaces the source consumer when librdkafka has stopped fetching
+    /// partitions whose log has records for them (a known librdkafka fault
+    /// after a broker restart, see `group::stall`): the new consumer starts
+    /// every partition at the offset its task reads next.
+    fn watch_fetching(&mut self) {
+        let now = Instant::now();
+        if self.tasks.is_restoring() {
+            // Partitions are paused while their task restores.
+            self.watch.restart_clocks(now);
+            return;
+        }
+        let positions = match self.consumer.position() {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the source consumer's positions failed");
+                return;
+            }
+        };
+        let assigned: Vec<TopicPartition> = positions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let quiet = self.watch.quiet(&assigned, now);
+        if quiet.is_empty() {
+            return;
+        }
+        let quiet = match self.locate(&quiet, &positions) {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking quiet source partitions failed; checking again later");
+                return;
+            }
+        };
+        let stalled = stalled(&quiet);
+        if stalled.is_empty() {
+            return;
+        }
+        let named: Vec<String> = stalled
+            .iter()
+            .map(|q| {
+                format!(
+                    "{}-{} at {} (stable end {})",
+                    q.partition.0, q.partition.1, q.next, q.stable_end
+                )
+            })
+            .collect();
+        tracing::warn!(partitions = ?named,
+            "the source consumer delivered nothing for {}s from partitions that have records: replacing it",
+            STALL_AFTER.as_secs());
+        match self.replace_consumer(&quiet, &positions) {
+            Ok(()) => {
+                crate::metrics::add(&self.metrics.source_consumer_restarts, 1);
+                self.watch.restart_clocks(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replacing the source consumer failed; trying again later")
+            }
+        }
+    }
+
+    /// Where each quiet partition stands: the offset its task reads next
+    /// (the consumer's position; before the first record, the committed
+    /// offset or where `auto.offset.reset` starts) and the log's last
+    /// stable offset.
+    fn locate(
+        &self,
+        quiet: &[TopicPartition],
+        positions: &TopicPartitionList,
+    ) -> Result<Vec<QuietPartition>, String> {
+        let position = |(topic, partition): &TopicPartition| match positions
+            .find_partition(topic, *partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        };
+        let mut ask = TopicPartitionList::new();
+        for (topic, partition) in quiet {
+            ask.add_partition_offset(topic, *partition, Offset::End)
+                .map_err(|e| e.to_string())?;
+        }
+        let ends = self
+            .consumer
+            .offsets_for_times(ask, LOOKUP_TIMEOUT)
+            .map_err(|e| format!("listing the last stable offsets: {e}"))?;
+        let unstarted: Vec<TopicPartition> = quiet
+            .iter()
+            .filter(|tp| position(tp).is_none())
+            .cloned()
+            .collect();
+        let committed = if unstarted.is_empty() {
+            Default::default()
+        } else {
+            self.group
+                .membership()
+                .fetch_offsets(&unstarted)
+                .map_err(|e| e.to_string())?
+        };
+        let from_latest = self
+            .config
+            .kafka
+            .get("auto.offset.reset")
+            .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end"));
+        let mut located = Vec::new();
+        for tp in quiet {
+            let Some(Offset::Offset(stable_end)) =
+                ends.find_partition(&tp.0, tp.1).map(|e| e.offset())
+            else {
+                continue;
+            };
+            let next = match (position(tp), committed.get(tp).copied().flatten()) {
+                (Some(next), _) | (None, Some(next)) => next,
+                (None, None) => {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(&tp.0, tp.1, LOOKUP_TIMEOUT)
+                        .map_err(|e| format!("watermarks of {}-{}: {e}", tp.0, tp.1))?;
+                    if from_latest { high } else { low }
+                }
+            };
+            located.push(QuietPartition {
+                partition: tp.clone(),
+                next,
+                stable_end,
+            });
+        }
+        Ok(located)
+    }
+
+    /// A new source consumer in place of the current one, fetching the
+    /// same partitions: each from the offset its task reads next.
+    fn replace_consumer(
+        &mut self,
+        located: &[QuietPartition],
+        positions: &TopicPartitionList,
+    ) -> Result<(), String> {
+        let mut assignment = TopicPartitionList::new();
+        for e in positions.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => located
+                    .iter()
+                    .find(|q| q.partition.0 == e.topic() && q.partition.1 == e.partition())
+                    .map_or(Offset::Stored, |q| Offset::Offset(q.next)),
+            };
+            assignment
+                .add_partition_offset(e.topic(), e.partition(), offset)
+                .map_err(|e| e.to_string())?;
+        }
+        let fresh = new_source_consumer(&self.config, self.index).map_err(|e| e.to_string())?;
+        fresh
+            .assign(&assignment)
+            .map_err(|e| format!("assigning {} partition(s): {e}", assignment.count()))?;
+        let stalled = std::mem::replace(&mut self.consumer, fresh);
+        close_in_background(stalled, self.index);
+        Ok(())
+    }
+
     /// Polls up to `max.poll.records` records, grouped by partition in
     /// arrival (offset) order. Waits only if nothing is restoring and no
     /// standby is catching up.
@@ -318,6 +493,28 @@ impl StreamThread {
         }
         batches
     }
+}
+
+/// Destroys a source consumer off the stream thread: destroying one that
+/// librdkafka stopped fetching for can wait forever on its broker threads
+/// (seen after a broker restart). If no thread can be had, it is leaked.
+fn close_in_background(consumer: BaseConsumer<SourceContext>, thread: usize) {
+    let consumer = ManuallyDrop::new(consumer);
+    let closer = std::thread::Builder::new()
+        .name(format!("weir-close-{}", thread + 1))
+        .spawn(move || drop(ManuallyDrop::into_inner(consumer)));
+    if let Err(e) = closer {
+        tracing::warn!(error = %e, "cannot start a thread to close the source consumer; leaking it");
+    }
+}
+
+fn new_source_consumer(
+    config: &Config,
+    thread: usize,
+) -> Result<BaseConsumer<SourceContext>, TaskError> {
+    crate::kafka::source_consumer(config, thread)
+        .create_with_context(SourceContext)
+        .map_err(|e| TaskError::Consumer(format!("cannot create the source consumer: {e}")))
 }
 
 fn incoming(m: &BorrowedMessage<'_>, source: &str) -> IncomingRecord {

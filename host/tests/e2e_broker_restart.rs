@@ -68,6 +68,17 @@ fn survive_a_restart_mid_stream(exactly_once: bool) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    // For the record (visible with --nocapture): librdkafka sometimes stops
+    // fetching after a restart, and the host replaces its consumer.
+    let (_, metrics) = support::admin::get(&format!("{admin}/metrics"));
+    let replaced = metrics
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("weir_source_consumer_restarts_total"))
+        .unwrap_or("weir_source_consumer_restarts_total (missing)")
+        .to_string();
+    eprintln!("exactly_once {exactly_once}: {replaced}");
     let (status, log) = weir.terminate();
     assert!(status.success(), "weir did not survive the restart:\n{log}");
     assert!(!log.contains("to ERROR"), "{log}");

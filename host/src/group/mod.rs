@@ -12,16 +12,20 @@
 //! they start and stop.
 
 mod source;
+mod stall;
 mod streams;
 mod subscription;
 
 pub use source::{GroupSource, SourceContext};
+pub use stall::{FetchWatch, QuietPartition, STALL_AFTER, stalled};
 pub use streams::{StreamsGroup, StreamsGroupSetup, ThreadUpdate};
 
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::member::MembershipError;
+use std::collections::BTreeMap;
+
+use crate::member::{MembershipError, OffsetAndMetadata};
 
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
@@ -50,9 +54,17 @@ pub struct GroupMetadata {
 
 /// What task code may do with its thread's source consumer.
 pub trait SourceConsumer {
-    /// Commits `next offset to read` per partition with the current
-    /// generation, synchronously.
-    fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), MembershipError>;
+    /// Commits `next offset to read` (and its metadata) per partition with
+    /// the current generation, synchronously.
+    fn commit_offsets(
+        &self,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<(), MembershipError>;
+    /// What the group has committed for `partitions` (`None`: nothing).
+    fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, MembershipError>;
     /// `None` until the process has joined the group.
     fn group_metadata(&self) -> Option<GroupMetadata>;
     fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError>;
@@ -68,11 +80,14 @@ pub(crate) fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionLis
 }
 
 pub(crate) fn offset_list(
-    offsets: &[(TopicPartition, i64)],
+    offsets: &[(TopicPartition, OffsetAndMetadata)],
 ) -> Result<TopicPartitionList, KafkaError> {
     let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    for ((topic, partition), committed) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(committed.offset))?;
+        if let Some(mut element) = tpl.find_partition(topic, *partition) {
+            element.set_metadata(committed.metadata.as_str());
+        }
     }
     Ok(tpl)
 }

@@ -11,7 +11,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{GroupMetadata, SourceConsumer, StreamsGroup, TopicPartition, partition_list};
-use crate::member::MembershipError;
+use std::collections::BTreeMap;
+
+use crate::member::{MembershipError, OffsetAndMetadata};
 
 /// The source consumer's context: client errors go to the log (librdkafka
 /// retries them itself); there are no rebalance callbacks to serve.
@@ -57,15 +59,25 @@ impl<C: ConsumerContext> GroupSource<'_, C> {
 }
 
 impl<C: ConsumerContext> SourceConsumer for GroupSource<'_, C> {
-    fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), MembershipError> {
+    fn commit_offsets(
+        &self,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<(), MembershipError> {
         if offsets.is_empty() {
             return Ok(());
         }
-        let offsets: Vec<(String, i32, i64)> = offsets
+        let offsets: Vec<(String, i32, OffsetAndMetadata)> = offsets
             .iter()
-            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .map(|((topic, partition), committed)| (topic.clone(), *partition, committed.clone()))
             .collect();
-        self.group.membership().commit_offsets(&offsets)
+        self.group.membership().commit_with_metadata(&offsets)
+    }
+
+    fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, MembershipError> {
+        self.group.membership().fetch_committed(partitions)
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {

@@ -17,7 +17,9 @@ use super::config::MembershipConfig;
 use super::error::MembershipError;
 use super::member::{Command, Shared, Worker};
 use super::offsets::Offsets;
-use super::types::{Generation, LeaderAssignor, MembershipEvent, SubscriptionProvider};
+use super::types::{
+    Generation, LeaderAssignor, MembershipEvent, OffsetAndMetadata, SubscriptionProvider,
+};
 
 /// One process's membership in one consumer group (classic protocol).
 pub struct Membership {
@@ -100,6 +102,16 @@ impl Membership {
         self.commit_offsets_at(generation, offsets)
     }
 
+    /// [`Membership::commit_offsets`] with metadata stored beside each
+    /// offset (a task's stream time).
+    pub fn commit_with_metadata(
+        &self,
+        offsets: &[(String, i32, OffsetAndMetadata)],
+    ) -> Result<(), MembershipError> {
+        let (generation, member_id) = self.member()?;
+        self.offsets.commit(generation, &member_id, offsets)
+    }
+
     /// Commits for a given generation (the one the offsets were processed
     /// under): refused with a `Rejoin` error if the group is past it.
     pub fn commit_offsets_at(
@@ -108,7 +120,17 @@ impl Membership {
         offsets: &[(String, i32, i64)],
     ) -> Result<(), MembershipError> {
         let (_, member_id) = self.member()?;
-        self.offsets.commit(generation, &member_id, offsets)
+        let offsets: Vec<(String, i32, OffsetAndMetadata)> = offsets
+            .iter()
+            .map(|(topic, partition, offset)| {
+                let committed = OffsetAndMetadata {
+                    offset: *offset,
+                    metadata: String::new(),
+                };
+                (topic.clone(), *partition, committed)
+            })
+            .collect();
+        self.offsets.commit(generation, &member_id, &offsets)
     }
 
     /// The committed next offset of each partition (`None`: nothing
@@ -122,6 +144,18 @@ impl Membership {
             return Err(self.closed());
         }
         self.offsets.fetch(partitions)
+    }
+
+    /// [`Membership::fetch_offsets`] with the metadata committed beside
+    /// each offset.
+    pub fn fetch_committed(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), Option<OffsetAndMetadata>>, MembershipError> {
+        if self.shared.stopped() {
+            return Err(self.closed());
+        }
+        self.offsets.fetch_committed(partitions)
     }
 
     /// Stops the membership thread, interrupting a parked JoinGroup or

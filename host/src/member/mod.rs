@@ -73,5 +73,6 @@ pub use config::MembershipConfig;
 pub use error::{MembershipError, Recovery};
 pub use handle::Membership;
 pub use types::{
-    Generation, LeaderAssignor, MemberMetadata, MembershipEvent, Subscription, SubscriptionProvider,
+    Generation, LeaderAssignor, MemberMetadata, MembershipEvent, OffsetAndMetadata, Subscription,
+    SubscriptionProvider,
 };

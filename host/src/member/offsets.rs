@@ -22,7 +22,7 @@ use super::connection::Connection;
 use super::coordinator::Discovery;
 use super::error::{MembershipError, Recovery, codes};
 use super::protocol::{self, MemberRef};
-use super::types::Generation;
+use super::types::{Generation, OffsetAndMetadata};
 
 pub(crate) struct Offsets {
     config: Arc<MembershipConfig>,
@@ -37,13 +37,13 @@ impl Offsets {
         }
     }
 
-    /// OffsetCommit of `(topic, partition, next offset)` for `generation`
-    /// and `member_id`.
+    /// OffsetCommit of `(topic, partition, next offset and metadata)` for
+    /// `generation` and `member_id`.
     pub(crate) fn commit(
         &self,
         generation: Generation,
         member_id: &str,
-        offsets: &[(String, i32, i64)],
+        offsets: &[(String, i32, OffsetAndMetadata)],
     ) -> Result<(), MembershipError> {
         if offsets.is_empty() {
             return Ok(());
@@ -83,7 +83,19 @@ impl Offsets {
         &self,
         partitions: &[(String, i32)],
     ) -> Result<BTreeMap<(String, i32), Option<i64>>, MembershipError> {
-        let mut out: BTreeMap<(String, i32), Option<i64>> = partitions
+        Ok(self
+            .fetch_committed(partitions)?
+            .into_iter()
+            .map(|(tp, committed)| (tp, committed.map(|c| c.offset)))
+            .collect())
+    }
+
+    /// OffsetFetch with the committed metadata.
+    pub(crate) fn fetch_committed(
+        &self,
+        partitions: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), Option<OffsetAndMetadata>>, MembershipError> {
+        let mut out: BTreeMap<(String, i32), Option<OffsetAndMetadata>> = partitions
             .iter()
             .map(|(t, p)| ((t.clone(), *p), None))
             .collect();
@@ -119,7 +131,10 @@ impl Offsets {
         })?;
         for f in fetched {
             if let Some(slot) = out.get_mut(&(f.topic, f.partition)) {
-                *slot = (f.offset >= 0).then_some(f.offset);
+                *slot = (f.offset >= 0).then_some(OffsetAndMetadata {
+                    offset: f.offset,
+                    metadata: f.metadata,
+                });
             }
         }
         Ok(out)

@@ -27,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::connection::Api;
 use super::error::codes;
+use super::types::OffsetAndMetadata;
 
 macro_rules! apis {
     ($($req:ident => $resp:ident, $key:ident;)*) => {$(
@@ -239,16 +240,16 @@ pub(crate) fn leave_group_error(response: &LeaveGroupResponse) -> i16 {
 
 pub(crate) fn offset_commit(
     member: MemberRef<'_>,
-    offsets: &[(String, i32, i64)],
+    offsets: &[(String, i32, OffsetAndMetadata)],
     version: i16,
 ) -> OffsetCommitRequest {
     let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for (topic, partition, offset) in offsets {
+    for (topic, partition, committed) in offsets {
         let entry = OffsetCommitRequestPartition::default()
             .with_partition_index(*partition)
-            .with_committed_offset(*offset)
+            .with_committed_offset(committed.offset)
             .with_committed_leader_epoch(-1)
-            .with_committed_metadata(Some(StrBytes::from_static_str("")));
+            .with_committed_metadata(Some(text(&committed.metadata)));
         match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
             Some(t) => t.partitions.push(entry),
             None => topics.push(
@@ -336,6 +337,8 @@ pub(crate) struct FetchedOffset {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// Empty where nothing was stored.
+    pub metadata: String,
     pub error_code: i16,
 }
 
@@ -358,6 +361,11 @@ pub(crate) fn fetched_offsets(
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,
                     offset: p.committed_offset,
+                    metadata: p
+                        .metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                     error_code: p.error_code,
                 });
             }
@@ -372,6 +380,11 @@ pub(crate) fn fetched_offsets(
                     topic: t.name.0.to_string(),
                     partition: p.partition_index,
                     offset: p.committed_offset,
+                    metadata: p
+                        .metadata
+                        .as_ref()
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                     error_code: p.error_code,
                 });
             }
@@ -432,11 +445,17 @@ mod tests {
         for v in 0..=6 {
             find_coordinator("g", v).encode(&mut buf, v).unwrap();
         }
+        let at = |offset| OffsetAndMetadata {
+            offset,
+            metadata: "weir1:st=7".into(),
+        };
         for v in 2..=9 {
             let m = if v >= 7 { member } else { dynamic };
-            offset_commit(m, &[("t".into(), 0, 5), ("t".into(), 1, 6)], v)
-                .encode(&mut buf, v)
-                .unwrap();
+            let request = offset_commit(m, &[("t".into(), 0, at(5)), ("t".into(), 1, at(6))], v);
+            let stored = &request.topics[0].partitions[1];
+            assert_eq!(stored.committed_offset, 6);
+            assert_eq!(stored.committed_metadata.as_deref(), Some("weir1:st=7"));
+            request.encode(&mut buf, v).unwrap();
         }
         for v in 1..=9 {
             offset_fetch("g", &[("t".into(), 0)], v)

@@ -9,6 +9,14 @@ use std::fmt;
 
 use super::error::MembershipError;
 
+/// A committed position: the next offset to read and the metadata stored
+/// beside it (Kafka's `OffsetAndMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    pub offset: i64,
+    pub metadata: String,
+}
+
 /// A group generation: bumped by the coordinator at every completed
 /// rebalance. Offsets are committed with the generation they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -16,6 +16,7 @@ mod registry;
 mod standby;
 mod state;
 mod stream_task;
+mod stream_time;
 
 pub use error::TaskError;
 pub use manager::{TaskManager, TaskManagerSetup};

@@ -173,6 +173,7 @@ impl Probe {
                     .collect();
                 format!("windows:{}", found?.join(","))
             }
+            "stream-time" => format!("stream time {}", ctx.stream_time()),
             "arm-close" => {
                 self.write_in_close = true;
                 "armed".into()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::state::ChangelogStart;
-use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState};
+use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState, stream_time};
 use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
 use crate::commit::{CommitParticipant, RecordCollector, commit_tasks};
 use crate::config::Config;
@@ -194,9 +194,32 @@ impl TaskManager {
             }
             None => StreamTask::new(id, &self.setup)?,
         };
+        if let Some(committed) = self.committed_stream_time(id, consumer) {
+            task.resume_stream_time(committed);
+        }
         self.restore_or_start(&mut task, None, consumer)?;
         self.tasks.insert(id, task);
         Ok(())
+    }
+
+    /// The stream time committed with task `id`'s offsets. A broker that
+    /// cannot tell costs the resumed stream time, never the task.
+    fn committed_stream_time(&self, id: TaskId, consumer: &dyn SourceConsumer) -> Option<i64> {
+        let partitions: Vec<TopicPartition> = self
+            .setup
+            .plan
+            .sources
+            .iter()
+            .map(|topic| (topic.clone(), id.partition))
+            .collect();
+        match consumer.committed(&partitions) {
+            Ok(committed) => stream_time::committed(&committed),
+            Err(e) => {
+                tracing::warn!(task_id = %id, error = %e,
+                    "cannot read the stream time committed with the task's offsets; it starts from its records");
+                None
+            }
+        }
     }
 
     /// Registers the restore of `task`'s logged stores (all, or `only`

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// How often standby progress reaches status, metrics and the group.
+/// How often standby progress reaches status and metrics.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 use super::{RESTORE_BATCH, TaskManager};
@@ -99,10 +99,12 @@ impl TaskManager {
     }
 
     /// Applies a step of the standbys' changelogs. Returns whether any
-    /// standby advanced and its progress is due to be published (at most
-    /// every `PUBLISH_EVERY`: the registry, queries and the subscription
-    /// want lags, not every batch). A standby that fails is closed and left
-    /// out.
+    /// standby advanced: the thread then hands the new offset sums to the
+    /// group at once, because a subscription sent with a stale sum tells
+    /// the leader this copy is colder than it is (the last records of a
+    /// burst would otherwise never be reported). Status and metrics follow
+    /// at most every `PUBLISH_EVERY`. A standby that fails is closed and
+    /// left out.
     pub fn standby_step(&mut self) -> bool {
         if self.standbys.is_empty() {
             return false;
@@ -138,12 +140,11 @@ impl TaskManager {
                 RestoreEvent::Done { .. } => {}
             }
         }
-        let due = advanced && self.standbys_published.elapsed() >= PUBLISH_EVERY;
-        if due {
+        if advanced && self.standbys_published.elapsed() >= PUBLISH_EVERY {
             self.standbys_published = Instant::now();
             self.report_status();
         }
-        due
+        advanced
     }
 
     /// Whether a standby is still behind its changelog (the thread then

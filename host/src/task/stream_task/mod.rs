@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::commit::{CommitError, CommitParticipant, Outgoing, RecordCollector, RecordSink};
 use crate::group::TopicPartition;
+use crate::member::OffsetAndMetadata;
 use crate::metrics::{Metrics, add};
 use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use crate::runtime::{Clock, GuestError, LoadedComponent, ProcessorInstance, TaskContext};
@@ -18,6 +19,7 @@ use crate::topology::TaskId;
 mod skip;
 
 use super::state::{self, ChangelogStart, Guards};
+use super::stream_time;
 use super::{TaskError, TaskRegistry, TaskStatus};
 
 /// What every task of a stream thread is built from.
@@ -103,6 +105,16 @@ fn failure_site(topic: &str, partition: i32, records: &[IncomingRecord], e: &Gue
 
 /// A processor instance of `setup`'s component for task `id`, on `stores`.
 impl StreamTask {
+    /// Goes on from the stream time a previous owner committed (see
+    /// `task::stream_time`); never moves it back.
+    pub fn resume_stream_time(&mut self, committed: i64) {
+        let task = self.instance.task_mut();
+        if committed > task.stream_time {
+            task.stream_time = committed;
+            task.window_time = committed;
+        }
+    }
+
     /// A new instance of `setup`'s component on `stores`, in place of the
     /// current one (a new version, or a fresh one after a trap). Stream
     /// time belongs to the task, not the instance: the new one goes on
@@ -530,13 +542,20 @@ impl CommitParticipant for StreamTask {
         Ok(sent)
     }
 
-    fn consumed_offsets(&self) -> Vec<(TopicPartition, i64)> {
+    fn consumed_offsets(&self) -> Vec<(TopicPartition, OffsetAndMetadata)> {
         if !self.uncommitted {
             return Vec::new();
         }
+        let metadata = stream_time::encode(self.instance.task().stream_time);
         self.consumed
             .iter()
-            .map(|(topic, offset)| ((topic.clone(), self.id.partition), *offset))
+            .map(|(topic, offset)| {
+                let committed = OffsetAndMetadata {
+                    offset: *offset,
+                    metadata: metadata.clone(),
+                };
+                ((topic.clone(), self.id.partition), committed)
+            })
             .collect()
     }
 
