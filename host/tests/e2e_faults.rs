@@ -79,7 +79,7 @@ fn a_fenced_producer_restarts_its_tasks_instead_of_failing() {
     wait_for_counts(&output, &count(&text));
     let log = weir.log();
     assert!(
-        log.contains("commit failed: closing tasks without committing"),
+        log.contains("closing the thread's tasks without committing"),
         "the fence was not noticed:\n{log}"
     );
     assert!(

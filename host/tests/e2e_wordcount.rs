@@ -111,6 +111,45 @@ fn deleted_state_dir_is_restored_from_the_changelog() {
     assert_counts_are_sequences(&output);
 }
 
+/// A corrupt local store (Kafka Streams' TaskCorruptedException) costs its
+/// task a wipe and a restore from the changelog, never the process.
+#[test]
+fn a_corrupt_store_is_wiped_and_restored_while_the_process_stays_up() {
+    let (input, output) = (unique("wc-in"), unique("wc-out"));
+    create_topic(&input, PARTITIONS);
+    let text = lines(4, 2000);
+    let (first, second) = text.split_at(1200);
+    send_lines(&input, 0, first);
+
+    let app = word_count_app(&input, &output);
+    let mut weir = app.start(&guests::component("word-count"));
+    weir.wait_running();
+    wait_for_counts(&output, &count(first));
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "weir failed:\n{log}");
+
+    // RocksDB refuses to open a database whose CURRENT file is garbage.
+    let store = app
+        .state_dir()
+        .join(&app.application_id)
+        .join("counts")
+        .join("0_1");
+    std::fs::write(store.join("CURRENT"), b"not a manifest name").unwrap();
+    send_lines(&input, first.len(), second);
+    let mut weir = app.start(&guests::component("word-count"));
+    weir.wait_running();
+    wait_for_counts(&output, &count(&text));
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "weir failed:\n{log}");
+    assert!(!log.contains("to ERROR"), "{log}");
+    assert!(log.contains("local state is corrupt"), "{log}");
+    assert!(
+        log.contains("restoring store from changelog") && log.contains("task_id=0_1"),
+        "{log}"
+    );
+    assert_counts_are_sequences(&output);
+}
+
 #[test]
 fn exactly_once_survives_sigkill_mid_stream() {
     let (input, output) = (unique("wc-in"), unique("wc-out"));

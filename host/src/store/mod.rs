@@ -32,8 +32,29 @@ pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
 /// A backend failure, in the backend's words.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
+#[error("{message}")]
+pub struct BackendError {
+    pub message: String,
+    /// The data on disk cannot be read as written (RocksDB's `Corruption`):
+    /// only wiping the store and restoring it from its changelog helps.
+    pub corrupt: bool,
+}
+
+impl BackendError {
+    pub fn new(message: impl Into<String>) -> Self {
+        BackendError {
+            message: message.into(),
+            corrupt: false,
+        }
+    }
+
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        BackendError {
+            message: message.into(),
+            corrupt: true,
+        }
+    }
+}
 
 /// A store failure, naming the store and the task.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +72,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the store's data on disk is corrupt (see
+    /// [`BackendError::corrupt`]).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Backend { source, .. } if source.corrupt)
+    }
 }
 
 /// Where a store's committed entries live. Implementations need not buffer:

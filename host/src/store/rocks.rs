@@ -109,10 +109,7 @@ impl RocksBackend {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(e) => {
-                    return Err(BackendError(format!(
-                        "cannot open RocksDB at {}: {e}",
-                        path.display()
-                    )));
+                    return Err(rocks_error(path, "open", e));
                 }
             }
         };
@@ -128,7 +125,11 @@ impl RocksBackend {
 }
 
 fn rocks_error(path: &Path, what: &str, e: rocksdb::Error) -> BackendError {
-    BackendError(format!("RocksDB {what} at {}: {e}", path.display()))
+    let message = format!("RocksDB {what} at {}: {e}", path.display());
+    match e.kind() {
+        rocksdb::ErrorKind::Corruption => BackendError::corrupt(message),
+        _ => BackendError::new(message),
+    }
 }
 
 /// Entries of `db` within the bounds, from one snapshot.
@@ -218,7 +219,7 @@ impl KeyValueBackend for RocksBackend {
         }
         if let Some(offset) = changelog_offset {
             let meta = self.db.cf_handle(META_CF).ok_or_else(|| {
-                BackendError(format!(
+                BackendError::corrupt(format!(
                     "{}: column family {META_CF} missing",
                     self.path.display()
                 ))
@@ -247,7 +248,7 @@ impl KeyValueBackend for RocksBackend {
             None => Ok(None),
             Some(bytes) => {
                 let array: [u8; 8] = bytes.as_slice().try_into().map_err(|_| {
-                    BackendError(format!(
+                    BackendError::corrupt(format!(
                         "{}: corrupt changelog offset record",
                         self.path.display()
                     ))

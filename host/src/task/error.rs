@@ -1,7 +1,8 @@
 //! Errors of the task layer, each naming the task and, for guest failures,
-//! the record. The variant says what recovery is needed: a guest failure
-//! fails its task (the application stops without committing it); the others
-//! are infrastructure failures that stop the stream thread.
+//! the record, and each with a [`TaskRecovery`] class saying how the thread
+//! goes on (Kafka Streams' `TaskCorruptedException`,
+//! `TaskMigratedException`, a processor's exception, a fatal error). Only
+//! the fatal class ends the thread, and with it the process.
 
 use crate::changelog::RestoreError;
 use crate::commit::CommitError;
@@ -31,7 +32,53 @@ pub enum TaskError {
     Fatal(String),
 }
 
+/// How the task manager recovers from a [`TaskError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRecovery {
+    /// The task's processor failed (a trap, a returned error, a cap), or
+    /// its store could not be read or written: fail that task only. It is
+    /// closed without committing and retried from its last commit with
+    /// backoff, its state kept.
+    FailTask(TaskId),
+    /// The task's local state is corrupt: close it, wipe its stores and
+    /// fail it, so its retry restores them from the changelogs.
+    RestoreTask(TaskId),
+    /// The thread's tasks start again from the last commit: the group or
+    /// the transaction coordinator refused a commit (fenced producer,
+    /// rebalance), a flush failed, the consumer could not pause or resume,
+    /// a changelog stayed unreadable through the reader's own retries.
+    RestartFromLastCommit,
+    /// Nothing the thread can do (a client that cannot be created, the
+    /// state directory gone): the thread stops and the process fails.
+    Fatal,
+}
+
 impl TaskError {
+    /// This error's recovery class.
+    pub fn recovery(&self) -> TaskRecovery {
+        match self {
+            TaskError::Guest { task, .. } => TaskRecovery::FailTask(*task),
+            TaskError::Store { task, source } if source.is_corrupt() => {
+                TaskRecovery::RestoreTask(*task)
+            }
+            TaskError::Store {
+                task,
+                source: StoreError::Backend { .. },
+            } => TaskRecovery::FailTask(*task),
+            TaskError::Store { .. } => TaskRecovery::Fatal,
+            TaskError::Commit(_) if self.is_recoverable_by_reset() => {
+                TaskRecovery::RestartFromLastCommit
+            }
+            TaskError::Commit(_) => TaskRecovery::Fatal,
+            TaskError::Restore(RestoreError::Kafka { .. }) | TaskError::Consumer(_) => {
+                TaskRecovery::RestartFromLastCommit
+            }
+            TaskError::Restore(RestoreError::Create { .. }) | TaskError::Fatal(_) => {
+                TaskRecovery::Fatal
+            }
+        }
+    }
+
     /// Whether closing the thread's tasks dirty and starting them again
     /// from the last commit recovers (Kafka Streams' `TaskMigrated` and
     /// fenced-producer handling): transaction, flush and produce failures
@@ -54,12 +101,13 @@ impl TaskError {
         }
     }
 
-    /// The task whose processor caused this error (a trap, a returned
-    /// error, a broken memory cap or CPU deadline), if one did: such an
-    /// error fails that task only.
-    pub fn failed_by_processor(&self) -> Option<TaskId> {
+    /// The store this error is about, if it is one store's.
+    pub fn store(&self) -> Option<&str> {
         match self {
-            TaskError::Guest { task, .. } => Some(*task),
+            TaskError::Store {
+                source: StoreError::Backend { store, .. },
+                ..
+            } => Some(store),
             _ => None,
         }
     }
@@ -70,5 +118,88 @@ impl TaskError {
             TaskError::Guest { task, .. } | TaskError::Store { task, .. } => Some(*task),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    use super::*;
+    use crate::runtime::GuestError;
+    use crate::store::BackendError;
+
+    fn store_error(corrupt: bool) -> TaskError {
+        let source = if corrupt {
+            BackendError::corrupt(
+                "RocksDB open: Corruption: CURRENT file does not end with newline",
+            )
+        } else {
+            BackendError::new("RocksDB write: IO error: No space left on device")
+        };
+        TaskError::Store {
+            task: TaskId::for_partition(3),
+            source: StoreError::Backend {
+                store: "counts".into(),
+                task: "0_3".into(),
+                source,
+            },
+        }
+    }
+
+    #[test]
+    fn each_error_has_the_recovery_kafka_streams_gives_its_kind() {
+        let task = TaskId::for_partition(3);
+        let guest = TaskError::Guest {
+            task,
+            at: "processing topic `in` partition 3 offset 7".into(),
+            source: Box::new(GuestError::Failed {
+                component: "c@sha256:00".into(),
+                call: "process",
+                message: "bad record".into(),
+                batch_index: Some(0),
+            }),
+        };
+        assert_eq!(guest.recovery(), TaskRecovery::FailTask(task));
+        assert_eq!(store_error(false).recovery(), TaskRecovery::FailTask(task));
+        assert_eq!(
+            store_error(true).recovery(),
+            TaskRecovery::RestoreTask(task)
+        );
+        assert_eq!(store_error(true).store(), Some("counts"));
+        let gone = TaskError::Store {
+            task,
+            source: StoreError::Io {
+                path: "/state".into(),
+                source: std::io::Error::other("gone"),
+            },
+        };
+        assert_eq!(gone.recovery(), TaskRecovery::Fatal);
+        let unflushed = TaskError::Commit(CommitError::Flush(KafkaError::Flush(
+            RDKafkaErrorCode::MessageTimedOut,
+        )));
+        assert_eq!(unflushed.recovery(), TaskRecovery::RestartFromLastCommit);
+        assert_eq!(
+            TaskError::Commit(CommitError::Create(KafkaError::ClientCreation(
+                "bad".into()
+            )))
+            .recovery(),
+            TaskRecovery::Fatal
+        );
+        let unreadable = TaskError::Restore(RestoreError::Kafka {
+            topic: "app-counts-changelog".into(),
+            partition: 3,
+            source: KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
+        });
+        assert_eq!(unreadable.recovery(), TaskRecovery::RestartFromLastCommit);
+        assert_eq!(
+            TaskError::Consumer("pausing partitions of task 0_3: unknown partition".into())
+                .recovery(),
+            TaskRecovery::RestartFromLastCommit
+        );
+        assert_eq!(
+            TaskError::Fatal("no state directory".into()).recovery(),
+            TaskRecovery::Fatal
+        );
     }
 }

@@ -18,7 +18,7 @@ mod state;
 mod stream_task;
 mod stream_time;
 
-pub use error::TaskError;
+pub use error::{TaskError, TaskRecovery};
 pub use manager::{TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
 pub use standby::StandbyTask;

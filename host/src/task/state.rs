@@ -48,6 +48,21 @@ pub(super) fn open_all(
     Ok((stores, guards))
 }
 
+/// Deletes task `id`'s local copy of its persistent stores (all, or the
+/// one named `only`), which must be closed: the next open starts empty and
+/// is restored from the changelog.
+pub(super) fn wipe(id: TaskId, setup: &TaskSetup, only: Option<&str>) -> Result<(), StoreError> {
+    let Some(disk) = &setup.disk else {
+        return Ok(());
+    };
+    let stores = setup.component.topology().stores.iter();
+    for spec in stores.filter(|s| s.persistent && only.is_none_or(|name| name == s.name)) {
+        let guard = disk.dirs.claim(&spec.name, id)?;
+        disk.dirs.wipe(&guard)?;
+    }
+    Ok(())
+}
+
 /// Opens one store: RocksDB under the state directory for a persistent
 /// store (its WAL is replayed here), memory otherwise or without a disk.
 pub(super) fn open_store(

@@ -1,8 +1,10 @@
-//! What the task manager does with a failure: a recoverable commit failure
-//! resets the thread's tasks ([`TaskManager::recover_or_fail`]); a task
-//! failed by its processor (`processing.exception.handler = fail`, Kafka
-//! Streams' LogAndFail: a trap, a returned error, a broken memory cap or CPU
-//! deadline) fails that task, not the process.
+//! What the task manager does with a failure, by its [`TaskRecovery`]
+//! class: a recoverable commit failure restarts the thread's tasks from the
+//! last commit ([`TaskManager::restart_from_last_commit`]); a task failed by
+//! its processor (`processing.exception.handler = fail`, Kafka Streams'
+//! LogAndFail: a trap, a returned error, a broken memory cap or CPU
+//! deadline) or by its store fails that task, not the process; a task whose
+//! local state is corrupt is wiped and failed, so its retry restores it.
 //!
 //! The failed task is closed without committing (under exactly-once the
 //! thread's open transaction is aborted, so its other tasks start again from
@@ -10,16 +12,17 @@
 //! retried from the last commit after a growing backoff, up to
 //! `MAX_ATTEMPTS` times; a new version retries it at once. Meanwhile it is
 //! listed as FAILED with its error, counted, and the pod is not ready (but
-//! alive). Anything else (a store or client failure, a commit failure no
-//! reset cures) fails the thread; only that ends the process. Must never
-//! skip a failure silently.
+//! alive). Only a fatal error (a client that cannot be created, the state
+//! directory gone, a commit failure no restart cures) fails the thread and
+//! ends the process. Must never skip a failure silently.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{MAX_RESETS, TaskManager};
 use crate::commit::RecordCollector;
-use crate::task::{TaskError, TaskStatus};
+use crate::task::state;
+use crate::task::{TaskError, TaskRecovery, TaskStatus};
 use crate::topology::TaskId;
 
 /// Failures of one task (without a commit of it in between) before it is
@@ -37,30 +40,49 @@ pub(super) struct FailedTask {
 }
 
 impl TaskManager {
-    /// Routes an error: a processor failure fails only its task; commit
-    /// failures a reset recovers from are reset; anything else fails the
-    /// thread.
+    /// Routes an error by its recovery class.
     pub(super) fn handle(&mut self, error: TaskError) {
-        match error.failed_by_processor() {
-            Some(id) => self.fail_task(id, error),
-            None => self.recover_or_fail(error),
+        match error.recovery() {
+            TaskRecovery::FailTask(id) => self.fail_task(id, error),
+            TaskRecovery::RestoreTask(id) => self.restore_task(id, error),
+            TaskRecovery::RestartFromLastCommit => self.restart_from_last_commit(error),
+            TaskRecovery::Fatal => self.fail(error),
         }
     }
 
-    /// A commit failed. If a fresh start of the thread's tasks from the
-    /// last commit recovers from it (a fenced or timed-out transaction, a
-    /// failed flush, a commit refused by the group), do that: abort, close
+    /// Task `id`'s local state is corrupt (Kafka Streams'
+    /// `TaskCorruptedException`): close it without committing, delete the
+    /// corrupt store's copy (every persistent store of the task if the
+    /// error does not say which) and fail the task; its retry, after the
+    /// usual backoff, restores the store from its changelog.
+    fn restore_task(&mut self, id: TaskId, error: TaskError) {
+        if let Some(task) = self.tasks.remove(&id) {
+            self.reader.unregister(id);
+            task.close_dirty();
+        }
+        if let Err(source) = state::wipe(id, &self.setup, error.store()) {
+            return self.fail(TaskError::Store { task: id, source });
+        }
+        tracing::warn!(task_id = %id, store = error.store().unwrap_or("*"),
+            "local state is corrupt: deleted it; the task's retry restores it from the changelog");
+        self.fail_task(id, error);
+    }
+
+    /// Starts the thread's tasks again from the last commit (a fenced or
+    /// timed-out transaction, a failed flush, a commit refused by the
+    /// group, a consumer that could not pause or resume): abort, close
     /// every task dirty (under exactly-once one transaction spans them all;
     /// under at-least-once their unflushed changelog records are lost),
     /// replace a transactional producer, and leave the tasks for the
-    /// thread to start again. Anything else fails the thread.
-    pub(super) fn recover_or_fail(&mut self, error: TaskError) {
-        if !error.is_recoverable_by_reset() || self.resets_since_commit >= MAX_RESETS {
+    /// thread to start again. After `MAX_RESETS` without a commit in
+    /// between, fails the thread.
+    pub(super) fn restart_from_last_commit(&mut self, error: TaskError) {
+        if self.resets_since_commit >= MAX_RESETS {
             return self.fail(error);
         }
         self.resets_since_commit += 1;
         tracing::warn!(%error, tasks = self.tasks.len(),
-            "commit failed: closing tasks without committing and starting them again from the last commit");
+            "closing the thread's tasks without committing and starting them again from the last commit");
         self.collector.abort_transaction();
         if self.collector.exactly_once() {
             // A fenced producer cannot be used again; a new one fences any
@@ -79,7 +101,8 @@ impl TaskManager {
         self.report_status();
     }
 
-    /// Tasks closed by [`TaskManager::recover_or_fail`] since the last call:
+    /// Tasks closed by [`TaskManager::restart_from_last_commit`] since the
+    /// last call:
     /// the thread re-fetches their partitions from the committed offsets
     /// and assigns them again.
     pub fn take_reset(&mut self) -> Vec<TaskId> {

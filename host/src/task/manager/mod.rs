@@ -410,7 +410,7 @@ impl TaskManager {
             }
         }
         if let Err(e) = self.collector.poll() {
-            self.recover_or_fail(e.into());
+            self.handle(e.into());
         }
     }
 
@@ -444,7 +444,7 @@ impl TaskManager {
         if (due || full())
             && let Err(e) = self.commit_all(consumer)
         {
-            self.recover_or_fail(e);
+            self.handle(e);
         }
     }
 
@@ -572,7 +572,7 @@ impl RebalanceListener for TaskManager {
                 Ok(()) => true,
                 Err(e) => {
                     // Closes every task dirty, the revoked ones included.
-                    self.recover_or_fail(e);
+                    self.handle(e);
                     false
                 }
             }
