@@ -24,6 +24,13 @@ fn overrides(mut c: ClientConfig, config: &Config) -> ClientConfig {
     c
 }
 
+/// How long librdkafka waits before fetching again for a partition whose
+/// local queue is above `queued.min.messages` (100,000). Its default,
+/// 1000 ms, is longer than Weir takes to drain such a queue: a restore ran
+/// at 150k records/s and sat idle most of each second; at 10 ms it read
+/// 1.2M records/s on the same machine.
+pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// The source consumer of stream thread `thread`: `assign()` mode only
 /// (Weir's own group membership decides which partitions it fetches), with
 /// `group.id` set so assigned partitions start from the group's committed
@@ -35,7 +42,8 @@ pub fn source_consumer(config: &Config, thread: usize) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", isolation(config));
+        .set("isolation.level", isolation(config))
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     overrides(c, config)
 }
 
@@ -64,7 +72,8 @@ pub fn restore_consumer(config: &Config, thread: usize) -> ClientConfig {
         // the next fetch's answer: keep the broker's wait short.
         .set("fetch.wait.max.ms", "100")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     overrides(c, config)
 }
 

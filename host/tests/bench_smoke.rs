@@ -91,7 +91,7 @@ fn bench_reports_every_figure() {
         .iter()
         .map(|r| r["system"].as_str().unwrap())
         .collect();
-    assert_eq!(systems, ["weir", "kafka-streams"]);
+    assert_eq!(systems, ["weir", "fetch only", "kafka-streams"]);
     for r in restore {
         assert!(r["records"].as_u64().unwrap() > 0, "nothing restored: {r}");
     }

@@ -5,7 +5,8 @@
 //! included), its CPU time and peak RSS come from `wait4`. Rounds alternate
 //! Weir / Kafka Streams. After the last round, each system's word-count
 //! state directory is deleted and the application restarted to time the
-//! restore from the changelog.
+//! restore from the changelog; the same changelog read by a bare consumer
+//! (Weir's restore-consumer settings, applying nothing) gives the ceiling.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -367,6 +368,9 @@ pub fn run(
             )?;
             let (records, seconds) = weir_restore(&log);
             restore.push(restore_figure("weir", records, seconds));
+            let changelog = format!("{last_weir_app}-counts-changelog");
+            let (records, seconds) = fetch_only(&opts.bootstrap, &changelog, opts.partitions)?;
+            restore.push(restore_figure("fetch only", records, seconds));
             let _ = std::fs::remove_dir_all(state.join(&last_ks_app));
             let (json, _) = run_kafka_streams(
                 opts,
@@ -412,6 +416,54 @@ fn record(
         run.records_per_second, run.cpu_seconds, run.peak_rss_mib
     );
     run
+}
+
+/// Reads `topic` from the start to its end (`read_committed`) with the
+/// settings of Weir's restore consumer, applying nothing: the fetch rate a
+/// restore cannot beat. Returns (records, seconds).
+fn fetch_only(bootstrap: &str, topic: &str, partitions: i32) -> Result<(u64, f64), BenchError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("bench-fetch-only"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "100")
+        .set("isolation.level", "read_committed")
+        .set(
+            "fetch.queue.backoff.ms",
+            crate::kafka::FETCH_QUEUE_BACKOFF_MS,
+        )
+        .create()
+        .map_err(err)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(err)?;
+    }
+    // Connected before the clock starts, as Weir's restore consumer is.
+    consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(err)?;
+    let started = Instant::now();
+    consumer.assign(&tpl).map_err(err)?;
+    let (mut records, mut at_end) = (0u64, std::collections::BTreeSet::new());
+    while at_end.len() < partitions as usize {
+        if started.elapsed() > TIMEOUT {
+            return Err(BenchError(format!("reading {topic} did not end")));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => records += 1,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(err(e)),
+            None => {}
+        }
+    }
+    Ok((records, started.elapsed().as_secs_f64()))
 }
 
 fn restore_figure(system: &'static str, records: u64, seconds: f64) -> RestoreFigure {

@@ -259,24 +259,17 @@ impl Config {
         {
             return Err(invalid("application.server", server, "expected host:port"));
         }
-        let num_stream_threads =
-            number(take("num.stream.threads"), "num.stream.threads", 1, 1..=64)?;
-        let num_standby_replicas = number(
-            take("num.standby.replicas"),
-            "num.standby.replicas",
-            0,
-            0..=8,
-        )?;
+        let num_stream_threads = number(take("num.stream.threads"), "num.stream.threads", 1..=64)?;
+        let num_standby_replicas =
+            number(take("num.standby.replicas"), "num.standby.replicas", 0..=8)?;
         let acceptable_recovery_lag = number(
             take("acceptable.recovery.lag"),
             "acceptable.recovery.lag",
-            10_000,
             0..=i64::MAX,
         )?;
         let max_warmup_replicas = number(
             take("max.warmup.replicas"),
             "max.warmup.replicas",
-            2,
             1..=1_000,
         )?;
         let processing_guarantee = match take("processing.guarantee").as_deref() {
@@ -294,90 +287,67 @@ impl Config {
             ProcessingGuarantee::AtLeastOnce => 30_000,
             ProcessingGuarantee::ExactlyOnceV2 => 100,
         };
-        let ms = |v: Option<String>, key: &str, default: u64| -> Result<Duration, ConfigError> {
-            number(v, key, default, 0..=u64::MAX / 2).map(Duration::from_millis)
+        let ms = |v: Option<String>, key: &str| -> Result<Duration, ConfigError> {
+            number(v, key, 0..=u64::MAX / 2).map(Duration::from_millis)
         };
         let config = Config {
-            commit_interval: ms(
+            // Its default depends on the guarantee, as in Kafka Streams.
+            commit_interval: Duration::from_millis(number_or(
                 take("commit.interval.ms"),
                 "commit.interval.ms",
                 default_commit,
-            )?,
-            state_dir: PathBuf::from(take("state.dir").unwrap_or_else(|| "/tmp/weir".into())),
-            replication_factor: number(
-                take("replication.factor"),
-                "replication.factor",
-                -1,
-                -1..=16,
-            )?,
-            max_poll_records: number(
-                take("max.poll.records"),
-                "max.poll.records",
-                1000,
-                1..=1_000_000,
-            )?,
+                0..=u64::MAX / 2,
+            )?),
+            state_dir: PathBuf::from(
+                take("state.dir").unwrap_or_else(|| documented_default("state.dir").into()),
+            ),
+            replication_factor: number(take("replication.factor"), "replication.factor", -1..=16)?,
+            max_poll_records: number(take("max.poll.records"), "max.poll.records", 1..=1_000_000)?,
             statestore_cache_max_bytes: number(
                 take("statestore.cache.max.bytes"),
                 "statestore.cache.max.bytes",
-                10 << 20,
                 0..=usize::MAX,
             )?,
-            state_cleanup_delay: ms(
-                take("state.cleanup.delay.ms"),
-                "state.cleanup.delay.ms",
-                600_000,
-            )?,
-            shutdown_timeout: ms(take("shutdown.timeout.ms"), "shutdown.timeout.ms", 30_000)?,
+            state_cleanup_delay: ms(take("state.cleanup.delay.ms"), "state.cleanup.delay.ms")?,
+            shutdown_timeout: ms(take("shutdown.timeout.ms"), "shutdown.timeout.ms")?,
             rocksdb_block_cache_bytes: number(
                 take("rocksdb.block.cache.bytes"),
                 "rocksdb.block.cache.bytes",
-                64 << 20,
                 1 << 20..=usize::MAX,
             )?,
             rocksdb_write_buffer_bytes: number(
                 take("rocksdb.write.buffer.bytes"),
                 "rocksdb.write.buffer.bytes",
-                64 << 20,
                 1 << 20..=usize::MAX,
             )?,
             wasm_max_memory_bytes: number(
                 take("wasm.max.memory.bytes"),
                 "wasm.max.memory.bytes",
-                crate::runtime::DEFAULT_MAX_MEMORY_BYTES,
                 1 << 20..=4 << 30,
             )?,
-            wasm_max_call: ms(
-                take("wasm.max.call.ms"),
-                "wasm.max.call.ms",
-                crate::runtime::DEFAULT_MAX_CALL.as_millis() as u64,
-            )?,
+            wasm_max_call: ms(take("wasm.max.call.ms"), "wasm.max.call.ms")?,
             wasm_max_call_bytes: number(
                 take("wasm.max.call.bytes"),
                 "wasm.max.call.bytes",
-                crate::runtime::DEFAULT_MAX_CALL_BYTES,
                 1 << 20..=4 << 30,
             )?,
-            wasm_max_handles: number(
-                take("wasm.max.handles"),
-                "wasm.max.handles",
-                crate::runtime::DEFAULT_MAX_HANDLES,
-                1..=1 << 20,
-            )?,
+            wasm_max_handles: number(take("wasm.max.handles"), "wasm.max.handles", 1..=1 << 20)?,
             wasm_max_schedules: number(
                 take("wasm.max.schedules"),
                 "wasm.max.schedules",
-                crate::runtime::DEFAULT_MAX_SCHEDULES,
                 1..=1 << 20,
             )?,
             probing_rebalance_interval: ms(
                 take("probing.rebalance.interval.ms"),
                 "probing.rebalance.interval.ms",
-                600_000,
             )?,
-            continue_on_processing_error: match take("processing.exception.handler").as_deref() {
-                None | Some("fail") => false,
-                Some("continue") => true,
-                Some(other) => {
+            continue_on_processing_error: match take("processing.exception.handler")
+                .as_deref()
+                .unwrap_or(documented_default("processing.exception.handler"))
+            {
+                "fail" => false,
+                "continue" => true,
+                other => {
                     return Err(invalid(
                         "processing.exception.handler",
                         other,
@@ -385,10 +355,13 @@ impl Config {
                     ));
                 }
             },
-            deploy_auto_rollback: match take("deploy.auto.rollback").as_deref() {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(other) => {
+            deploy_auto_rollback: match take("deploy.auto.rollback")
+                .as_deref()
+                .unwrap_or(documented_default("deploy.auto.rollback"))
+            {
+                "true" => true,
+                "false" => false,
+                other => {
                     return Err(invalid(
                         "deploy.auto.rollback",
                         other,
@@ -399,7 +372,6 @@ impl Config {
             deploy_canary_records: number(
                 take("deploy.canary.records"),
                 "deploy.canary.records",
-                1000,
                 1..=u64::MAX,
             )?,
             dead_letter_queue: take("errors.dead.letter.queue.topic.name")
@@ -426,7 +398,6 @@ impl Config {
             admin_max_component_bytes: number(
                 take("admin.max.component.bytes"),
                 "admin.max.component.bytes",
-                64 << 20,
                 1..=1 << 30,
             )?,
             application_id,
@@ -601,7 +572,36 @@ fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     }
 }
 
+/// The default [`KEYS`] documents for `key`: the one table both the docs
+/// and the parser read, so they cannot disagree. Keys without a plain
+/// default ("(none)", "(required)") are not asked for.
+fn documented_default(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or("", |(_, default, _)| *default)
+}
+
+/// A whole number within `range`; where it is not set, the documented
+/// default (see [`documented_default`]).
 fn number<T>(
+    value: Option<String>,
+    key: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let default = documented_default(key);
+    let default = default.parse().map_err(|_| ConfigError::Invalid {
+        key: key.to_string(),
+        value: format!("{default:?}"),
+        reason: "the documented default is not a number (a bug in Weir)".into(),
+    })?;
+    number_or(value, key, default, range)
+}
+
+/// A whole number within `range`, or `default` where it is not set.
+fn number_or<T>(
     value: Option<String>,
     key: &str,
     default: T,

@@ -212,3 +212,30 @@ fn standby_and_warm_up_settings_follow_kafka_streams() {
     let err = load(&format!("{MINIMAL}max.warmup.replicas = 0\n"), &[]).unwrap_err();
     assert!(err.to_string().contains("`max.warmup.replicas`"), "{err}");
 }
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = load(MINIMAL, &[]).unwrap();
+    // The runtime's own defaults (used by the offline driver) agree with
+    // the table the docs and the parser read.
+    assert_eq!(
+        c.wasm_max_memory_bytes,
+        crate::runtime::DEFAULT_MAX_MEMORY_BYTES
+    );
+    assert_eq!(c.wasm_max_call, crate::runtime::DEFAULT_MAX_CALL);
+    assert_eq!(
+        c.wasm_max_call_bytes,
+        crate::runtime::DEFAULT_MAX_CALL_BYTES
+    );
+    assert_eq!(c.wasm_max_handles, crate::runtime::DEFAULT_MAX_HANDLES);
+    assert_eq!(c.wasm_max_schedules, crate::runtime::DEFAULT_MAX_SCHEDULES);
+    assert_eq!(c.state_dir, std::path::PathBuf::from("/tmp/weir"));
+    assert_eq!(c.max_poll_records, 1000);
+    assert_eq!(c.statestore_cache_max_bytes, 10 << 20);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.probing_rebalance_interval, Duration::from_secs(600));
+    assert_eq!(c.deploy_canary_records, 1000);
+    assert!(c.deploy_auto_rollback);
+    assert!(!c.continue_on_processing_error);
+    assert_eq!(c.commit_interval, Duration::from_secs(30));
+}

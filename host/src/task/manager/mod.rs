@@ -37,6 +37,8 @@ pub(super) const MAX_RESETS: u32 = 5;
 
 /// Changelog records read per restore step, so polling stays responsive.
 pub(super) const RESTORE_BATCH: usize = 10_000;
+/// How often restore and standby progress reach status and metrics.
+pub(super) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a task manager is built from.
 pub struct TaskManagerSetup {
@@ -61,6 +63,8 @@ pub struct TaskManager {
     standby_target: BTreeSet<TaskId>,
     /// When standby progress was last published.
     standbys_published: Instant,
+    /// When restore progress was last published.
+    restore_published: Instant,
     last_commit: Instant,
     failure: Option<TaskError>,
     /// Tasks closed dirty after a recoverable commit failure, for the
@@ -86,6 +90,7 @@ impl TaskManager {
             standby_reader: ChangelogReader::new(&setup.config, setup.thread),
             standby_target: BTreeSet::new(),
             standbys_published: Instant::now(),
+            restore_published: Instant::now(),
             config: setup.config,
             thread: setup.thread,
             setup: setup.tasks,
@@ -347,22 +352,34 @@ impl TaskManager {
     }
 
     /// Reads a step of changelog records into restoring tasks and starts
-    /// tasks whose stores have caught up.
+    /// tasks whose stores have caught up. Status is published when a task
+    /// starts or fails, and otherwise at most every `PUBLISH_EVERY`:
+    /// publishing opens store readers for queries, far too costly for
+    /// every step of a restore.
     pub fn restore_step(&mut self, consumer: &dyn SourceConsumer, wait: Duration) {
         if self.failure.is_some() || self.reader.is_idle() {
             return;
         }
-        if let Err(e) = self.try_restore_step(consumer, wait) {
-            self.handle(e);
+        let changed = match self.try_restore_step(consumer, wait) {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.handle(e);
+                true
+            }
+        };
+        if changed || self.restore_published.elapsed() >= PUBLISH_EVERY {
+            self.restore_published = Instant::now();
+            self.report_status();
         }
-        self.report_status();
     }
 
+    /// Returns whether a store finished restoring.
     fn try_restore_step(
         &mut self,
         consumer: &dyn SourceConsumer,
         wait: Duration,
-    ) -> Result<(), TaskError> {
+    ) -> Result<bool, TaskError> {
+        let mut changed = false;
         let events = self.reader.poll(RESTORE_BATCH, wait)?;
         for event in events {
             match event {
@@ -377,6 +394,7 @@ impl TaskManager {
                     }
                 }
                 RestoreEvent::Done { task, store, .. } => {
+                    changed = true;
                     let Some(t) = self.tasks.get_mut(&task) else {
                         continue;
                     };
@@ -390,7 +408,7 @@ impl TaskManager {
                 RestoreEvent::CaughtUp { .. } => {}
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Hands polled records, grouped by partition in offset order, to their

@@ -9,10 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// How often standby progress reaches status and metrics.
-const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-
-use super::{RESTORE_BATCH, TaskManager};
+use super::{PUBLISH_EVERY, RESTORE_BATCH, TaskManager};
 use crate::changelog::{RestoreEvent, RestoreStart, StorePosition};
 use crate::task::state::ChangelogStart;
 use crate::task::{StandbyTask, TaskError};
