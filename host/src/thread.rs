@@ -302,6 +302,9 @@ impl StreamThread {
             self.watch.restart_clocks(now);
             return;
         }
+        if !self.watch.due(now) {
+            return;
+        }
         let positions = match self.consumer.position() {
             Ok(positions) => positions,
             Err(e) => {

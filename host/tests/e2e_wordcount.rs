@@ -84,11 +84,13 @@ fn graceful_restart_mid_stream_loses_and_repeats_nothing() {
     assert_counts_are_sequences(&output);
 }
 
-#[test]
-fn deleted_state_dir_is_restored_from_the_changelog() {
+/// Counts 1,200 lines, stops, lets `damage` act on the stopped app's state,
+/// counts 800 more after a restart, and returns the second run's log once
+/// every count is exact.
+fn count_around_a_restart(seed: u64, damage: impl FnOnce(&support::weir::App)) -> String {
     let (input, output) = (unique("wc-in"), unique("wc-out"));
     create_topic(&input, PARTITIONS);
-    let text = lines(3, 2000);
+    let text = lines(seed, 2000);
     let (first, second) = text.split_at(1200);
     send_lines(&input, 0, first);
 
@@ -99,55 +101,45 @@ fn deleted_state_dir_is_restored_from_the_changelog() {
     let (status, log) = weir.terminate();
     assert!(status.success(), "weir failed:\n{log}");
 
-    std::fs::remove_dir_all(app.state_dir()).unwrap();
+    damage(&app);
     send_lines(&input, first.len(), second);
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_running();
     wait_for_counts(&output, &count(&text));
     let (status, log) = weir.terminate();
     assert!(status.success(), "weir failed:\n{log}");
+    assert_counts_are_sequences(&output);
+    log
+}
+
+#[test]
+fn deleted_state_dir_is_restored_from_the_changelog() {
+    let log = count_around_a_restart(3, |app| {
+        std::fs::remove_dir_all(app.state_dir()).unwrap();
+    });
     assert!(log.contains("restoring store from changelog"), "{log}");
     assert!(log.contains("restore complete"), "{log}");
-    assert_counts_are_sequences(&output);
 }
 
 /// A corrupt local store (Kafka Streams' TaskCorruptedException) costs its
 /// task a wipe and a restore from the changelog, never the process.
 #[test]
 fn a_corrupt_store_is_wiped_and_restored_while_the_process_stays_up() {
-    let (input, output) = (unique("wc-in"), unique("wc-out"));
-    create_topic(&input, PARTITIONS);
-    let text = lines(4, 2000);
-    let (first, second) = text.split_at(1200);
-    send_lines(&input, 0, first);
-
-    let app = word_count_app(&input, &output);
-    let mut weir = app.start(&guests::component("word-count"));
-    weir.wait_running();
-    wait_for_counts(&output, &count(first));
-    let (status, log) = weir.terminate();
-    assert!(status.success(), "weir failed:\n{log}");
-
-    // RocksDB refuses to open a database whose CURRENT file is garbage.
-    let store = app
-        .state_dir()
-        .join(&app.application_id)
-        .join("counts")
-        .join("0_1");
-    std::fs::write(store.join("CURRENT"), b"not a manifest name").unwrap();
-    send_lines(&input, first.len(), second);
-    let mut weir = app.start(&guests::component("word-count"));
-    weir.wait_running();
-    wait_for_counts(&output, &count(&text));
-    let (status, log) = weir.terminate();
-    assert!(status.success(), "weir failed:\n{log}");
+    let log = count_around_a_restart(4, |app| {
+        // RocksDB refuses to open a database whose CURRENT file is garbage.
+        let store = app
+            .state_dir()
+            .join(&app.application_id)
+            .join("counts")
+            .join("0_1");
+        std::fs::write(store.join("CURRENT"), b"not a manifest name").unwrap();
+    });
     assert!(!log.contains("to ERROR"), "{log}");
     assert!(log.contains("local state is corrupt"), "{log}");
     assert!(
         log.contains("restoring store from changelog") && log.contains("task_id=0_1"),
         "{log}"
     );
-    assert_counts_are_sequences(&output);
 }
 
 #[test]

@@ -13,7 +13,6 @@
 //! the broker has (below its last stable offset) and the consumer does not
 //! deliver make a stall.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::TopicPartition;
@@ -30,34 +29,44 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// When each assigned source partition of one thread last delivered.
 #[derive(Debug)]
 pub struct FetchWatch {
-    last_record: HashMap<TopicPartition, Instant>,
+    /// A thread fetches few partitions: a scan beats hashing (and
+    /// allocating) a key for every batch.
+    last_record: Vec<(TopicPartition, Instant)>,
     next_check: Instant,
 }
 
 impl FetchWatch {
     pub fn new(now: Instant) -> Self {
         FetchWatch {
-            last_record: HashMap::new(),
+            last_record: Vec::new(),
             next_check: now + CHECK_EVERY,
         }
     }
 
     /// A record of `topic`/`partition` arrived.
     pub fn received(&mut self, topic: &str, partition: i32, now: Instant) {
-        match self.last_record.get_mut(&(topic.to_string(), partition)) {
-            Some(at) => *at = now,
-            None => {
-                self.last_record.insert((topic.to_string(), partition), now);
-            }
+        match self
+            .last_record
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some((_, at)) => *at = now,
+            None => self.last_record.push(((topic.to_string(), partition), now)),
         }
     }
 
     /// Starts every clock again: while partitions are paused for a restore,
     /// or after the consumer was replaced, quiet is expected.
     pub fn restart_clocks(&mut self, now: Instant) {
-        for at in self.last_record.values_mut() {
+        for (_, at) in &mut self.last_record {
             *at = now;
         }
+    }
+
+    /// Whether a look for quiet partitions is due (cheap: call it before
+    /// gathering what [`FetchWatch::quiet`] needs).
+    pub fn due(&self, now: Instant) -> bool {
+        now >= self.next_check
     }
 
     /// The partitions of `assigned` quiet for [`STALL_AFTER`], when a look
@@ -68,10 +77,16 @@ impl FetchWatch {
             return Vec::new();
         }
         self.next_check = now + CHECK_EVERY;
-        self.last_record.retain(|tp, _| assigned.contains(tp));
+        self.last_record.retain(|(tp, _)| assigned.contains(tp));
         let mut quiet = Vec::new();
         for tp in assigned {
-            let at = *self.last_record.entry(tp.clone()).or_insert(now);
+            let at = match self.last_record.iter().find(|(known, _)| known == tp) {
+                Some((_, at)) => *at,
+                None => {
+                    self.last_record.push((tp.clone(), now));
+                    now
+                }
+            };
             if now.duration_since(at) >= STALL_AFTER {
                 quiet.push(tp.clone());
             }
