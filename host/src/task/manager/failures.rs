@@ -56,6 +56,8 @@ impl TaskManager {
     /// error does not say which) and fail the task; its retry, after the
     /// usual backoff, restores the store from its changelog.
     fn restore_task(&mut self, id: TaskId, error: TaskError) {
+        // Queries must let go of the old database before it is deleted.
+        self.forget(id);
         if let Some(task) = self.tasks.remove(&id) {
             self.reader.unregister(id);
             task.close_dirty();
