@@ -32,6 +32,19 @@ pub fn bootstrap() -> &'static str {
 /// Runs `scripts/kafka ARGS` on the test broker's directory
 /// (`WEIR_KAFKA_DIR`, else `<target>/test-kafka`); returns its stdout.
 fn scripts_kafka(args: &[&str]) -> String {
+    let out = scripts_kafka_with_input(args, "");
+    assert!(
+        out.status.success(),
+        "scripts/kafka {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `scripts/kafka ARGS` with `input` on its stdin, on the test
+/// broker's directory; returns what it did, failed or not.
+pub fn scripts_kafka_with_input(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -44,17 +57,18 @@ fn scripts_kafka(args: &[&str]) -> String {
                 .unwrap_or(repo.join("target"))
                 .join("test-kafka")
         });
-    let out = Command::new(repo.join("scripts/kafka"))
+    let mut child = Command::new(repo.join("scripts/kafka"))
         .args(args)
         .env("WEIR_KAFKA_DIR", &dir)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("running scripts/kafka");
-    assert!(
-        out.status.success(),
-        "scripts/kafka {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().expect("running scripts/kafka")
 }
 
 /// Stops the test broker, keeps it down for `down`, and starts it again on
