@@ -84,7 +84,7 @@ impl TaskError {
     /// fenced-producer handling): transaction, flush and produce failures
     /// and commits the group refused. Store, guest and client-setup
     /// failures are not.
-    pub fn is_recoverable_by_reset(&self) -> bool {
+    fn is_recoverable_by_reset(&self) -> bool {
         use crate::commit::CommitError as C;
         match self {
             TaskError::Commit(c) => match c {

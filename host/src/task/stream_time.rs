@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::group::TopicPartition;
 use crate::member::OffsetAndMetadata;
+use crate::topology::TaskId;
 
 const PREFIX: &str = "weir1:st=";
 
@@ -28,16 +29,25 @@ pub(crate) fn decode(metadata: &str) -> Option<i64> {
         .filter(|t: &i64| *t >= 0)
 }
 
-/// The stream time a task resumes from: the newest committed for any of
-/// its partitions.
-pub(crate) fn committed(
+/// The stream time each task resumes from: the newest committed for any
+/// of its partitions.
+pub(crate) fn per_task(
     offsets: &BTreeMap<TopicPartition, Option<OffsetAndMetadata>>,
-) -> Option<i64> {
-    offsets
-        .values()
-        .flatten()
-        .filter_map(|c| decode(&c.metadata))
-        .max()
+) -> BTreeMap<TaskId, i64> {
+    let mut out: BTreeMap<TaskId, i64> = BTreeMap::new();
+    for ((_, partition), committed) in offsets {
+        if let Some(time) = committed.as_ref().and_then(|c| decode(&c.metadata)) {
+            let resumed = out.entry(TaskId::for_partition(*partition)).or_insert(time);
+            *resumed = (*resumed).max(time);
+        }
+    }
+    out
+}
+
+/// The stream time one task resumes from, given its partitions' offsets.
+#[cfg(test)]
+fn committed(offsets: &BTreeMap<TopicPartition, Option<OffsetAndMetadata>>) -> Option<i64> {
+    per_task(offsets).into_values().max()
 }
 
 #[cfg(test)]
@@ -67,6 +77,10 @@ mod tests {
         offsets.insert(("c".to_string(), 0), at("not ours"));
         offsets.insert(("d".to_string(), 0), None);
         assert_eq!(committed(&offsets), Some(900));
+        offsets.insert(("a".to_string(), 1), at(&encode(100)));
+        let tasks = per_task(&offsets);
+        assert_eq!(tasks.get(&TaskId::for_partition(0)), Some(&900));
+        assert_eq!(tasks.get(&TaskId::for_partition(1)), Some(&100));
         offsets.clear();
         offsets.insert(("d".to_string(), 0), None);
         assert_eq!(committed(&offsets), None);

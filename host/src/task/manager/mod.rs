@@ -190,7 +190,14 @@ impl TaskManager {
     /// A new active task: on a standby's open stores if this thread keeps
     /// one (only the changelog tail since its last applied offset is
     /// restored), on freshly opened ones otherwise.
-    fn create_task(&mut self, id: TaskId, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
+    /// `stream_time`: what a previous owner committed (see
+    /// `task::stream_time`).
+    fn create_task(
+        &mut self,
+        id: TaskId,
+        stream_time: Option<i64>,
+        consumer: &dyn SourceConsumer,
+    ) -> Result<(), TaskError> {
         let mut task = match self.standbys.remove(&id) {
             Some(standby) => {
                 self.standby_reader.unregister(id);
@@ -199,7 +206,7 @@ impl TaskManager {
             }
             None => StreamTask::new(id, &self.setup)?,
         };
-        if let Some(committed) = self.committed_stream_time(id, consumer) {
+        if let Some(committed) = stream_time {
             task.resume_stream_time(committed);
         }
         self.restore_or_start(&mut task, None, consumer)?;
@@ -207,22 +214,19 @@ impl TaskManager {
         Ok(())
     }
 
-    /// The stream time committed with task `id`'s offsets. A broker that
-    /// cannot tell costs the resumed stream time, never the task.
-    fn committed_stream_time(&self, id: TaskId, consumer: &dyn SourceConsumer) -> Option<i64> {
-        let partitions: Vec<TopicPartition> = self
-            .setup
-            .plan
-            .sources
-            .iter()
-            .map(|topic| (topic.clone(), id.partition))
-            .collect();
-        match consumer.committed(&partitions) {
-            Ok(committed) => stream_time::committed(&committed),
+    /// The stream time committed with the offsets of `partitions`, per
+    /// task, read in one request. A broker that cannot tell costs the
+    /// resumed stream time, never the tasks.
+    fn committed_stream_times(
+        partitions: &[TopicPartition],
+        consumer: &dyn SourceConsumer,
+    ) -> BTreeMap<TaskId, i64> {
+        match consumer.committed(partitions) {
+            Ok(committed) => stream_time::per_task(&committed),
             Err(e) => {
-                tracing::warn!(task_id = %id, error = %e,
-                    "cannot read the stream time committed with the task's offsets; it starts from its records");
-                None
+                tracing::warn!(error = %e,
+                    "cannot read the stream time committed with the tasks' offsets; they start from their records");
+                BTreeMap::new()
             }
         }
     }
@@ -560,11 +564,12 @@ impl RebalanceListener for TaskManager {
         if self.failure.is_some() {
             return;
         }
+        let stream_times = Self::committed_stream_times(partitions, consumer);
         for id in tasks_of(partitions) {
             if self.tasks.contains_key(&id) || self.is_failed(id) {
                 continue;
             }
-            if let Err(e) = self.create_task(id, consumer) {
+            if let Err(e) = self.create_task(id, stream_times.get(&id).copied(), consumer) {
                 self.handle(e);
                 if self.failure.is_some() {
                     return;
