@@ -8,7 +8,10 @@
 //! [`Runtime`] (WIT bindings, memory cap, CPU deadline), the same
 //! [`StreamTask`] (batching, stream time, punctuation, forwarding), the same
 //! [`StateStore`](crate::store::StateStore) buffering over the in-memory
-//! backend, and the same swap used by hot deploys. Records forwarded to a
+//! backend, the same commit cycle ([`CommitProtocol`] over a
+//! [`MemoryCollector`] and a [`MemoryGroup`]: changelog records, store
+//! writes applied at their changelog offsets, input offsets committed), and
+//! the same swap used by hot deploys. Records forwarded to a
 //! repartition come back to the task owning their key, as through Kafka.
 //!
 //! ```no_run
@@ -27,14 +30,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use crate::commit::{CommitError, Outgoing, RecordSink};
+use crate::commit::{
+    CommitError, CommitParticipant, CommitProtocol, MemoryCollector, Outgoing, RecordSink,
+};
+use crate::config::ProcessingGuarantee;
+use crate::group::MemoryGroup;
 use crate::metrics::Metrics;
 use crate::runtime::bindings::{Header, IncomingRecord};
 use crate::runtime::{Clock, LoadError, LoadedComponent, Runtime, WasmLimits, read_component_file};
 use crate::store::Entry;
 use crate::task::{StreamTask, TaskError, TaskRegistry, TaskSetup};
 use crate::topics::TopicPlan;
-use crate::topology::{TaskId, Topology};
+use crate::topology::{TaskId, Topology, changelog_topic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -198,6 +205,10 @@ pub struct TestDriver {
     outputs: BTreeMap<String, Vec<TestOutput>>,
     next_offset: BTreeMap<(String, i32), i64>,
     runtime: Runtime,
+    /// The commit cycle's producer side: changelog records and their
+    /// offsets (outputs are routed by the driver as they are forwarded).
+    collector: MemoryCollector,
+    group: MemoryGroup,
 }
 
 impl TestDriver {
@@ -219,7 +230,11 @@ impl TestDriver {
         let setup = TaskSetup {
             application_id: options.application_id.clone(),
             version: 1,
-            plan: plan(component.topology(), options.partitions),
+            plan: plan(
+                component.topology(),
+                &options.application_id,
+                options.partitions,
+            ),
             component: component.clone(),
             disk: None,
             clock: clock.clone(),
@@ -238,6 +253,8 @@ impl TestDriver {
             outputs: BTreeMap::new(),
             next_offset: BTreeMap::new(),
             runtime,
+            collector: MemoryCollector::new(ProcessingGuarantee::AtLeastOnce),
+            group: MemoryGroup::joined(&options.application_id),
         };
         for p in 0..driver.partitions {
             let mut task = StreamTask::new(TaskId::for_partition(p), &driver.setup)?;
@@ -253,6 +270,7 @@ impl TestDriver {
                 }
             }
         }
+        driver.commit()?;
         Ok(driver)
     }
 
@@ -295,7 +313,52 @@ impl TestDriver {
                 .into_iter()
                 .map(|r| (source.to_string(), r))
                 .collect(),
-        )
+        )?;
+        self.commit()
+    }
+
+    /// Commits every task through the production commit cycle (changelog
+    /// records sent, store writes applied at their changelog offsets,
+    /// input offsets committed). The driver commits after every `pipe`,
+    /// `advance_wall_clock` and `swap`, as Kafka Streams'
+    /// `TopologyTestDriver` does after every record.
+    pub fn commit(&mut self) -> Result<(), DriverError> {
+        let mut participants: Vec<&mut dyn CommitParticipant> = self
+            .tasks
+            .values_mut()
+            .filter(|t| t.needs_commit())
+            .map(|t| t as &mut dyn CommitParticipant)
+            .collect();
+        if participants.is_empty() {
+            return Ok(());
+        }
+        CommitProtocol::AtLeastOnce
+            .commit(&mut participants, &mut self.collector, &self.group)
+            .map_err(|e| DriverError::Task(e.into()))?;
+        Ok(())
+    }
+
+    /// The next offset of `source` partition `partition` the group has
+    /// committed (`None`: nothing committed yet).
+    pub fn committed_offset(&self, source: &str, partition: i32) -> Option<i64> {
+        self.group
+            .committed_offsets()
+            .get(&(source.to_string(), partition))
+            .map(|o| o.offset)
+    }
+
+    /// What store `store`'s changelog topic holds for the task of
+    /// `partition`, in offset order: `(key, value)`, `None` for a delete.
+    pub fn changelog(&self, store: &str, partition: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let Some((_, topic)) = self.setup.plan.changelogs.iter().find(|(s, _)| s == store) else {
+            return Vec::new();
+        };
+        self.collector
+            .records(topic)
+            .into_iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| (r.key.clone().unwrap_or_default(), r.value.clone()))
+            .collect()
     }
 
     /// Processes `pending` records; records forwarded to a repartition come
@@ -356,7 +419,7 @@ impl TestDriver {
             self.check(p, result)?;
             self.run(back.into())?;
         }
-        Ok(())
+        self.commit()
     }
 
     /// Everything sink `sink` received since the last read.
@@ -365,7 +428,7 @@ impl TestDriver {
     }
 
     /// Every entry of `store` in the task of `partition`, in key order
-    /// (uncommitted writes included, as the processor sees them).
+    /// (as the processor sees them; the driver commits after every call).
     pub fn store_entries(&self, partition: i32, store: &str) -> Result<Vec<Entry>, DriverError> {
         let task = self
             .tasks
@@ -432,7 +495,11 @@ impl TestDriver {
         let component: Arc<LoadedComponent> = self.runtime.load(&name, &bytes)?;
         self.setup = TaskSetup {
             version: self.setup.version + 1,
-            plan: plan(component.topology(), self.partitions),
+            plan: plan(
+                component.topology(),
+                &self.setup.application_id,
+                self.partitions,
+            ),
             component: component.clone(),
             ..self.setup.clone()
         };
@@ -446,7 +513,7 @@ impl TestDriver {
             self.route(sink)?;
             self.check(p, result)?;
         }
-        Ok(())
+        self.commit()
     }
 
     /// Files outputs under their sink; returns records for repartitions.
@@ -559,7 +626,7 @@ pub fn build_component(crate_dir: &Path) -> Result<std::path::PathBuf, DriverErr
 
 /// Offline topics: every name is the declared one; outputs are named by
 /// sink (then repartition) name so they can be filed under it.
-fn plan(topology: &Topology, partitions: i32) -> Arc<TopicPlan> {
+fn plan(topology: &Topology, application_id: &str, partitions: i32) -> Arc<TopicPlan> {
     let mut sources = topology.sources.clone();
     sources.extend(topology.repartitions.iter().cloned());
     Arc::new(TopicPlan {
@@ -567,6 +634,11 @@ fn plan(topology: &Topology, partitions: i32) -> Arc<TopicPlan> {
         source_names: sources.clone(),
         sources,
         sinks: topology.output_names().map(str::to_string).collect(),
-        changelogs: Vec::new(),
+        changelogs: topology
+            .stores
+            .iter()
+            .filter(|s| s.logged)
+            .map(|s| (s.name.clone(), changelog_topic(application_id, &s.name)))
+            .collect(),
     })
 }

@@ -92,3 +92,31 @@ fn lines_that_are_not_text_are_skipped() {
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].key_str(), Some("fine"));
 }
+
+#[test]
+fn every_pipe_is_committed_through_the_changelog_and_the_group() {
+    let mut driver = driver(1);
+    assert_eq!(driver.committed_offset("text-lines", 0), None);
+    driver
+        .pipe("text-lines", TestRecord::new("a", "to be or not to be"))
+        .unwrap();
+    driver
+        .pipe("text-lines", TestRecord::new("b", "be quick"))
+        .unwrap();
+    // Input offsets: the next to read after two records.
+    assert_eq!(driver.committed_offset("text-lines", 0), Some(2));
+    // The changelog holds the latest count of every word (compaction would
+    // keep the last of each key), and the store agrees with it.
+    let mut latest = std::collections::BTreeMap::new();
+    for (key, value) in driver.changelog("counts", 0) {
+        latest.insert(key, value.expect("no deletes"));
+    }
+    let entries: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = driver
+        .store_entries(0, "counts")
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(latest, entries);
+    assert_eq!(entries[b"be".as_slice()], 3u64.to_be_bytes().to_vec());
+    assert!(driver.changelog("no-such-store", 0).is_empty());
+}

@@ -7,15 +7,18 @@
 //!
 //! This facade holds the narrow views task code gets: [`SourceConsumer`]
 //! (commit, pause, resume, the group metadata a transaction needs) and the
-//! [`RebalanceListener`] the task manager implements. Nothing here decides
+//! [`RebalanceListener`] the task manager implements, and [`MemoryGroup`],
+//! the in-memory consumer for offline drivers and tests. Nothing here decides
 //! about tasks: the assignor decides where they run, the task manager how
 //! they start and stop.
 
+mod memory;
 mod source;
 mod stall;
 mod streams;
 mod subscription;
 
+pub use memory::MemoryGroup;
 pub use source::{GroupSource, SourceContext};
 pub use stall::{FetchWatch, QuietPartition, STALL_AFTER, stalled};
 pub use streams::{StreamsGroup, StreamsGroupSetup, ThreadUpdate};

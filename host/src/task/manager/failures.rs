@@ -20,7 +20,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{MAX_RESETS, TaskManager};
-use crate::commit::RecordCollector;
 use crate::task::state;
 use crate::task::{TaskError, TaskRecovery, TaskStatus};
 use crate::topology::TaskId;
@@ -86,10 +85,10 @@ impl TaskManager {
         tracing::warn!(%error, tasks = self.tasks.len(),
             "closing the thread's tasks without committing and starting them again from the last commit");
         self.collector.abort_transaction();
-        if self.collector.exactly_once() {
+        if self.protocol.replaces_producer_on_reset() {
             // A fenced producer cannot be used again; a new one fences any
             // zombie with our transactional id in turn.
-            match RecordCollector::new(&self.config, self.thread) {
+            match (self.new_collector)() {
                 Ok(collector) => self.collector = collector,
                 Err(e) => return self.fail(e.into()),
             }
@@ -125,7 +124,7 @@ impl TaskManager {
             task_id = %id, attempts, retry_in_ms = retry_at.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
             "task failed: {error}"
         );
-        let close: Vec<TaskId> = if self.collector.exactly_once() {
+        let close: Vec<TaskId> = if self.protocol.binds_thread() {
             // One transaction spans every task of the thread.
             self.collector.abort_transaction();
             self.tasks.keys().copied().collect()

@@ -2,7 +2,7 @@
 //! lost partitions, drives restoration, routes records to tasks, fires
 //! wall-clock punctuations, and runs the commit cycle.
 //!
-//! It owns the thread's producer ([`RecordCollector`]) and changelog readers
+//! It owns the thread's producer (a [`Collector`]) and changelog readers
 //! (one restoring actives, one tailing for standbys), and receives the
 //! consumer only as a [`SourceConsumer`], per call. Standby tasks are kept
 //! beside the actives; an active whose task stays here as a standby hands
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::state::ChangelogStart;
 use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState, stream_time};
 use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
-use crate::commit::{CommitParticipant, RecordCollector, commit_tasks};
+use crate::commit::{Collector, CommitError, CommitParticipant, CommitProtocol, RecordCollector};
 use crate::config::Config;
 use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
 use crate::lifecycle::{Lifecycle, ThreadStatus};
@@ -54,7 +54,11 @@ pub struct TaskManager {
     setup: TaskSetup,
     lifecycle: Arc<Lifecycle>,
     tasks: BTreeMap<TaskId, StreamTask>,
-    collector: RecordCollector,
+    collector: Box<dyn Collector>,
+    /// Makes `collector`, and its replacement after a reset that leaves a
+    /// producer unusable.
+    new_collector: CollectorFactory,
+    protocol: CommitProtocol,
     reader: ChangelogReader,
     standbys: BTreeMap<TaskId, StandbyTask>,
     /// Tails the standbys' changelogs; never blocks the actives' restore.
@@ -81,10 +85,31 @@ pub struct TaskManager {
     resets_since_commit: u32,
 }
 
+/// Makes a stream thread's producer: at start, and again after a reset
+/// under exactly-once.
+pub type CollectorFactory = Box<dyn FnMut() -> Result<Box<dyn Collector>, CommitError> + Send>;
+
 impl TaskManager {
+    /// A task manager producing to Kafka.
     pub fn new(setup: TaskManagerSetup) -> Result<Self, TaskError> {
-        let collector = RecordCollector::new(&setup.config, setup.thread)?;
+        let (config, thread) = (setup.config.clone(), setup.thread);
+        let kafka: CollectorFactory = Box::new(move || {
+            Ok(Box::new(RecordCollector::new(&config, thread)?) as Box<dyn Collector>)
+        });
+        Self::with_collector(setup, kafka)
+    }
+
+    /// A task manager producing through the collectors `new_collector`
+    /// makes.
+    pub fn with_collector(
+        setup: TaskManagerSetup,
+        mut new_collector: CollectorFactory,
+    ) -> Result<Self, TaskError> {
+        let collector = new_collector()?;
+        let protocol = CommitProtocol::of(setup.config.processing_guarantee);
         Ok(TaskManager {
+            new_collector,
+            protocol,
             reader: ChangelogReader::new(&setup.config, setup.thread),
             standbys: BTreeMap::new(),
             standby_reader: ChangelogReader::new(&setup.config, setup.thread),
@@ -288,7 +313,7 @@ impl TaskManager {
             consumer.resume(&task.partitions()).map_err(|e| {
                 TaskError::Consumer(format!("resuming partitions of task {id}: {e}"))
             })?;
-            task.start(&mut self.collector)?;
+            task.start(self.collector.as_mut())?;
         }
         Ok(())
     }
@@ -402,7 +427,7 @@ impl TaskManager {
                     let Some(t) = self.tasks.get_mut(&task) else {
                         continue;
                     };
-                    if t.store_restored(store, &mut self.collector)? {
+                    if t.store_restored(store, self.collector.as_mut())? {
                         consumer.resume(&t.partitions()).map_err(|e| {
                             TaskError::Consumer(format!("resuming partitions of task {task}: {e}"))
                         })?;
@@ -427,7 +452,7 @@ impl TaskManager {
             let Some(task) = self.tasks.get_mut(&id) else {
                 continue;
             };
-            if let Err(e) = task.process(&topic, records, &mut self.collector) {
+            if let Err(e) = task.process(&topic, records, self.collector.as_mut()) {
                 self.handle(e);
             }
         }
@@ -439,7 +464,7 @@ impl TaskManager {
     pub fn punctuate_wall_clock(&mut self) {
         let mut error = None;
         for task in self.tasks.values_mut() {
-            if let Err(e) = task.punctuate_wall_clock(&mut self.collector) {
+            if let Err(e) = task.punctuate_wall_clock(self.collector.as_mut()) {
                 error = Some(e);
                 break;
             }
@@ -489,7 +514,9 @@ impl TaskManager {
             return Ok(());
         }
         self.lifecycle.commit_started(self.thread);
-        let result = commit_tasks(&mut participants, &mut self.collector, consumer);
+        let result = self
+            .protocol
+            .commit(&mut participants, self.collector.as_mut(), consumer);
         self.lifecycle.commit_finished(self.thread);
         let stats = result?;
         self.resets_since_commit = 0;
@@ -517,7 +544,7 @@ impl TaskManager {
     /// task of the thread), closes every task dirty and aborts.
     pub fn close_all(&mut self, consumer: &dyn SourceConsumer, clean: bool) {
         let failed_task = self.failure.as_ref().and_then(TaskError::task);
-        let isolate = failed_task.is_some() && !self.collector.exactly_once();
+        let isolate = failed_task.is_some() && !self.protocol.binds_thread();
         if let (true, Some(id)) = (isolate, failed_task)
             && let Some(task) = self.tasks.remove(&id)
         {
@@ -628,7 +655,7 @@ impl RebalanceListener for TaskManager {
         // thread: it is aborted, so none of them may keep uncommitted work.
         // Each is closed dirty and, if still assigned, re-created from the
         // last commit by the next assignment.
-        let close: Vec<TaskId> = if self.collector.exactly_once() {
+        let close: Vec<TaskId> = if self.protocol.binds_thread() {
             self.collector.abort_transaction();
             self.tasks.keys().copied().collect()
         } else {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use crate::commit::{CommitError, CommitParticipant, Outgoing, RecordCollector, RecordSink};
+use crate::commit::{Collector, CommitError, CommitParticipant, Outgoing, RecordSink};
 use crate::group::TopicPartition;
 use crate::member::OffsetAndMetadata;
 use crate::metrics::{Metrics, add};
@@ -527,7 +527,7 @@ impl StreamTask {
 }
 
 impl CommitParticipant for StreamTask {
-    fn send_changelog(&mut self, collector: &mut RecordCollector) -> Result<u64, CommitError> {
+    fn send_changelog(&mut self, collector: &mut dyn Collector) -> Result<u64, CommitError> {
         let mut sent = 0;
         let partition = self.id.partition;
         for (i, store) in self.instance.task().stores.iter().enumerate() {
@@ -559,7 +559,7 @@ impl CommitParticipant for StreamTask {
             .collect()
     }
 
-    fn apply_store_writes(&mut self, collector: &mut RecordCollector) -> Result<(), CommitError> {
+    fn apply_store_writes(&mut self, collector: &mut dyn Collector) -> Result<(), CommitError> {
         let partition = self.id.partition;
         for i in 0..self.instance.task().stores.len() {
             let offset = match self.changelog(i) {
