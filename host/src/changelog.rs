@@ -73,12 +73,8 @@ pub enum RestoreEvent {
         records: Vec<Write>,
         next_offset: i64,
     },
-    Done {
-        task: TaskId,
-        store: usize,
-        restored: u64,
-        elapsed: Duration,
-    },
+    /// Restored to the end seen at registration (logged with its rate).
+    Done { task: TaskId, store: usize },
     /// A tailed partition reached the changelog's end (again).
     CaughtUp { task: TaskId, store: usize },
 }
@@ -500,8 +496,6 @@ fn read_topic(
             events.push(RestoreEvent::Done {
                 task: r.task,
                 store: r.store,
-                restored: r.restored,
-                elapsed,
             });
             reader.assigned = false;
         }

@@ -6,30 +6,37 @@
 //! lifecycle); the processor reaches state and outputs only through the
 //! `weir:streams` WIT interfaces.
 //!
-//! Modules, one concern each:
+//! Modules, one concern each. Public are those the `weir` binary, the
+//! conformance suite, processor authors' tests and this crate's integration
+//! tests use; the others are `pub(crate)`.
 //! - [`config`]: Kafka-Streams-style settings from TOML and `WEIR_*` env.
-//! - [`topology`]: what a component declares; task ids and derived names.
+//! - `topology`: what a component declares; task ids and derived names.
 //! - [`runtime`]: wasmtime engine, component validation, instances, limits.
-//! - [`store`]: backends (RocksDB, memory), per-task buffered stores, the
+//! - `store`: backends (RocksDB, memory), per-task buffered stores, the
 //!   state directory.
-//! - [`changelog`]: restoring stores from changelog topics.
-//! - [`commit`]: the producer and the commit cycle (at-least-once, EOS v2).
-//! - [`group`]: this process's place in the streams group (subscription,
+//! - `changelog`: restoring stores from changelog topics.
+//! - `commit`: the commit cycle (one protocol per guarantee) and its seam,
+//!   the `Collector` (rdkafka producer; in memory for tests and the driver).
+//! - `group`: this process's place in the streams group (subscription,
 //!   the leader's assignment, per-thread targets, the source consumer).
 //! - [`task`]: stream tasks and the per-thread task manager.
-//! - [`thread`]: the stream thread poll loop.
-//! - [`topics`]: source checks, sink and changelog topic creation.
+//! - `thread`: the stream thread poll loop.
+//! - [`kafka`]: settings shared by every rdkafka client; Kafka's
+//!   partitioner.
+//! - `topics`: source checks, sink and changelog topic creation.
 //! - [`lifecycle`]: the application state machine, readiness, liveness.
 //! - [`limits`]: open-files check and the memory formula.
-//! - [`assign`]: the leader's pure task assignor (KIP-441: actives,
+//! - `assign`: the leader's pure task assignor (KIP-441: actives,
 //!   standbys, warm-ups, threads, cooperative hand-over) and the versioned
 //!   subscription/assignment user data.
 //! - [`member`]: Weir's own consumer-group membership (classic protocol,
 //!   `kafka-protocol` crate): join, the leader's assignment, heartbeats,
 //!   offsets committed with the generation.
-//! - [`metrics`]: counters in Prometheus text format.
+//! - `query`: interactive queries (the `/v1/stores` API, key formats,
+//!   routing a key to the instance that holds it).
+//! - `metrics`: counters in Prometheus text format.
 //! - [`app`]: a running topology, version swaps and the ordered stop.
-//! - [`release`]: the release (component version and topic plan) the
+//! - `release`: the release (component version and topic plan) the
 //!   threads run, and the hand-over of a new one at a commit boundary.
 //! - [`deploy`]: validating, recording and listing deployments (the
 //!   deployment log every instance follows).
@@ -40,25 +47,25 @@
 
 pub mod admin;
 pub mod app;
-pub mod assign;
+pub(crate) mod assign;
 pub mod bench;
-pub mod changelog;
-pub mod commit;
+pub(crate) mod changelog;
+pub(crate) mod commit;
 pub mod config;
 pub mod deploy;
-pub mod group;
+pub(crate) mod group;
 pub mod kafka;
 pub mod lifecycle;
 pub mod limits;
 pub mod member;
-pub mod metrics;
-pub mod query;
-pub mod release;
+pub(crate) mod metrics;
+pub(crate) mod query;
+pub(crate) mod release;
 pub mod rollout;
 pub mod runtime;
-pub mod store;
+pub(crate) mod store;
 pub mod task;
 pub mod testing;
-pub mod thread;
-pub mod topics;
-pub mod topology;
+pub(crate) mod thread;
+pub(crate) mod topics;
+pub(crate) mod topology;

@@ -44,9 +44,8 @@ mod proptests;
 #[cfg(test)]
 mod scenarios;
 
-pub use codec::DecodeError;
 pub use cooperative::cooperative;
 pub use info::{AssignmentInfo, HostTasks, LATEST_VERSION, SubscriptionInfo, error_code, host_map};
-pub use model::{Assignment, AssignorConfig, ClientAssignment, ClientState, ProcessId, TaskSpec};
+pub use model::{AssignorConfig, ClientAssignment, ClientState, ProcessId, TaskSpec};
 pub use task_assignor::assign;
 pub use threads::{ThreadAssignment, distribute_to_threads};

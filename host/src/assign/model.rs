@@ -66,6 +66,7 @@ pub struct ClientState {
 
 impl ClientState {
     /// A process with `threads` threads and nothing else known.
+    #[cfg(test)]
     pub fn with_threads(threads: u32) -> Self {
         ClientState {
             threads,
@@ -158,13 +159,6 @@ pub struct ClientAssignment {
     pub warmup: BTreeSet<TaskId>,
 }
 
-impl ClientAssignment {
-    /// Whether this process holds `task` in any role.
-    pub fn holds(&self, task: &TaskId) -> bool {
-        self.active.contains(task) || self.standby.contains(task) || self.warmup.contains(task)
-    }
-}
-
 /// The whole group's assignment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assignment {
@@ -177,6 +171,7 @@ pub struct Assignment {
 
 impl Assignment {
     /// The process each task is active on.
+    #[cfg(test)]
     pub fn active_owners(&self) -> BTreeMap<TaskId, ProcessId> {
         let mut owners = BTreeMap::new();
         for (pid, client) in &self.clients {

@@ -76,18 +76,21 @@ impl MemoryCollector {
 
     /// Records sent to `topic` without a partition are spread over
     /// `partitions` by key, as the Kafka producer does.
+    #[cfg(test)]
     pub fn with_partitions(mut self, topic: &str, partitions: i32) -> Self {
         self.partitions.insert(topic.to_string(), partitions);
         self
     }
 
     /// The next flush fails with `error`; what was in flight is lost.
+    #[cfg(test)]
     pub fn fail_next_flush(&mut self, error: CommitError) {
         self.fail_flush = Some(error);
     }
 
     /// The next transaction commit fails with `error` (the transaction
     /// stays open for the caller to abort).
+    #[cfg(test)]
     pub fn fail_next_commit(&mut self, error: CommitError) {
         self.fail_commit = Some(error);
     }
@@ -106,10 +109,12 @@ impl MemoryCollector {
     }
 
     /// Input offsets committed inside transactions (exactly-once).
+    #[cfg(test)]
     pub fn transaction_offsets(&self) -> &BTreeMap<TopicPartition, OffsetAndMetadata> {
         &self.transaction_offsets
     }
 
+    #[cfg(test)]
     pub fn in_transaction(&self) -> bool {
         self.in_transaction
     }

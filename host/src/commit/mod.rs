@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 pub use kafka::RecordCollector;
-pub use memory::{MemoryCollector, SentRecord};
+pub use memory::MemoryCollector;
 
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition};

@@ -33,6 +33,7 @@ impl MemoryGroup {
     }
 
     /// The next offset commit is refused with `error`.
+    #[cfg(test)]
     pub fn refuse_next_commit(&self, error: MembershipError) {
         *self.refuse_next.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
     }

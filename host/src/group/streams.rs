@@ -283,11 +283,6 @@ impl StreamsGroup {
         }
     }
 
-    /// Endpoint → tasks of the last assignment (for interactive queries).
-    pub fn host_map(&self) -> BTreeMap<String, HostTasks> {
-        lock(&self.shared.state).host_map.clone()
-    }
-
     /// Leaves the group's heartbeat loop. Static members do not send
     /// LeaveGroup: a restart within `session.timeout.ms` gets the same
     /// tasks back without a rebalance.
