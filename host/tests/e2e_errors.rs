@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::admin::get;
+use support::admin::{get, tasks};
 use support::kafka::{committed_offset, create_topic, create_topic_with, produce};
 use support::weir::{App, Weir};
 use support::{eventually, guests, unique};
@@ -33,14 +33,11 @@ fn a_trapping_guest_fails_its_task_naming_component_and_record_and_the_process_s
     let mut weir = app.start(&guests::component("trap-on-record"));
     let admin = weir.admin_url();
     let failed = eventually(Duration::from_secs(60), "the task listed as FAILED", || {
-        let (_, body) = get(&format!("{admin}/v1/tasks"));
-        body["tasks"]
-            .as_array()?
-            .iter()
-            .find(|t| t["task_id"] == "0_0" && t["state"] == "FAILED")
-            .cloned()
+        tasks(&admin)
+            .into_iter()
+            .find(|t| t.task_id == "0_0" && t.state == "FAILED")
     });
-    let error = failed["error"].as_str().unwrap();
+    let error = failed.error.as_deref().unwrap();
     assert!(
         error.contains("trap-on-record@sha256:"),
         "component not named: {error}"
@@ -313,11 +310,9 @@ fn under_exactly_once_a_failed_task_s_neighbours_go_on_exactly_once() {
     produce(&input, &[(Some(0), "a", b"1"), (Some(0), "a", b"boom")]);
     produce(&input, &on_1(100, 200));
     eventually(Duration::from_secs(60), "task 0_0 FAILED", || {
-        let (_, body) = get(&format!("{admin}/v1/tasks"));
-        body["tasks"]
-            .as_array()?
+        tasks(&admin)
             .iter()
-            .any(|t| t["task_id"] == "0_0" && t["state"] == "FAILED")
+            .any(|t| t.task_id == "0_0" && t.state == "FAILED")
             .then_some(())
     });
     produce(&input, &on_1(200, 300));

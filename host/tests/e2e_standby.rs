@@ -50,16 +50,9 @@ fn app(input: &str, output: &str, extra: &[&str]) -> App {
 
 /// (task id → state) of an instance, from `GET /v1/tasks`.
 fn tasks(admin: &str) -> BTreeMap<String, String> {
-    let (status, body) = get(&format!("{admin}/v1/tasks"));
-    assert_eq!(status, 200, "{body}");
-    body["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let field = |k: &str| t[k].as_str().unwrap().to_string();
-            (field("task_id"), field("state"))
-        })
+    support::admin::tasks(admin)
+        .into_iter()
+        .map(|t| (t.task_id, t.state.into_owned()))
         .collect()
 }
 

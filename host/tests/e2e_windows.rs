@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::admin::get;
+use support::admin::{get, tasks};
 use support::kafka::{create_topic, latest, produce_at, read_all};
 use support::weir::App;
 use support::{eventually, guests, unique};
@@ -252,11 +252,9 @@ fn a_killed_instance_s_windows_go_on_from_their_standbys_exactly_once() {
     let admin_b = b.admin_url();
     // Both instances hold tasks and standbys before the kill.
     eventually(Duration::from_secs(60), "a standby on b", || {
-        let (_, body) = get(&format!("{admin_b}/v1/tasks"));
-        body["tasks"]
-            .as_array()?
+        tasks(&admin_b)
             .iter()
-            .any(|t| t["state"] == "STANDBY")
+            .any(|t| t.state == "STANDBY")
             .then_some(())
     });
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use weir::admin::api::{DeployReply, RollbackReply, TopologiesReply, TopologyReply};
 use weir::app::HostContext;
 use weir::config::Config;
 use weir::deploy::Deployer;
@@ -271,18 +272,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if allow_store_drop {
                 url.push_str("?allow_store_drop=true");
             }
-            let reply = client::request(&admin, "PUT", &url, Some(&bytes))?;
-            if reply["created"] == false {
+            let reply: DeployReply = client::request(&admin, "PUT", &url, Some(&bytes))?;
+            if reply.created {
                 println!(
-                    "{name}: version {} (sha256 {}) is already live",
-                    reply["version"],
-                    as_str(&reply["sha256"])
+                    "deployed {name} version {} (sha256 {})",
+                    reply.version, reply.sha256
                 );
             } else {
                 println!(
-                    "deployed {name} version {} (sha256 {})",
-                    reply["version"],
-                    as_str(&reply["sha256"])
+                    "{name}: version {} (sha256 {}) is already live",
+                    reply.version, reply.sha256
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -291,24 +290,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let base = admin.admin.trim_end_matches('/');
             match name {
                 None => {
-                    let reply =
+                    let reply: TopologiesReply =
                         client::request(&admin, "GET", &format!("{base}/v1/topologies"), None)?;
                     println!("{:<24} {:>5} {:>9}  changed", "name", "live", "versions");
-                    for t in reply["topologies"].as_array().into_iter().flatten() {
+                    for t in reply.topologies {
                         println!(
                             "{:<24} {:>5} {:>9}  {} by {}",
-                            as_str(&t["name"]),
-                            t["live_version"]
-                                .as_u64()
-                                .map_or("-".to_string(), |v| v.to_string()),
-                            t["versions"].as_array().map_or(0, Vec::len),
-                            as_str(&t["changed_at"]),
-                            as_str(&t["changed_by"]),
+                            t.name,
+                            t.live_version.map_or("-".to_string(), |v| v.to_string()),
+                            t.versions.len(),
+                            t.changed_at,
+                            t.changed_by,
                         );
                     }
                 }
                 Some(name) => {
-                    let t = client::request(
+                    let t: TopologyReply = client::request(
                         &admin,
                         "GET",
                         &format!("{base}/v1/topologies/{name}"),
@@ -318,23 +315,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "{:>7}  {:<12} {:<20} {:<24} by",
                         "version", "sha256", "deployed", "topology"
                     );
-                    for v in t["versions"].as_array().into_iter().flatten() {
+                    for v in &t.versions {
                         println!(
                             "{}{:>6}  {:<12} {:<20} {:<24} {}",
-                            if v["live"] == true { "*" } else { " " },
-                            v["version"],
-                            as_str(&v["sha256"]).get(..12).unwrap_or(""),
-                            as_str(&v["deployed_at"]),
-                            as_str(&v["topology"]["name"]),
-                            as_str(&v["deployed_by"]),
+                            if v.live { "*" } else { " " },
+                            v.version,
+                            v.sha256.get(..12).unwrap_or(""),
+                            v.deployed_at,
+                            v.topology.name,
+                            v.deployed_by,
                         );
                     }
-                    for task in t["tasks"].as_array().into_iter().flatten() {
+                    for task in t.tasks.iter().flatten() {
                         println!(
                             "task {} on this instance: version {} {}",
-                            as_str(&task["task_id"]),
-                            task["version"],
-                            as_str(&task["state"])
+                            task.task_id, task.version, task.state
                         );
                     }
                 }
@@ -353,8 +348,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(v) = version {
                 url.push_str(&format!("?version={v}"));
             }
-            let reply = client::request(&admin, "POST", &url, None)?;
-            println!("{name}: version {} is live again", reply["version"]);
+            let reply: RollbackReply = client::request(&admin, "POST", &url, None)?;
+            println!("{name}: version {} is live again", reply.version);
             Ok(ExitCode::SUCCESS)
         }
         Command::Query {
@@ -382,7 +377,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 path_segment(&key),
                 params.join("&")
             );
-            let reply = client::request(&admin, "GET", &url, None)?;
+            let reply: serde_json::Value = client::request(&admin, "GET", &url, None)?;
             match reply {
                 serde_json::Value::String(s) => println!("{s}"),
                 other => println!("{other}"),
@@ -391,7 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Undeploy { admin, name } => {
             let url = format!("{}/v1/topologies/{name}", admin.admin.trim_end_matches('/'));
-            client::request(&admin, "DELETE", &url, None)?;
+            let _: TopologyReply = client::request(&admin, "DELETE", &url, None)?;
             println!("{name}: stopped on every instance");
             Ok(ExitCode::SUCCESS)
         }
@@ -493,24 +488,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn as_str(v: &serde_json::Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
 /// The admin API client behind `deploy`, `topologies`, `rollback`, `undeploy`.
 mod client {
     use anyhow::Context;
+    use serde::de::DeserializeOwned;
+    use weir::admin::api::ErrorReply;
 
     use super::AdminArgs;
 
-    /// Sends a request; a non-2xx answer becomes an error with the host's
-    /// message.
-    pub fn request(
+    /// Sends a request and reads the answer as `T`; a non-2xx answer
+    /// becomes an error with the host's message.
+    pub fn request<T: DeserializeOwned>(
         admin: &AdminArgs,
         method: &str,
         url: &str,
         body: Option<&[u8]>,
-    ) -> anyhow::Result<serde_json::Value> {
+    ) -> anyhow::Result<T> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -562,16 +555,16 @@ mod client {
             .body_mut()
             .read_to_string()
             .with_context(|| format!("reading the answer to {method} {url}"))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
         if !status.is_success() {
-            let message = json["error"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| json.to_string());
+            let message = serde_json::from_str::<ErrorReply>(&text)
+                .map(|e| e.error)
+                .unwrap_or(text);
             anyhow::bail!("{method} {url}: {status}: {message}");
         }
-        Ok(json)
+        // A plain-text answer (a query of a `utf8` value) reads as a string.
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        serde_json::from_value(json)
+            .with_context(|| format!("{method} {url}: unexpected answer from the host"))
     }
 }
 

@@ -120,7 +120,7 @@ mod tests {
             topology: "wc".into(),
             version,
             component: "wc@sha256:0".into(),
-            state,
+            state: state.into(),
             lag: None,
             error: (state == "FAILED").then(|| format!("task {id}: trapped")),
         }

@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::topology::TaskId;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskStatus {
     pub task_id: String,
     pub thread: usize,
@@ -17,7 +19,7 @@ pub struct TaskStatus {
     pub version: u32,
     pub component: String,
     /// `RESTORING`, `RUNNING`, `STANDBY` or `FAILED`.
-    pub state: &'static str,
+    pub state: Cow<'static, str>,
     /// A standby's records behind the changelogs' end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,

@@ -105,7 +105,7 @@ impl StandbyTask {
             topology: self.setup.component.topology().name.clone(),
             version: self.setup.version,
             component: self.setup.component.label(),
-            state: "STANDBY",
+            state: "STANDBY".into(),
             lag: Some(lag),
             error: None,
         }

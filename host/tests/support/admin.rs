@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use weir::admin::api::{TaskStatus, TasksReply};
 
 /// GET `url`; returns (status, JSON or the text as a JSON string).
 pub fn get(url: &str) -> (u16, Value) {
@@ -75,14 +76,15 @@ pub fn deploy(
     cli(&args)
 }
 
+/// This instance's tasks, from `GET /v1/tasks` (the server's own type).
+pub fn tasks(admin: &str) -> Vec<TaskStatus> {
+    let (status, body) = get(&format!("{admin}/v1/tasks"));
+    assert_eq!(status, 200, "{body}");
+    let reply: TasksReply = serde_json::from_value(body).expect("a TasksReply");
+    reply.tasks
+}
+
 /// The versions this instance's tasks run, as reported by `/v1/tasks`.
 pub fn task_versions(admin: &str) -> Vec<u64> {
-    let (status, tasks) = get(&format!("{admin}/v1/tasks"));
-    assert_eq!(status, 200, "{tasks}");
-    tasks["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["version"].as_u64().unwrap())
-        .collect()
+    tasks(admin).iter().map(|t| u64::from(t.version)).collect()
 }

@@ -211,7 +211,7 @@ impl TaskManager {
                     topology: self.setup.component.topology().name.clone(),
                     version: self.setup.version,
                     component: self.setup.component.label(),
-                    state: "FAILED",
+                    state: "FAILED".into(),
                     lag: None,
                     error: Some(failed.error.clone()),
                 },

@@ -452,7 +452,8 @@ impl StreamTask {
             state: match self.state {
                 TaskState::Restoring => "RESTORING",
                 TaskState::Running => "RUNNING",
-            },
+            }
+            .into(),
             lag: None,
             error: None,
         }

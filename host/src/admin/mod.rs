@@ -26,10 +26,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
+pub mod api;
+
+use self::api::{
+    DeployReply, ErrorReply, RollbackReply, TasksReply, TopologiesReply, TopologyReply,
+};
 use crate::app::HostContext;
-use crate::deploy::{DeployError, DeployRequest, Deployer, TopologyRecord};
+use crate::deploy::{DeployError, DeployRequest, Deployer};
 
 #[derive(Clone)]
 struct Admin {
@@ -44,7 +48,7 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorReply { error: self.1 })).into_response()
     }
 }
 
@@ -158,60 +162,32 @@ async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
     )
 }
 
-async fn tasks(State(a): State<Admin>) -> Json<Value> {
-    Json(json!({
-        "application_id": a.ctx.config.application_id,
-        "client_id": a.ctx.config.client_id,
-        "state": a.ctx.lifecycle.state(),
-        "tasks": a.ctx.tasks.snapshot(),
-    }))
-}
-
-fn topology_json(record: &TopologyRecord) -> Value {
-    let versions: Vec<Value> = record
-        .versions
-        .iter()
-        .map(|v| {
-            json!({
-                "version": v.version,
-                "sha256": v.sha256,
-                "size": v.size,
-                "deployed_at": v.deployed_at,
-                "deployed_by": v.deployed_by,
-                "live": record.live == Some(v.version),
-                "topology": v.topology,
-            })
-        })
-        .collect();
-    json!({
-        "name": record.name,
-        "live_version": record.live,
-        "changed_at": record.changed_at,
-        "changed_by": record.changed_by,
-        "change_reason": record.reason,
-        "revision": record.revision,
-        "versions": versions,
+async fn tasks(State(a): State<Admin>) -> Json<TasksReply> {
+    Json(TasksReply {
+        application_id: a.ctx.config.application_id.clone(),
+        client_id: a.ctx.config.client_id.clone(),
+        state: a.ctx.lifecycle.state(),
+        tasks: a.ctx.tasks.snapshot(),
     })
 }
 
-async fn list(State(a): State<Admin>) -> Json<Value> {
-    let all: Vec<Value> = a.deployer.list().iter().map(topology_json).collect();
-    Json(json!({ "topologies": all }))
+async fn list(State(a): State<Admin>) -> Json<TopologiesReply> {
+    let topologies = a.deployer.list().iter().map(TopologyReply::from).collect();
+    Json(TopologiesReply { topologies })
 }
 
-async fn show(State(a): State<Admin>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn show(State(a): State<Admin>, Path(name): Path<String>) -> ApiResult<Json<TopologyReply>> {
     let record = a
         .deployer
         .get(&name)
         .ok_or_else(|| ApiError::from(DeployError::NotFound(name.clone())))?;
-    let mut out = topology_json(&record);
+    let mut out = TopologyReply::from(&record);
     // One topology per application: this instance's tasks are the live one's.
-    let tasks = if record.live.is_some() {
+    out.tasks = Some(if record.live.is_some() {
         a.ctx.tasks.snapshot()
     } else {
         Vec::new()
-    };
-    out["tasks"] = json!(tasks);
+    });
     Ok(Json(out))
 }
 
@@ -273,7 +249,7 @@ async fn deploy(
     Query(q): Query<DeployQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<DeployReply>)> {
     authorize(&a, &headers)?;
     let limit = a.max_component_bytes;
     let too_big = |size: String| {
@@ -310,12 +286,12 @@ async fn deploy(
     let v = deployed.version;
     Ok((
         status,
-        Json(json!({
-            "version": v.version,
-            "sha256": v.sha256,
-            "created": deployed.created,
-            "topology": v.topology,
-        })),
+        Json(DeployReply {
+            version: v.version,
+            sha256: v.sha256,
+            created: deployed.created,
+            topology: v.topology,
+        }),
     ))
 }
 
@@ -329,20 +305,23 @@ async fn rollback(
     Path(name): Path<String>,
     Query(q): Query<RollbackQuery>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RollbackReply>> {
     authorize(&a, &headers)?;
     let (deployer, by) = (a.deployer.clone(), who(&headers));
     let v = blocking(move || deployer.rollback(&name, q.version, &by)).await?;
-    Ok(Json(json!({ "version": v.version, "sha256": v.sha256 })))
+    Ok(Json(RollbackReply {
+        version: v.version,
+        sha256: v.sha256,
+    }))
 }
 
 async fn undeploy(
     State(a): State<Admin>,
     Path(name): Path<String>,
     headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TopologyReply>> {
     authorize(&a, &headers)?;
     let (deployer, by) = (a.deployer.clone(), who(&headers));
     let record = blocking(move || deployer.delete(&name, &by)).await?;
-    Ok(Json(topology_json(&record)))
+    Ok(Json(TopologyReply::from(&record)))
 }
