@@ -1,10 +1,13 @@
-//! A [`Collector`] without a broker: an in-memory log per topic partition
-//! with Kafka's visibility rules (at-least-once: a record is there once
-//! flushed; exactly-once: once its transaction commits, and never if it
-//! aborts). For unit tests of the commit cycle and for offline drivers.
-//! Failures are injected one at a time; it never retries anything itself.
+//! Kafka without a broker, for unit tests of the commit cycle and restore
+//! and for offline drivers: [`MemoryLog`], topic partitions in memory with
+//! Kafka's visibility rules (at-least-once: a record is there once flushed;
+//! exactly-once: once its transaction commits, never if it aborts), and
+//! [`MemoryCollector`], a producer into it. Failures are injected one at a
+//! time; nothing here retries.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Collector, CommitError, Outgoing, RecordSink};
 use crate::config::ProcessingGuarantee;
@@ -38,40 +41,148 @@ enum Visibility {
 struct Entry {
     record: SentRecord,
     visibility: Visibility,
+    /// The collector that sent it: a transaction settles only its own.
+    producer: u64,
     /// A changelog record: its offset is reported by
     /// [`Collector::take_changelog_offset`] once acknowledged.
     changelog: bool,
 }
 
-pub struct MemoryCollector {
-    guarantee: ProcessingGuarantee,
-    /// Partitions per topic, for records sent without one (default 1).
-    partitions: HashMap<String, i32>,
+#[derive(Debug, Default)]
+struct Topics {
     entries: Vec<Entry>,
     next_offset: HashMap<TopicPartition, i64>,
+}
+
+/// Topic partitions in memory, shared by the collectors writing them and
+/// the readers (restore, tests) reading them `read_committed`.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryLog(Arc<Mutex<Topics>>);
+
+impl MemoryLog {
+    fn lock(&self) -> MutexGuard<'_, Topics> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a `read_committed` consumer of `topic` sees, in offset order
+    /// per partition.
+    pub fn records(&self, topic: &str) -> Vec<SentRecord> {
+        let mut out: Vec<SentRecord> = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|e| e.visibility == Visibility::Visible && e.record.topic == topic)
+            .map(|e| e.record.clone())
+            .collect();
+        out.sort_by_key(|r| (r.partition, r.offset));
+        out
+    }
+
+    /// The first visible record of `topic`/`partition` at or after `from`.
+    #[cfg(test)]
+    pub fn next_record(&self, topic: &str, partition: i32, from: i64) -> Option<SentRecord> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|e| {
+                e.visibility == Visibility::Visible
+                    && e.record.topic == topic
+                    && e.record.partition == partition
+                    && e.record.offset >= from
+            })
+            .min_by_key(|e| e.record.offset)
+            .map(|e| e.record.clone())
+    }
+
+    /// The offset the next acknowledged record of `topic`/`partition` gets
+    /// (Kafka's high watermark; aborted records count, as in Kafka).
+    #[cfg(test)]
+    pub fn end_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.lock()
+            .next_offset
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Failures to inject into a [`MemoryCollector`], shared with whoever
+/// holds a clone (the collector may sit inside a task manager).
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<Mutex<PendingFaults>>);
+
+#[derive(Debug, Default)]
+struct PendingFaults {
+    flush: Option<CommitError>,
+    commit: Option<CommitError>,
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, PendingFaults> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next flush fails with `error`; what was in flight is lost.
+    #[cfg(test)]
+    pub fn fail_next_flush(&self, error: CommitError) {
+        self.lock().flush = Some(error);
+    }
+
+    /// The next transaction commit fails with `error` (the transaction
+    /// stays open for the caller to abort).
+    #[cfg(test)]
+    pub fn fail_next_commit(&self, error: CommitError) {
+        self.lock().commit = Some(error);
+    }
+}
+
+/// A producer into a [`MemoryLog`].
+pub struct MemoryCollector {
+    guarantee: ProcessingGuarantee,
+    log: MemoryLog,
+    id: u64,
+    /// Partitions per topic, for records sent without one (default 1).
+    partitions: HashMap<String, i32>,
     acked: HashMap<TopicPartition, i64>,
     in_transaction: bool,
-    /// Input offsets committed inside transactions, in commit order.
+    /// Input offsets committed inside transactions, the latest per partition.
     transaction_offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     pending: u64,
-    fail_flush: Option<CommitError>,
-    fail_commit: Option<CommitError>,
+    faults: Faults,
 }
 
 impl MemoryCollector {
+    /// A producer into a log of its own.
     pub fn new(guarantee: ProcessingGuarantee) -> Self {
+        Self::into_log(guarantee, MemoryLog::default())
+    }
+
+    /// A producer into `log`, which other collectors and readers share.
+    pub fn into_log(guarantee: ProcessingGuarantee, log: MemoryLog) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(1);
         MemoryCollector {
             guarantee,
+            log,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             partitions: HashMap::new(),
-            entries: Vec::new(),
-            next_offset: HashMap::new(),
             acked: HashMap::new(),
             in_transaction: false,
             transaction_offsets: BTreeMap::new(),
             pending: 0,
-            fail_flush: None,
-            fail_commit: None,
+            faults: Faults::default(),
         }
+    }
+
+    /// Failures are injected through `faults` (and its clones).
+    #[cfg(test)]
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// What a `read_committed` consumer of `topic` sees.
+    pub fn records(&self, topic: &str) -> Vec<SentRecord> {
+        self.log.records(topic)
     }
 
     /// Records sent to `topic` without a partition are spread over
@@ -82,30 +193,9 @@ impl MemoryCollector {
         self
     }
 
-    /// The next flush fails with `error`; what was in flight is lost.
     #[cfg(test)]
-    pub fn fail_next_flush(&mut self, error: CommitError) {
-        self.fail_flush = Some(error);
-    }
-
-    /// The next transaction commit fails with `error` (the transaction
-    /// stays open for the caller to abort).
-    #[cfg(test)]
-    pub fn fail_next_commit(&mut self, error: CommitError) {
-        self.fail_commit = Some(error);
-    }
-
-    /// What a `read_committed` consumer of `topic` sees, in offset order
-    /// per partition.
-    pub fn records(&self, topic: &str) -> Vec<&SentRecord> {
-        let mut out: Vec<&SentRecord> = self
-            .entries
-            .iter()
-            .filter(|e| e.visibility == Visibility::Visible && e.record.topic == topic)
-            .map(|e| &e.record)
-            .collect();
-        out.sort_by_key(|r| (r.partition, r.offset));
-        out
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Input offsets committed inside transactions (exactly-once).
@@ -131,7 +221,7 @@ impl MemoryCollector {
         if self.exactly_once() {
             self.in_transaction = true;
         }
-        self.entries.push(Entry {
+        self.log.lock().entries.push(Entry {
             record: SentRecord {
                 topic: out.topic.to_string(),
                 partition,
@@ -146,15 +236,31 @@ impl MemoryCollector {
                 timestamp: out.timestamp,
             },
             visibility: Visibility::InFlight,
+            producer: self.id,
             changelog,
         });
         self.pending += 1;
     }
 
-    fn settle(&mut self, from: Visibility, to: Visibility) {
-        for entry in self.entries.iter_mut().filter(|e| e.visibility == from) {
+    /// Moves this collector's entries from one visibility to another.
+    fn settle(&self, from: Visibility, to: Visibility) {
+        for entry in self
+            .log
+            .lock()
+            .entries
+            .iter_mut()
+            .filter(|e| e.producer == self.id && e.visibility == from)
+        {
             entry.visibility = to;
         }
+    }
+
+    fn drop_in_flight(&self) {
+        let id = self.id;
+        self.log
+            .lock()
+            .entries
+            .retain(|e| e.producer != id || e.visibility != Visibility::InFlight);
     }
 }
 
@@ -194,9 +300,8 @@ impl Collector for MemoryCollector {
     }
 
     fn flush(&mut self) -> Result<(), CommitError> {
-        if let Some(error) = self.fail_flush.take() {
-            self.entries
-                .retain(|e| e.visibility != Visibility::InFlight);
+        if let Some(error) = self.faults.lock().flush.take() {
+            self.drop_in_flight();
             return Err(error);
         }
         let acknowledged = if self.exactly_once() {
@@ -204,13 +309,17 @@ impl Collector for MemoryCollector {
         } else {
             Visibility::Visible
         };
-        for entry in self
-            .entries
+        let mut log = self.log.lock();
+        let Topics {
+            entries,
+            next_offset,
+        } = &mut *log;
+        for entry in entries
             .iter_mut()
-            .filter(|e| e.visibility == Visibility::InFlight)
+            .filter(|e| e.producer == self.id && e.visibility == Visibility::InFlight)
         {
             let at = (entry.record.topic.clone(), entry.record.partition);
-            let next = self.next_offset.entry(at.clone()).or_insert(0);
+            let next = next_offset.entry(at.clone()).or_insert(0);
             entry.record.offset = *next;
             *next += 1;
             entry.visibility = acknowledged;
@@ -235,7 +344,7 @@ impl Collector for MemoryCollector {
         if !offsets.is_empty() && group.is_none() {
             return Err(CommitError::NoGroupMetadata);
         }
-        if let Some(error) = self.fail_commit.take() {
+        if let Some(error) = self.faults.lock().commit.take() {
             return Err(error);
         }
         self.flush()?;
@@ -250,8 +359,7 @@ impl Collector for MemoryCollector {
 
     fn abort_transaction(&mut self) {
         if self.in_transaction {
-            self.entries
-                .retain(|e| e.visibility != Visibility::InFlight);
+            self.drop_in_flight();
             self.settle(Visibility::Uncommitted, Visibility::Aborted);
             self.in_transaction = false;
         }

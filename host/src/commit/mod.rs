@@ -29,6 +29,8 @@ use rdkafka::error::KafkaError;
 
 pub use kafka::RecordCollector;
 pub use memory::MemoryCollector;
+#[cfg(test)]
+pub use memory::{Faults, MemoryLog};
 
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition};

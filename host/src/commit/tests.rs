@@ -150,7 +150,7 @@ fn a_failed_flush_applies_no_store_and_commits_no_offset() {
         let mut collector = MemoryCollector::new(guarantee);
         let group = MemoryGroup::joined("app");
         let mut tasks = vec![Task::new(0, vec![("a", Some("1"))])];
-        collector.fail_next_flush(flush_failure());
+        collector.faults().fail_next_flush(flush_failure());
         let error = commit(protocol, &mut tasks, &mut collector, &group).unwrap_err();
         assert!(
             matches!(error, CommitError::Flush(_)),
@@ -242,7 +242,7 @@ fn a_failed_transaction_commit_applies_no_store_and_an_abort_hides_its_records()
     let group = MemoryGroup::joined("app");
     let mut tasks = vec![Task::new(0, vec![("a", Some("1"))])];
     output(&mut collector, "x");
-    collector.fail_next_commit(CommitError::Produce {
+    collector.faults().fail_next_commit(CommitError::Produce {
         topic: OUTPUT.into(),
         reason: "fenced".into(),
     });

@@ -19,7 +19,7 @@ mod stream_task;
 mod stream_time;
 
 pub use error::{TaskError, TaskRecovery};
-pub use manager::{TaskManager, TaskManagerSetup};
+pub use manager::{Clients, TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
 pub use standby::StandbyTask;
 pub use state::ChangelogStart;

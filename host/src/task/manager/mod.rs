@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::state::ChangelogStart;
 use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState, stream_time};
-use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
+use crate::changelog::{
+    ChangelogConsumers, ChangelogReader, RestoreEvent, RestoreStart, StorePosition, kafka_consumers,
+};
 use crate::commit::{Collector, CommitError, CommitParticipant, CommitProtocol, RecordCollector};
 use crate::config::Config;
 use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
@@ -28,6 +30,8 @@ use crate::topology::TaskId;
 
 mod failures;
 mod standbys;
+#[cfg(test)]
+mod tests;
 
 use failures::FailedTask;
 
@@ -89,30 +93,47 @@ pub struct TaskManager {
 /// under exactly-once.
 pub type CollectorFactory = Box<dyn FnMut() -> Result<Box<dyn Collector>, CommitError> + Send>;
 
+/// The Kafka clients a task manager works through: on the cluster in
+/// production, in memory in tests (see `commit::MemoryCollector` and
+/// `changelog::MemoryChangelog`).
+pub struct Clients {
+    pub collectors: CollectorFactory,
+    pub changelogs: ChangelogConsumers,
+}
+
+impl Clients {
+    pub fn kafka(config: &Arc<Config>, thread: usize) -> Self {
+        let changelogs = kafka_consumers(config, thread);
+        let config = config.clone();
+        Clients {
+            collectors: Box::new(move || {
+                Ok(Box::new(RecordCollector::new(&config, thread)?) as Box<dyn Collector>)
+            }),
+            changelogs,
+        }
+    }
+}
+
 impl TaskManager {
-    /// A task manager producing to Kafka.
+    /// A task manager on the Kafka cluster of its configuration.
     pub fn new(setup: TaskManagerSetup) -> Result<Self, TaskError> {
-        let (config, thread) = (setup.config.clone(), setup.thread);
-        let kafka: CollectorFactory = Box::new(move || {
-            Ok(Box::new(RecordCollector::new(&config, thread)?) as Box<dyn Collector>)
-        });
-        Self::with_collector(setup, kafka)
+        let clients = Clients::kafka(&setup.config, setup.thread);
+        Self::with_clients(setup, clients)
     }
 
-    /// A task manager producing through the collectors `new_collector`
-    /// makes.
-    pub fn with_collector(
-        setup: TaskManagerSetup,
-        mut new_collector: CollectorFactory,
-    ) -> Result<Self, TaskError> {
+    pub fn with_clients(setup: TaskManagerSetup, clients: Clients) -> Result<Self, TaskError> {
+        let Clients {
+            collectors: mut new_collector,
+            changelogs,
+        } = clients;
         let collector = new_collector()?;
         let protocol = CommitProtocol::of(setup.config.processing_guarantee);
         Ok(TaskManager {
             new_collector,
             protocol,
-            reader: ChangelogReader::new(&setup.config, setup.thread),
+            reader: ChangelogReader::new(changelogs.clone()),
             standbys: BTreeMap::new(),
-            standby_reader: ChangelogReader::new(&setup.config, setup.thread),
+            standby_reader: ChangelogReader::new(changelogs),
             standby_target: BTreeSet::new(),
             standbys_published: Instant::now(),
             restore_published: Instant::now(),

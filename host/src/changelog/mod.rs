@@ -10,7 +10,9 @@
 //! One assign-only consumer per changelog topic (so an end-of-partition
 //! event names an unambiguous partition), polled a bounded amount per stream
 //! loop so a long restore never starves the group consumer. Owns no offsets
-//! and writes no store: it hands records to the task manager.
+//! and writes no store: it hands records to the task manager. The consumer
+//! is the seam [`ChangelogConsumer`]: rdkafka in production (`kafka.rs`),
+//! a [`MemoryLog`](crate::commit::MemoryLog) without a broker (`memory.rs`).
 //!
 //! Standby tasks use a reader of their own in *tail* mode: a tailed
 //! partition stays registered at its end (reporting `CaughtUp` once each
@@ -21,17 +23,68 @@
 //! is logged and that topic is polled again after a backoff; finding a
 //! changelog's offsets is retried for up to `WATERMARK_RETRY_FOR`.
 
+mod kafka;
+#[cfg(test)]
+mod memory;
+
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
+
+pub use kafka::KafkaChangelog;
+#[cfg(test)]
+pub use memory::MemoryChangelog;
 
 use crate::config::Config;
-use crate::kafka::EndOfPartitionExpected;
 use crate::store::Write;
 use crate::topology::TaskId;
+
+/// What one poll of a changelog consumer gave.
+#[derive(Debug)]
+pub enum Fetched {
+    Record {
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    },
+    /// The partition's end (`enable.partition.eof`): nothing more to read
+    /// now.
+    End { partition: i32 },
+}
+
+/// One changelog topic's consumer, as the reader uses it: assign-only,
+/// `read_committed`, reporting partition ends.
+pub trait ChangelogConsumer: Send {
+    /// The partition's low and high offsets (a broker request).
+    fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), KafkaError>;
+    /// Reads exactly these partitions from these offsets from now on.
+    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError>;
+    fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, KafkaError>>;
+    /// Where the consumer reads `partition` next (no broker request).
+    fn position(&self, partition: i32) -> Option<i64>;
+    /// The high offset as last seen in a fetch answer (no broker request).
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64>;
+}
+
+/// Makes the consumer of one changelog topic.
+pub type ChangelogConsumers =
+    Arc<dyn Fn(&str) -> Result<Box<dyn ChangelogConsumer>, RestoreError> + Send + Sync>;
+
+/// Changelog consumers on the Kafka cluster of `config`.
+pub fn kafka_consumers(config: &Config, thread: usize) -> ChangelogConsumers {
+    let config = config.clone();
+    Arc::new(move |topic: &str| {
+        KafkaChangelog::new(&config, thread, topic)
+            .map(|c| Box::new(c) as Box<dyn ChangelogConsumer>)
+            .map_err(|source| RestoreError::Create {
+                topic: topic.to_string(),
+                source,
+            })
+    })
+}
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the offsets of a changelog are retried before a restore fails.
@@ -95,7 +148,7 @@ struct Restoring {
 }
 
 struct TopicReader {
-    consumer: BaseConsumer<EndOfPartitionExpected>,
+    consumer: Box<dyn ChangelogConsumer>,
     partitions: BTreeMap<i32, Restoring>,
     assigned: bool,
     /// After a read error: not polled before this, and the next backoff.
@@ -103,29 +156,21 @@ struct TopicReader {
 }
 
 pub struct ChangelogReader {
-    config: Config,
-    thread: usize,
+    consumers: ChangelogConsumers,
     topics: HashMap<String, TopicReader>,
 }
 
 impl ChangelogReader {
-    pub fn new(config: &Config, thread: usize) -> Self {
+    pub fn new(consumers: ChangelogConsumers) -> Self {
         ChangelogReader {
-            config: config.clone(),
-            thread,
+            consumers,
             topics: HashMap::new(),
         }
     }
 
     fn reader(&mut self, topic: &str) -> Result<&mut TopicReader, RestoreError> {
         if !self.topics.contains_key(topic) {
-            let consumer: BaseConsumer<EndOfPartitionExpected> =
-                crate::kafka::restore_consumer(&self.config, self.thread)
-                    .create_with_context(EndOfPartitionExpected)
-                    .map_err(|source| RestoreError::Create {
-                        topic: topic.to_string(),
-                        source,
-                    })?;
+            let consumer = (self.consumers)(topic)?;
             self.topics.insert(
                 topic.to_string(),
                 TopicReader {
@@ -174,7 +219,7 @@ impl ChangelogReader {
             partition,
         } = at;
         let reader = self.reader(topic)?;
-        let (low, high) = watermarks(&reader.consumer, topic, partition)?;
+        let (low, high) = watermarks(reader.consumer.as_ref(), topic, partition)?;
         let from = match recorded {
             Some(r) if r > high || r < low => {
                 return Ok(RestoreStart::Corrupted {
@@ -291,18 +336,14 @@ impl ChangelogReader {
                 continue;
             }
             if !reader.assigned {
-                let mut tpl = TopicPartitionList::new();
-                for (partition, r) in &reader.partitions {
-                    tpl.add_partition_offset(topic, *partition, Offset::Offset(r.next))
-                        .map_err(|source| RestoreError::Kafka {
-                            topic: topic.clone(),
-                            partition: *partition,
-                            source,
-                        })?;
-                }
+                let from: Vec<(i32, i64)> = reader
+                    .partitions
+                    .iter()
+                    .map(|(p, r)| (*p, r.next))
+                    .collect();
                 reader
                     .consumer
-                    .assign(&tpl)
+                    .assign(&from)
                     .map_err(|source| RestoreError::Kafka {
                         topic: topic.clone(),
                         partition: -1,
@@ -313,23 +354,6 @@ impl ChangelogReader {
             read_topic(topic, reader, max_records, wait, &mut events)?;
         }
         Ok(events)
-    }
-}
-
-/// Where `consumer` will read `topic`/`partition` next (no broker request).
-fn position(
-    consumer: &BaseConsumer<EndOfPartitionExpected>,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    match consumer
-        .position()
-        .ok()?
-        .find_partition(topic, partition)?
-        .offset()
-    {
-        Offset::Offset(o) => Some(o),
-        _ => None,
     }
 }
 
@@ -347,14 +371,14 @@ pub struct StorePosition<'a> {
 /// The low and high offsets of a changelog partition, retried with backoff
 /// while the broker is away.
 fn watermarks(
-    consumer: &BaseConsumer<EndOfPartitionExpected>,
+    consumer: &dyn ChangelogConsumer,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), RestoreError> {
     let started = Instant::now();
     let mut backoff = BACKOFF_FIRST;
     loop {
-        match consumer.fetch_watermarks(topic, partition, WATERMARK_TIMEOUT) {
+        match consumer.watermarks(partition, WATERMARK_TIMEOUT) {
             Ok(w) => return Ok(w),
             Err(source) if started.elapsed() >= WATERMARK_RETRY_FOR => {
                 return Err(RestoreError::Kafka {
@@ -391,35 +415,35 @@ fn read_topic(
         };
         timeout = Duration::ZERO;
         match result {
-            Ok(message) => {
-                let partition = message.partition();
+            Ok(Fetched::Record {
+                partition,
+                offset,
+                key,
+                value,
+            }) => {
                 let Some(r) = reader.partitions.get_mut(&partition) else {
                     continue;
                 };
-                if message.offset() < r.next {
+                if offset < r.next {
                     continue;
                 }
-                r.next = message.offset() + 1;
+                r.next = offset + 1;
                 r.end = r.end.max(r.next);
                 r.at_end = false;
                 r.restored += 1;
                 read += 1;
-                if let Some(key) = message.key() {
-                    let value = message.payload().map(<[u8]>::to_vec);
-                    batches
-                        .entry(partition)
-                        .or_default()
-                        .push((key.to_vec(), value));
+                if let Some(key) = key {
+                    batches.entry(partition).or_default().push((key, value));
                 }
             }
-            Err(KafkaError::PartitionEOF(partition)) => {
+            Ok(Fetched::End { partition }) => {
                 // Past the last record may lie transaction markers and
                 // aborted records: the store records the end itself, so a
                 // later restore from it (a promoted standby's) has nothing
                 // left to wait for.
                 if let (Some(r), Some(end)) = (
                     reader.partitions.get_mut(&partition),
-                    position(&reader.consumer, topic, partition),
+                    reader.consumer.position(partition),
                 ) && end > r.next
                 {
                     r.next = end;
@@ -467,8 +491,7 @@ fn read_topic(
     for (partition, r) in reader.partitions.iter_mut() {
         if r.tail
             && !r.at_end
-            && let Some(high) =
-                crate::kafka::cached_high_watermark(&reader.consumer, topic, *partition)
+            && let Some(high) = reader.consumer.cached_high_watermark(*partition)
         {
             r.end = r.end.max(high);
         }

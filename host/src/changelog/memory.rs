@@ -1,0 +1,71 @@
+//! A [`ChangelogConsumer`] over a [`MemoryLog`]: what a `read_committed`
+//! consumer of one topic would fetch, for restore without a broker. Aborted
+//! records are skipped; the end of a partition is reported once per
+//! position, as `enable.partition.eof` does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+
+use super::{ChangelogConsumer, Fetched};
+use crate::commit::MemoryLog;
+
+pub struct MemoryChangelog {
+    log: MemoryLog,
+    topic: String,
+    /// Assigned partitions: the next offset, and whether the end at that
+    /// offset was reported.
+    positions: BTreeMap<i32, (i64, bool)>,
+}
+
+impl MemoryChangelog {
+    pub fn new(log: MemoryLog, topic: &str) -> Self {
+        MemoryChangelog {
+            log,
+            topic: topic.to_string(),
+            positions: BTreeMap::new(),
+        }
+    }
+}
+
+impl ChangelogConsumer for MemoryChangelog {
+    fn watermarks(&self, partition: i32, _: Duration) -> Result<(i64, i64), KafkaError> {
+        Ok((0, self.log.end_offset(&self.topic, partition)))
+    }
+
+    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError> {
+        self.positions = from.iter().map(|&(p, o)| (p, (o, false))).collect();
+        Ok(())
+    }
+
+    fn poll(&mut self, _: Duration) -> Option<Result<Fetched, KafkaError>> {
+        for (&partition, (next, end_reported)) in self.positions.iter_mut() {
+            if let Some(record) = self.log.next_record(&self.topic, partition, *next) {
+                *next = record.offset + 1;
+                *end_reported = false;
+                return Some(Ok(Fetched::Record {
+                    partition,
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                }));
+            }
+            if !*end_reported {
+                // Past aborted records, as a consumer's position is.
+                *next = (*next).max(self.log.end_offset(&self.topic, partition));
+                *end_reported = true;
+                return Some(Ok(Fetched::End { partition }));
+            }
+        }
+        None
+    }
+
+    fn position(&self, partition: i32) -> Option<i64> {
+        self.positions.get(&partition).map(|(next, _)| *next)
+    }
+
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
+        Some(self.log.end_offset(&self.topic, partition))
+    }
+}
