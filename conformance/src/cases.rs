@@ -117,17 +117,17 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "state-survives-restart",
-        live_only: true,
+        live_only: false,
         run: restart,
     },
     Case {
         name: "stream-time-survives-restart",
-        live_only: true,
+        live_only: false,
         run: stream_time_restart,
     },
     Case {
         name: "state-restored-from-changelog",
-        live_only: true,
+        live_only: false,
         run: wiped,
     },
     Case {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use weir::runtime::WasmLimits;
 use weir::testing::{DriverError, DriverOptions, TestDriver, TestRecord};
 
-use crate::target::{Cmd, NOT_APPLICABLE, Out, Target};
+use crate::target::{Cmd, Out, Target};
 
 pub struct Offline {
     driver: TestDriver,
@@ -83,8 +83,11 @@ impl Target for Offline {
         self.note(result)
     }
 
+    /// Offline stores live in memory: every restart restores them from the
+    /// changelog, as one on a wiped state directory does.
     fn restart(&mut self, _wipe_state: bool) -> Result<(), String> {
-        Err(NOT_APPLICABLE.into())
+        let result = self.driver.restart();
+        self.note(result)
     }
 
     fn redeploy(&mut self, component: &Path) -> Result<(), String> {

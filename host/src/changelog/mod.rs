@@ -24,7 +24,6 @@
 //! changelog's offsets is retried for up to `WATERMARK_RETRY_FOR`.
 
 mod kafka;
-#[cfg(test)]
 mod memory;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +33,6 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 pub use kafka::KafkaChangelog;
-#[cfg(test)]
 pub use memory::MemoryChangelog;
 
 use crate::config::Config;

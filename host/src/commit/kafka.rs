@@ -16,6 +16,7 @@ use super::{Collector, CommitError, Outgoing, RecordSink};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{GroupMetadata, TopicPartition, offset_list};
 use crate::member::OffsetAndMetadata;
+use crate::topology::TaskId;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -254,6 +255,7 @@ impl Collector for RecordCollector {
             value,
             headers: Vec::new(),
             timestamp: None,
+            task: TaskId::for_partition(partition),
         };
         self.send_tagged(out, tag)
     }

@@ -14,6 +14,7 @@ use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, TopicPartition};
 use crate::kafka::partition_for_key;
 use crate::member::OffsetAndMetadata;
+use crate::topology::TaskId;
 
 /// A record as it sits in a topic partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct SentRecord {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub timestamp: Option<i64>,
+    /// The task that sent it.
+    pub task: TaskId,
+    /// Position in the log across partitions: the order it was sent in.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +57,7 @@ struct Entry {
 struct Topics {
     entries: Vec<Entry>,
     next_offset: HashMap<TopicPartition, i64>,
+    next_seq: u64,
 }
 
 /// Topic partitions in memory, shared by the collectors writing them and
@@ -78,8 +84,25 @@ impl MemoryLog {
         out
     }
 
+    /// Visible records of `topic` sent after the one numbered `seq`, in
+    /// the order they were sent (across partitions).
+    pub fn records_after(&self, topic: &str, seq: Option<u64>) -> Vec<SentRecord> {
+        let mut out: Vec<SentRecord> = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|e| {
+                e.visibility == Visibility::Visible
+                    && e.record.topic == topic
+                    && seq.is_none_or(|s| e.record.seq > s)
+            })
+            .map(|e| e.record.clone())
+            .collect();
+        out.sort_by_key(|r| r.seq);
+        out
+    }
+
     /// The first visible record of `topic`/`partition` at or after `from`.
-    #[cfg(test)]
     pub fn next_record(&self, topic: &str, partition: i32, from: i64) -> Option<SentRecord> {
         self.lock()
             .entries
@@ -96,7 +119,6 @@ impl MemoryLog {
 
     /// The offset the next acknowledged record of `topic`/`partition` gets
     /// (Kafka's high watermark; aborted records count, as in Kafka).
-    #[cfg(test)]
     pub fn end_offset(&self, topic: &str, partition: i32) -> i64 {
         self.lock()
             .next_offset
@@ -141,8 +163,10 @@ pub struct MemoryCollector {
     guarantee: ProcessingGuarantee,
     log: MemoryLog,
     id: u64,
-    /// Partitions per topic, for records sent without one (default 1).
+    /// Partitions per topic, for records sent without one.
     partitions: HashMap<String, i32>,
+    /// Partitions of a topic not in `partitions`.
+    default_partitions: i32,
     acked: HashMap<TopicPartition, i64>,
     in_transaction: bool,
     /// Input offsets committed inside transactions, the latest per partition.
@@ -153,6 +177,7 @@ pub struct MemoryCollector {
 
 impl MemoryCollector {
     /// A producer into a log of its own.
+    #[cfg(test)]
     pub fn new(guarantee: ProcessingGuarantee) -> Self {
         Self::into_log(guarantee, MemoryLog::default())
     }
@@ -165,6 +190,7 @@ impl MemoryCollector {
             log,
             id: IDS.fetch_add(1, Ordering::Relaxed),
             partitions: HashMap::new(),
+            default_partitions: 1,
             acked: HashMap::new(),
             in_transaction: false,
             transaction_offsets: BTreeMap::new(),
@@ -181,8 +207,17 @@ impl MemoryCollector {
     }
 
     /// What a `read_committed` consumer of `topic` sees.
+    #[cfg(test)]
     pub fn records(&self, topic: &str) -> Vec<SentRecord> {
         self.log.records(topic)
+    }
+
+    /// Records sent without a partition to a topic not named in
+    /// [`MemoryCollector::with_partitions`] are spread over `partitions`
+    /// by key (default 1).
+    pub fn with_default_partitions(mut self, partitions: i32) -> Self {
+        self.default_partitions = partitions.max(1);
+        self
     }
 
     /// Records sent to `topic` without a partition are spread over
@@ -215,13 +250,20 @@ impl MemoryCollector {
 
     fn push(&mut self, out: Outgoing<'_>, changelog: bool) {
         let partition = out.partition.unwrap_or_else(|| {
-            let n = self.partitions.get(out.topic).copied().unwrap_or(1);
+            let n = self
+                .partitions
+                .get(out.topic)
+                .copied()
+                .unwrap_or(self.default_partitions);
             partition_for_key(out.key.unwrap_or_default(), n)
         });
         if self.exactly_once() {
             self.in_transaction = true;
         }
-        self.log.lock().entries.push(Entry {
+        let mut log = self.log.lock();
+        let seq = log.next_seq;
+        log.next_seq += 1;
+        log.entries.push(Entry {
             record: SentRecord {
                 topic: out.topic.to_string(),
                 partition,
@@ -234,6 +276,8 @@ impl MemoryCollector {
                     .map(|(k, v)| (k.to_string(), v.to_vec()))
                     .collect(),
                 timestamp: out.timestamp,
+                task: out.task,
+                seq,
             },
             visibility: Visibility::InFlight,
             producer: self.id,
@@ -290,6 +334,7 @@ impl Collector for MemoryCollector {
             value,
             headers: Vec::new(),
             timestamp: None,
+            task: TaskId::for_partition(partition),
         };
         self.push(out, true);
         Ok(())
@@ -313,6 +358,7 @@ impl Collector for MemoryCollector {
         let Topics {
             entries,
             next_offset,
+            ..
         } = &mut *log;
         for entry in entries
             .iter_mut()

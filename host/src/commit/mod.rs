@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 pub use kafka::RecordCollector;
-pub use memory::MemoryCollector;
 #[cfg(test)]
-pub use memory::{Faults, MemoryLog};
+pub use memory::Faults;
+pub use memory::{MemoryCollector, MemoryLog};
 
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition};
 use crate::member::{MembershipError, OffsetAndMetadata, Recovery};
+use crate::topology::TaskId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -72,6 +73,9 @@ pub struct Outgoing<'a> {
     pub value: Option<&'a [u8]>,
     pub headers: Vec<(&'a str, &'a [u8])>,
     pub timestamp: Option<i64>,
+    /// The task sending it (Kafka does not carry it; the offline driver
+    /// reports it).
+    pub task: TaskId,
 }
 
 /// Where a task's outputs go while it processes: a [`Collector`] in

@@ -7,6 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use super::*;
 use crate::group::MemoryGroup;
 use crate::member::MembershipError;
+use crate::topology::TaskId;
 
 const CHANGELOG: &str = "app-counts-changelog";
 const OUTPUT: &str = "out";
@@ -99,6 +100,7 @@ fn output(collector: &mut MemoryCollector, value: &str) {
             value: Some(value.as_bytes()),
             headers: Vec::new(),
             timestamp: Some(1),
+            task: TaskId::for_partition(0),
         })
         .unwrap();
 }
@@ -301,6 +303,7 @@ fn records_without_a_partition_are_spread_by_key_as_kafka_does() {
                 value: None,
                 headers: vec![("h", b"v")],
                 timestamp: None,
+                task: TaskId::for_partition(0),
             })
             .unwrap();
     }

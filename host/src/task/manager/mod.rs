@@ -45,6 +45,7 @@ pub(super) const RESTORE_BATCH: usize = 10_000;
 pub(super) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a task manager is built from.
+#[derive(Clone)]
 pub struct TaskManagerSetup {
     pub config: Arc<Config>,
     pub thread: usize,
@@ -151,6 +152,11 @@ impl TaskManager {
             newly_failed: Vec::new(),
             resets_since_commit: 0,
         })
+    }
+
+    /// Active task `id`, if this manager runs it.
+    pub fn task(&self, id: TaskId) -> Option<&StreamTask> {
+        self.tasks.get(&id)
     }
 
     /// The first error this manager hit; once set, it does no more work.

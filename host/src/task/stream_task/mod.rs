@@ -377,6 +377,7 @@ impl StreamTask {
                     .map(|h| (h.key.as_str(), h.value.as_slice()))
                     .collect(),
                 timestamp: r.timestamp,
+                task: self.id,
             })?;
         }
         // Give the buffer back: it keeps its capacity for the next call.

@@ -142,6 +142,7 @@ impl StreamTask {
             value: record.value.as_deref(),
             headers,
             timestamp: Some(record.timestamp),
+            task: self.id,
         })?;
         Ok(())
     }

@@ -1,0 +1,582 @@
+//! The offline test driver (Kafka Streams' `TopologyTestDriver`): runs a
+//! component in-process with in-memory stores and no broker. Records are
+//! piped in with keys, timestamps, headers and partitions; wall-clock time
+//! is advanced by hand; what each sink received and what each store holds
+//! can be read back.
+//!
+//! It runs the production task manager over in-memory Kafka: the same
+//! [`TaskManager`] (task creation and restore, routing, failures by
+//! recovery class, swaps), the same [`StreamTask`](crate::task::StreamTask)
+//! and [`Runtime`] (WIT bindings, memory cap, CPU deadline), and the same
+//! commit cycle, through a `MemoryCollector`, changelog consumers and a
+//! `MemoryGroup` over one `MemoryLog`. Like Kafka Streams' driver it commits
+//! after every call. Records forwarded to a repartition come back to the
+//! task owning their key, as through Kafka.
+//!
+//! ```no_run
+//! use weir::testing::{TestDriver, TestRecord};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut driver = TestDriver::new("word_count.wasm".as_ref(), Default::default())?;
+//! driver.pipe("text-lines", TestRecord::new("l1", "hello weir hello"))?;
+//! let counts = driver.read_output("counts");
+//! assert_eq!(counts.last().unwrap().value_str(), Some("2"));
+//! # Ok(()) }
+//! ```
+
+mod build;
+mod records;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+pub use build::build_component;
+pub use records::{DriverError, DriverOptions, ManualClock, TestOutput, TestRecord};
+
+use crate::changelog::{ChangelogConsumer, MemoryChangelog};
+use crate::commit::{Collector, MemoryCollector, MemoryLog};
+use crate::config::{Config, ProcessingGuarantee};
+use crate::group::{MemoryGroup, RebalanceListener, TopicPartition};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::runtime::bindings::{Header, IncomingRecord};
+use crate::runtime::{LoadedComponent, Runtime, read_component_file};
+use crate::store::Entry;
+use crate::task::{Clients, TaskError, TaskManager, TaskManagerSetup, TaskRegistry, TaskSetup};
+use crate::topics::TopicPlan;
+use crate::topology::{TaskId, Topology, changelog_topic};
+
+pub struct TestDriver {
+    topology: Arc<Topology>,
+    runtime: Runtime,
+    manager: TaskManager,
+    /// What the task manager was built from, to build it again at a
+    /// restart.
+    setup: TaskManagerSetup,
+    log: MemoryLog,
+    group: MemoryGroup,
+    clock: Arc<ManualClock>,
+    metrics: Arc<Metrics>,
+    registry: Arc<TaskRegistry>,
+    application_id: String,
+    /// `errors.dead.letter.queue.topic.name`: filed like a sink.
+    dead_letter_queue: Option<String>,
+    version: u32,
+    partitions: i32,
+    next_offset: BTreeMap<(String, i32), i64>,
+    /// How far each output topic has been read from the log.
+    read_up_to: BTreeMap<String, u64>,
+    outputs: BTreeMap<String, Vec<TestOutput>>,
+    /// Why each failed task failed.
+    failed: BTreeMap<i32, String>,
+}
+
+impl TestDriver {
+    /// Loads the component at `path` and starts one task per partition.
+    pub fn new(path: &Path, options: DriverOptions) -> Result<Self, DriverError> {
+        let (name, bytes) = read(path)?;
+        TestDriver::from_bytes(&name, &bytes, options)
+    }
+
+    pub fn from_bytes(
+        name: &str,
+        bytes: &[u8],
+        options: DriverOptions,
+    ) -> Result<Self, DriverError> {
+        let runtime =
+            Runtime::new(options.limits).map_err(|e| DriverError::Runtime(format!("{e:#}")))?;
+        let component = runtime.load(name, bytes)?;
+        let partitions = options.partitions.max(1);
+        let clock = Arc::new(ManualClock(AtomicI64::new(options.wall_clock_ms)));
+        let (metrics, registry) = (
+            Arc::new(Metrics::default()),
+            Arc::new(TaskRegistry::default()),
+        );
+        let log = MemoryLog::default();
+        let plan = plan(component.topology(), &options.application_id, partitions);
+        let setup = TaskManagerSetup {
+            config: config(&options.application_id)?,
+            thread: 0,
+            tasks: TaskSetup {
+                application_id: options.application_id.clone(),
+                version: 1,
+                plan: plan.clone(),
+                component: component.clone(),
+                disk: None,
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                registry: registry.clone(),
+                queries: Arc::default(),
+                errors: options.processing_errors.clone(),
+            },
+            lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
+        };
+        let manager = TaskManager::with_clients(setup.clone(), clients(&log, partitions))?;
+        let mut driver = TestDriver {
+            topology: component.topology().clone(),
+            runtime,
+            manager,
+            setup,
+            group: MemoryGroup::joined(&options.application_id),
+            log,
+            clock,
+            metrics,
+            registry,
+            dead_letter_queue: options.processing_errors.dead_letter_queue.clone(),
+            application_id: options.application_id,
+            version: 1,
+            partitions,
+            next_offset: BTreeMap::new(),
+            read_up_to: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            failed: BTreeMap::new(),
+        };
+        let all: Vec<i32> = (0..partitions).collect();
+        driver.assign(&all)?;
+        driver.run(VecDeque::new())?;
+        Ok(driver)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    fn partition_of(&self, record: &TestRecord) -> Result<i32, DriverError> {
+        let p = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => crate::kafka::partition_for_key(key, self.partitions),
+            (None, None) => 0,
+        };
+        if p < 0 || p >= self.partitions {
+            return Err(DriverError::NoSuchPartition {
+                partition: p,
+                partitions: self.partitions,
+            });
+        }
+        Ok(p)
+    }
+
+    /// Pipes one record into source `source` (a declared source name).
+    pub fn pipe(&mut self, source: &str, record: TestRecord) -> Result<(), DriverError> {
+        self.pipe_all(source, vec![record])
+    }
+
+    /// Pipes records into `source`; consecutive records of one partition
+    /// reach their task as one batch, as from a poll.
+    pub fn pipe_all(&mut self, source: &str, records: Vec<TestRecord>) -> Result<(), DriverError> {
+        if !self.topology.sources.iter().any(|s| s == source) {
+            return Err(DriverError::UnknownSource {
+                source_name: source.to_string(),
+                topology: self.topology.name.clone(),
+                known: self.topology.sources.join(", "),
+            });
+        }
+        self.run(
+            records
+                .into_iter()
+                .map(|r| (source.to_string(), r))
+                .collect(),
+        )
+    }
+
+    /// Processes `pending` records and commits; records forwarded to a
+    /// repartition come back here until none are left.
+    fn run(&mut self, mut pending: VecDeque<(String, TestRecord)>) -> Result<(), DriverError> {
+        loop {
+            let mut batches: Vec<(String, i32, Vec<IncomingRecord>)> = Vec::new();
+            for (source, record) in pending.drain(..) {
+                let partition = self.partition_of(&record)?;
+                if let Some(message) = self.failed.get(&partition) {
+                    return Err(DriverError::TaskFailed {
+                        task: TaskId::for_partition(partition),
+                        message: message.clone(),
+                    });
+                }
+                let offset = self
+                    .next_offset
+                    .entry((source.clone(), partition))
+                    .or_insert(0);
+                let incoming = IncomingRecord {
+                    source: source.clone(),
+                    key: record.key,
+                    value: record.value,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .map(|(key, value)| Header { key, value })
+                        .collect(),
+                    timestamp: record.timestamp,
+                    topic: source.clone(),
+                    partition,
+                    offset: *offset,
+                };
+                *offset += 1;
+                match batches.last_mut() {
+                    Some((s, p, batch)) if *s == source && *p == partition => batch.push(incoming),
+                    _ => batches.push((source, partition, vec![incoming])),
+                }
+            }
+            for batch in batches {
+                self.manager.process(vec![batch]);
+                self.check()?;
+            }
+            self.commit()?;
+            pending = self.route();
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits every task through the production commit cycle (changelog
+    /// records, store writes applied at their changelog offsets, input
+    /// offsets committed). The driver commits after every `pipe`,
+    /// `advance_wall_clock` and `swap`, as Kafka Streams' driver does after
+    /// every record.
+    pub fn commit(&mut self) -> Result<(), DriverError> {
+        let result = self.manager.commit_all(&self.group);
+        if let Err(e) = result {
+            return Err(DriverError::Task(e));
+        }
+        Ok(())
+    }
+
+    /// Creates (and restores) the tasks of `partitions`.
+    fn assign(&mut self, partitions: &[i32]) -> Result<(), DriverError> {
+        let assigned: Vec<TopicPartition> = partitions
+            .iter()
+            .flat_map(|p| {
+                self.topology
+                    .sources
+                    .iter()
+                    .chain(&self.topology.repartitions)
+                    .map(move |s| (s.clone(), *p))
+            })
+            .collect();
+        self.manager.on_assigned(&assigned, &self.group);
+        while self.manager.is_restoring() && !self.manager.has_failed() {
+            self.manager.restore_step(&self.group, Duration::ZERO);
+        }
+        self.check()
+    }
+
+    /// Surfaces what the task manager decided about failures: a task that
+    /// failed (its error, once), tasks to start again from the last
+    /// commit, or a failure of the whole manager.
+    fn check(&mut self) -> Result<(), DriverError> {
+        if let Some(error) = self.manager.take_failure() {
+            return Err(DriverError::Task(error));
+        }
+        let reset: Vec<i32> = self
+            .manager
+            .take_reset()
+            .into_iter()
+            .map(|id| id.partition)
+            .collect();
+        if !reset.is_empty() {
+            self.assign(&reset)?;
+        }
+        let newly_failed = self.manager.take_newly_failed();
+        let Some(first) = newly_failed.first().copied() else {
+            return Ok(());
+        };
+        for status in self.registry.snapshot() {
+            if status.state == "FAILED"
+                && let Some(id) = newly_failed
+                    .iter()
+                    .find(|id| id.to_string() == status.task_id)
+            {
+                let message = status.error.unwrap_or_else(|| "failed".into());
+                self.failed.insert(id.partition, message);
+            }
+        }
+        Err(DriverError::TaskFailed {
+            task: first,
+            message: self
+                .failed
+                .get(&first.partition)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Files what the sinks received since the last call under their names;
+    /// returns records forwarded to repartitions, to be processed next.
+    fn route(&mut self) -> VecDeque<(String, TestRecord)> {
+        let mut back = VecDeque::new();
+        for output in self.topology.output_names() {
+            let after = self.read_up_to.get(output).copied();
+            let records = self.log.records_after(output, after);
+            let Some(last) = records.last() else {
+                continue;
+            };
+            self.read_up_to.insert(output.to_string(), last.seq);
+            let repartition = self.topology.repartitions.iter().any(|r| r == output);
+            for r in records {
+                if repartition {
+                    back.push_back((
+                        output.to_string(),
+                        TestRecord {
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            timestamp: r.timestamp.unwrap_or(0),
+                            partition: Some(r.partition),
+                        },
+                    ));
+                } else {
+                    self.outputs
+                        .entry(output.to_string())
+                        .or_default()
+                        .push(TestOutput {
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                            timestamp: r.timestamp,
+                            task: r.task,
+                        });
+                }
+            }
+        }
+        // Outputs not declared (a dead-letter queue) are filed by topic.
+        if let Some(dlq) = self.dead_letter_queue.clone() {
+            let after = self.read_up_to.get(&dlq).copied();
+            let records = self.log.records_after(&dlq, after);
+            if let Some(last) = records.last() {
+                self.read_up_to.insert(dlq.clone(), last.seq);
+            }
+            for r in records {
+                self.outputs
+                    .entry(dlq.clone())
+                    .or_default()
+                    .push(TestOutput {
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                        timestamp: r.timestamp,
+                        task: r.task,
+                    });
+            }
+        }
+        back
+    }
+
+    /// Moves the wall clock on by `by` and fires wall-clock punctuations.
+    pub fn advance_wall_clock(&mut self, by: Duration) -> Result<(), DriverError> {
+        self.clock
+            .0
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.manager.punctuate_wall_clock();
+        self.check()?;
+        self.run(VecDeque::new())
+    }
+
+    /// Everything sink `sink` received since the last read.
+    pub fn read_output(&mut self, sink: &str) -> Vec<TestOutput> {
+        self.outputs.remove(sink).unwrap_or_default()
+    }
+
+    /// Every entry of `store` in the task of `partition`, in key order
+    /// (as the processor sees them; the driver commits after every call).
+    pub fn store_entries(&self, partition: i32, store: &str) -> Result<Vec<Entry>, DriverError> {
+        let id = TaskId::for_partition(partition);
+        let task = self
+            .manager
+            .task(id)
+            .ok_or_else(|| self.failure(partition))?;
+        let s = task.store(store).ok_or_else(|| DriverError::NoSuchStore {
+            topology: self.topology.name.clone(),
+            store: store.to_string(),
+        })?;
+        s.scan(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            usize::MAX,
+        )
+        .map_err(|source| DriverError::Task(TaskError::Store { task: id, source }))
+    }
+
+    /// Every window of window store `store` in the task of `partition`,
+    /// segment by segment, then by key and start.
+    pub fn window_entries(
+        &self,
+        partition: i32,
+        store: &str,
+    ) -> Result<Vec<crate::store::window::Windowed>, DriverError> {
+        Ok(self
+            .store_entries(partition, store)?
+            .into_iter()
+            .filter_map(|(stored, value)| {
+                crate::store::window::Layout::decode(&stored).map(|(key, start)| {
+                    crate::store::window::Windowed {
+                        key: key.to_vec(),
+                        start,
+                        value,
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// What store `store`'s changelog topic holds for the task of
+    /// `partition`, in offset order: `(key, value)`, `None` for a delete.
+    pub fn changelog(&self, store: &str, partition: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        if !self
+            .topology
+            .stores
+            .iter()
+            .any(|s| s.name == store && s.logged)
+        {
+            return Vec::new();
+        }
+        self.log
+            .records(&changelog_topic(&self.application_id, store))
+            .into_iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| (r.key.unwrap_or_default(), r.value))
+            .collect()
+    }
+
+    /// The next offset of `source` partition `partition` the group has
+    /// committed (`None`: nothing committed yet).
+    pub fn committed_offset(&self, source: &str, partition: i32) -> Option<i64> {
+        self.group
+            .committed_offsets()
+            .get(&(source.to_string(), partition))
+            .map(|o| o.offset)
+    }
+
+    /// Window-store writes dropped as too late, over all tasks (Kafka
+    /// Streams' `dropped-records`).
+    pub fn dropped_records(&self) -> u64 {
+        self.metrics.dropped_records.load(Ordering::Relaxed)
+    }
+
+    /// The error that failed the task of `partition`, if it failed.
+    pub fn task_error(&self, partition: i32) -> Option<&str> {
+        self.failed.get(&partition).map(String::as_str)
+    }
+
+    /// Swaps every task to another component on the same stores, as a hot
+    /// deploy does (a failed task is started again on the new version).
+    pub fn swap(&mut self, path: &Path) -> Result<(), DriverError> {
+        let (name, bytes) = read(path)?;
+        let component: Arc<LoadedComponent> = self.runtime.load(&name, &bytes)?;
+        let plan = plan(component.topology(), &self.application_id, self.partitions);
+        self.version += 1;
+        self.topology = component.topology().clone();
+        self.setup.tasks = TaskSetup {
+            version: self.version,
+            component: component.clone(),
+            plan: plan.clone(),
+            ..self.setup.tasks.clone()
+        };
+        self.manager
+            .swap_to(self.version, component, plan, &self.group);
+        self.check()?;
+        let retried: Vec<i32> = self
+            .manager
+            .take_due_retries()
+            .into_iter()
+            .map(|id| id.partition)
+            .collect();
+        for p in &retried {
+            self.failed.remove(p);
+        }
+        self.assign(&retried)?;
+        self.run(VecDeque::new())
+    }
+
+    /// Stops every task cleanly (commit, close) and starts them again in a
+    /// new task manager, as a process restart does: stores come back from
+    /// their changelogs (offline stores live in memory, so a restart is also
+    /// a lost state directory), stream time from the committed offsets.
+    /// Failed tasks start again too.
+    pub fn restart(&mut self) -> Result<(), DriverError> {
+        self.manager.close_all(&self.group, true);
+        if let Some(error) = self.manager.take_failure() {
+            return Err(DriverError::Task(error));
+        }
+        self.manager =
+            TaskManager::with_clients(self.setup.clone(), clients(&self.log, self.partitions))?;
+        self.failed.clear();
+        let all: Vec<i32> = (0..self.partitions).collect();
+        self.assign(&all)?;
+        self.run(VecDeque::new())
+    }
+
+    fn failure(&self, partition: i32) -> DriverError {
+        match self.failed.get(&partition) {
+            Some(message) => DriverError::TaskFailed {
+                task: TaskId::for_partition(partition),
+                message: message.clone(),
+            },
+            None => DriverError::NoSuchPartition {
+                partition,
+                partitions: self.partitions,
+            },
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<(String, Vec<u8>), DriverError> {
+    read_component_file(path).map_err(|source| DriverError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The settings the driver's task manager reads: at-least-once, and
+/// nothing that reaches a broker.
+fn config(application_id: &str) -> Result<Arc<Config>, DriverError> {
+    let raw = [
+        ("application.id", application_id),
+        ("bootstrap.servers", "offline:9092"),
+        ("processing.guarantee", "at_least_once"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_map(raw, None).map_err(|e| DriverError::Runtime(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// In-memory Kafka for the task manager: a collector and changelog
+/// consumers over `log`; every topic has the driver's partitions, records
+/// spread over them by key as the producer would.
+fn clients(log: &MemoryLog, partitions: i32) -> Clients {
+    let (collector_log, changelog_log) = (log.clone(), log.clone());
+    Clients {
+        collectors: Box::new(move || {
+            let collector =
+                MemoryCollector::into_log(ProcessingGuarantee::AtLeastOnce, collector_log.clone())
+                    .with_default_partitions(partitions);
+            Ok(Box::new(collector) as Box<dyn Collector>)
+        }),
+        changelogs: Arc::new(move |topic: &str| {
+            Ok(Box::new(MemoryChangelog::new(changelog_log.clone(), topic))
+                as Box<dyn ChangelogConsumer>)
+        }),
+    }
+}
+
+/// Offline topics: every name is the declared one; outputs are named by
+/// sink (then repartition) name so they can be filed under it.
+fn plan(topology: &Topology, application_id: &str, partitions: i32) -> Arc<TopicPlan> {
+    let mut sources = topology.sources.clone();
+    sources.extend(topology.repartitions.iter().cloned());
+    Arc::new(TopicPlan {
+        partitions: partitions.max(1) as usize,
+        source_names: sources.clone(),
+        sources,
+        sinks: topology.output_names().map(str::to_string).collect(),
+        changelogs: topology
+            .stores
+            .iter()
+            .filter(|s| s.logged)
+            .map(|s| (s.name.clone(), changelog_topic(application_id, &s.name)))
+            .collect(),
+    })
+}
