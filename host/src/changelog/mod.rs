@@ -25,6 +25,8 @@
 
 mod kafka;
 mod memory;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -26,9 +26,11 @@ use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology};
 
 const CHANGELOG: &str = "app-counts-changelog";
 
-/// Counts records per key in store `counts` and forwards the count to
-/// `out`; a record whose value is `boom` fails the task.
-struct Counter;
+/// Counts records per key in store `counts` and forwards the count, after
+/// `prefix`, to `out`; a record whose value is `boom` fails the task.
+struct Counter {
+    prefix: &'static str,
+}
 
 impl NativeProcessor for Counter {
     fn process(&mut self, ctx: &mut TaskContext, batch: &[IncomingRecord]) -> Result<(), String> {
@@ -47,7 +49,7 @@ impl NativeProcessor for Counter {
             store.put(key.clone(), count.to_be_bytes().to_vec());
             let out = OutgoingRecord {
                 key: Some(key),
-                value: Some(count.to_string().into_bytes()),
+                value: Some(format!("{}{count}", self.prefix).into_bytes()),
                 headers: Vec::new(),
                 timestamp: Some(r.timestamp),
             };
@@ -69,7 +71,7 @@ fn config(guarantee: &str) -> Arc<Config> {
     Arc::new(Config::from_map(raw, None).unwrap())
 }
 
-fn setup(config: &Arc<Config>) -> TaskManagerSetup {
+fn counter(prefix: &'static str) -> Arc<LoadedComponent> {
     let topology = Topology {
         name: "count".into(),
         sources: vec!["in".into()],
@@ -88,21 +90,28 @@ fn setup(config: &Arc<Config>) -> TaskManagerSetup {
         }],
         repartitions: Vec::new(),
     };
-    let component = LoadedComponent::native(topology, Arc::new(|| Box::new(Counter)));
+    LoadedComponent::native(topology, Arc::new(move || Box::new(Counter { prefix })))
+}
+
+fn plan() -> Arc<TopicPlan> {
+    Arc::new(TopicPlan {
+        partitions: 2,
+        sources: vec!["in".into()],
+        source_names: vec!["in".into()],
+        sinks: vec!["out".into()],
+        changelogs: vec![("counts".into(), CHANGELOG.into())],
+    })
+}
+
+fn setup(config: &Arc<Config>) -> TaskManagerSetup {
     TaskManagerSetup {
         config: config.clone(),
         thread: 0,
         tasks: TaskSetup {
             application_id: "app".into(),
             version: 1,
-            component,
-            plan: Arc::new(TopicPlan {
-                partitions: 2,
-                sources: vec!["in".into()],
-                source_names: vec!["in".into()],
-                sinks: vec!["out".into()],
-                changelogs: vec![("counts".into(), CHANGELOG.into())],
-            }),
+            component: counter(""),
+            plan: plan(),
             disk: None,
             clock: Arc::new(SystemClock),
             metrics: Arc::new(Metrics::default()),
@@ -326,4 +335,25 @@ fn aborted_changelog_records_are_not_restored() {
     b.assign(&[0], &group);
     assert_eq!(b.count(0, "x"), Some(1));
     assert_eq!(outputs(&log)["x"], "1");
+}
+
+#[test]
+fn a_swap_while_a_task_restores_restores_it_on_the_new_version() {
+    let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
+    let mut a = instance(&log, "at_least_once");
+    a.assign(&[0], &group);
+    a.process(0, 0, &[("x", "1"), ("x", "2")]);
+    a.manager.on_revoked(&partitions(&[0]), &group);
+
+    let mut b = instance(&log, "at_least_once");
+    b.manager.on_assigned(&partitions(&[0]), &group);
+    assert!(b.manager.is_restoring(), "no restore step yet");
+    b.manager.swap_to(2, counter("v2:"), plan(), &group);
+    assert!(!b.manager.has_failed());
+    b.assign(&[0], &group);
+    assert_eq!(b.count(0, "x"), Some(2), "restored under the new version");
+    b.process(0, 2, &[("x", "3")]);
+    b.manager.commit_all(&group).unwrap();
+    assert_eq!(outputs(&log)["x"], "v2:3");
+    assert_eq!(committed(&group, 0), Some(3));
 }

@@ -1,0 +1,164 @@
+//! The changelog reader over [`MemoryChangelog`]: where a restore starts,
+//! what it hands over (never an aborted record), standby tailing, and
+//! letting go of a revoked task. No broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::commit::{Collector, MemoryCollector, MemoryLog};
+use crate::config::ProcessingGuarantee;
+
+const TOPIC: &str = "app-counts-changelog";
+
+fn reader(log: &MemoryLog) -> ChangelogReader {
+    let log = log.clone();
+    ChangelogReader::new(Arc::new(move |topic: &str| {
+        Ok(Box::new(MemoryChangelog::new(log.clone(), topic)) as Box<dyn ChangelogConsumer>)
+    }))
+}
+
+fn at(partition: i32) -> StorePosition<'static> {
+    StorePosition {
+        task: TaskId::for_partition(partition),
+        store: 0,
+        store_name: "counts",
+        topic: TOPIC,
+        partition,
+    }
+}
+
+/// Writes `keys` to partition `partition` of the changelog; under
+/// exactly-once, `commit` says whether their transaction commits.
+fn write(log: &MemoryLog, partition: i32, keys: &[&str], exactly_once: bool, commit: bool) {
+    let guarantee = if exactly_once {
+        ProcessingGuarantee::ExactlyOnceV2
+    } else {
+        ProcessingGuarantee::AtLeastOnce
+    };
+    let mut collector = MemoryCollector::into_log(guarantee, log.clone());
+    for key in keys {
+        collector
+            .send_changelog(TOPIC, partition, key.as_bytes(), Some(b"v"))
+            .unwrap();
+    }
+    collector.flush().unwrap();
+    if exactly_once {
+        if commit {
+            collector.commit_transaction(&[], None).unwrap();
+        } else {
+            collector.abort_transaction();
+        }
+    }
+}
+
+/// Polls until nothing more comes; returns the keys handed over and
+/// whether `Done` / `CaughtUp` were seen, with the last next offset.
+fn drain(reader: &mut ChangelogReader) -> (Vec<String>, bool, bool, i64) {
+    let (mut keys, mut done, mut caught_up, mut next) = (Vec::new(), false, false, -1);
+    for _ in 0..20 {
+        for event in reader.poll(1_000, Duration::ZERO).unwrap() {
+            match event {
+                RestoreEvent::Records {
+                    records,
+                    next_offset,
+                    ..
+                } => {
+                    keys.extend(
+                        records
+                            .into_iter()
+                            .map(|(k, _)| String::from_utf8(k).unwrap()),
+                    );
+                    next = next_offset;
+                }
+                RestoreEvent::Done { .. } => done = true,
+                RestoreEvent::CaughtUp { .. } => caught_up = true,
+            }
+        }
+    }
+    (keys, done, caught_up, next)
+}
+
+#[test]
+fn a_restore_reads_committed_records_only_and_ends_past_aborted_ones() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a", "b"], true, true);
+    write(&log, 0, &["lost"], true, false);
+    let mut reader = reader(&log);
+    assert_eq!(
+        reader.register(at(0), None).unwrap(),
+        RestoreStart::Restoring { from: 0, end: 3 }
+    );
+    let (keys, done, _, next) = drain(&mut reader);
+    assert_eq!(keys, vec!["a", "b"]);
+    assert!(done);
+    // The store records an offset past the aborted record: a later restore
+    // from it has nothing left to wait for.
+    assert_eq!(next, 3);
+    assert!(reader.is_idle());
+    assert_eq!(
+        reader.register(at(0), Some(3)).unwrap(),
+        RestoreStart::UpToDate
+    );
+}
+
+#[test]
+fn a_recorded_offset_outside_the_changelog_means_the_local_copy_is_corrupt() {
+    let log = MemoryLog::default();
+    write(&log, 1, &["a"], false, true);
+    let mut reader = reader(&log);
+    assert_eq!(
+        reader.register(at(1), Some(9)).unwrap(),
+        RestoreStart::Corrupted {
+            recorded: 9,
+            low: 0,
+            high: 1
+        }
+    );
+    assert!(reader.is_idle());
+}
+
+#[test]
+fn a_restore_from_a_recorded_offset_reads_only_the_tail() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a", "b", "c"], false, true);
+    let mut reader = reader(&log);
+    reader.register(at(0), Some(2)).unwrap();
+    assert_eq!(reader.remaining(), 1);
+    let (keys, done, _, _) = drain(&mut reader);
+    assert_eq!(keys, vec!["c"]);
+    assert!(done);
+}
+
+#[test]
+fn a_standby_tails_its_changelog_and_reports_each_catch_up() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a"], false, true);
+    let mut reader = reader(&log);
+    reader.register_tail(at(0), None).unwrap();
+    let (keys, done, caught_up, _) = drain(&mut reader);
+    assert_eq!(
+        (keys, done, caught_up),
+        (vec!["a".to_string()], false, true)
+    );
+    assert!(!reader.is_behind());
+    assert_eq!(reader.lag(TaskId::for_partition(0)), 0);
+
+    write(&log, 0, &["b"], false, true);
+    let (keys, _, caught_up, _) = drain(&mut reader);
+    assert_eq!((keys, caught_up), (vec!["b".to_string()], true));
+    assert!(!reader.is_idle(), "a tailed partition stays registered");
+}
+
+#[test]
+fn an_unregistered_task_gets_nothing_more() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a"], false, true);
+    write(&log, 1, &["b"], false, true);
+    let mut reader = reader(&log);
+    reader.register(at(0), None).unwrap();
+    reader.register(at(1), None).unwrap();
+    reader.unregister(TaskId::for_partition(0));
+    let (keys, _, _, _) = drain(&mut reader);
+    assert_eq!(keys, vec!["b"]);
+}
