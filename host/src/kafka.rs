@@ -29,7 +29,7 @@ fn overrides(mut c: ClientConfig, config: &Config) -> ClientConfig {
 /// 1000 ms, is longer than Weir takes to drain such a queue: a restore ran
 /// at 150k records/s and sat idle most of each second; at 10 ms it read
 /// 1.2M records/s on the same machine.
-pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// The source consumer of stream thread `thread`: `assign()` mode only
 /// (Weir's own group membership decides which partitions it fetches), with

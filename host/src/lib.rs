@@ -10,7 +10,7 @@
 //! conformance suite, processor authors' tests and this crate's integration
 //! tests use; the others are `pub(crate)`.
 //! - [`config`]: Kafka-Streams-style settings from TOML and `WEIR_*` env.
-//! - `topology`: what a component declares; task ids and derived names.
+//! - [`topology`]: what a component declares; task ids and derived names.
 //! - [`runtime`]: wasmtime engine, component validation, instances, limits.
 //! - `store`: backends (RocksDB, memory), per-task buffered stores, the
 //!   state directory.
@@ -42,13 +42,11 @@
 //!   deployment log every instance follows).
 //! - [`rollout`]: making this instance run the live version.
 //! - [`admin`]: the HTTP API (deploy, rollback, tasks, probes, metrics).
-//! - [`bench`]: `weir bench`, Wasm against native on the same host.
 //! - [`testing`]: the offline test driver for processor authors.
 
 pub mod admin;
 pub mod app;
 pub(crate) mod assign;
-pub mod bench;
 pub(crate) mod changelog;
 pub(crate) mod commit;
 pub mod config;
@@ -68,4 +66,4 @@ pub mod task;
 pub mod testing;
 pub(crate) mod thread;
 pub(crate) mod topics;
-pub(crate) mod topology;
+pub mod topology;

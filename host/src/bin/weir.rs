@@ -107,45 +107,14 @@ enum Command {
     },
     /// List the configuration keys, defaults and environment variables.
     ConfigKeys,
-    /// Benchmarks on a broker: the examples through the host as Wasm and as
-    /// native Rust, the Wasm boundary per record at several batch sizes,
-    /// and optionally `weir run` against Kafka Streams (throughput, CPU,
-    /// peak RSS, restore speed).
+    /// Benchmarks on a broker (Wasm against native Rust, the Wasm
+    /// boundary, `weir run` against Kafka Streams): runs `weir-bench`,
+    /// built next to `weir` (`cargo build --release -p weir-bench`), with
+    /// the same arguments; `weir bench --help` lists them.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Kafka to run against (e.g. from `scripts/kafka start`).
-        #[arg(long, env = "WEIR_BOOTSTRAP")]
-        bootstrap: String,
-        /// Directory with word_count.wasm and filter_map.wasm
-        /// (`scripts/build-guests` prints it).
-        #[arg(long)]
-        components: PathBuf,
-        /// Input records per workload (lines for word count).
-        #[arg(long, default_value_t = 2_000_000)]
-        records: usize,
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        /// Runs per engine, alternating wasm/native.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        #[arg(long, default_value_t = 1000)]
-        commit_interval_ms: u64,
-        /// Also compare with the Kafka Streams application in this
-        /// directory (`bench/kafka-streams`, built with `mvn package`).
-        #[arg(long, value_name = "DIR")]
-        vs_kafka_streams: Option<PathBuf>,
-        /// Print JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Only the rebalance scenario: three instances of word count, then
-        /// a fourth joins (and the same on Kafka Streams with
-        /// --vs-kafka-streams).
-        #[arg(long)]
-        rebalance: bool,
-        /// Only the failover scenario: three instances of word count with a
-        /// large store, one SIGKILLed, without and with a standby replica
-        /// (and Kafka Streams with one, with --vs-kafka-streams).
-        #[arg(long, conflicts_with = "rebalance")]
-        failover: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -157,6 +126,26 @@ struct AdminArgs {
     /// Bearer token (admin.token of the host).
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// `weir bench …` is `weir-bench …`: the benchmarks (JVM launching, child
+/// processes, native baselines) live in a crate of their own, not in the
+/// host that runs production traffic.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe().context("locating the weir binary")?;
+    let bench = me.with_file_name("weir-bench");
+    if !bench.exists() {
+        anyhow::bail!(
+            "`weir bench` runs {}, which is not built: cargo build --release -p weir-bench",
+            bench.display()
+        );
+    }
+    let error = std::process::Command::new(&bench)
+        .args(args)
+        .env("WEIR_BIN", &me)
+        .exec();
+    Err(anyhow::anyhow!("running {}: {error}", bench.display()))
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -437,54 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench {
-            bootstrap,
-            components,
-            records,
-            partitions,
-            rounds,
-            commit_interval_ms,
-            vs_kafka_streams,
-            json,
-            rebalance,
-            failover,
-        } => {
-            let opts = weir::bench::BenchOptions {
-                bootstrap,
-                components,
-                records,
-                partitions,
-                rounds: rounds.max(1),
-                commit_interval_ms,
-                kafka_streams: vs_kafka_streams,
-                weir: std::env::current_exe()?,
-            };
-            if rebalance {
-                let figures = weir::bench::run_rebalance(&opts)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&figures)?);
-                } else {
-                    print!("{}", weir::bench::rebalance_table(&figures));
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if failover {
-                let figures = weir::bench::run_failover(&opts)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&figures)?);
-                } else {
-                    print!("{}", weir::bench::failover_table(&figures));
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let report = weir::bench::run(&opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", weir::bench::table(&report));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench { args } => bench(&args),
     }
 }
 

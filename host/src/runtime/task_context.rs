@@ -207,7 +207,7 @@ impl TaskContext {
         }
     }
 
-    pub(crate) fn forward(&mut self, sink: &str, mut record: OutgoingRecord) -> Result<(), String> {
+    pub fn forward(&mut self, sink: &str, mut record: OutgoingRecord) -> Result<(), String> {
         if self.closing {
             return Err(CLOSE_CANNOT_WRITE.to_string());
         }

@@ -9,8 +9,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::{BenchError, err};
-use crate::runtime::bindings::{IncomingRecord, OutgoingRecord};
-use crate::runtime::{NativeProcessor, TaskContext};
+use weir::runtime::bindings::{IncomingRecord, OutgoingRecord};
+use weir::runtime::{NativeProcessor, TaskContext};
 
 /// Distinct words in the word-count input: enough keys for RocksDB and the
 /// changelog to matter (restore measures them).

@@ -11,13 +11,13 @@ use serde::Serialize;
 
 use super::workloads::WORKLOADS;
 use super::{BenchError, err};
-use crate::app::load_component;
-use crate::runtime::bindings::{IncomingRecord, TaskInfo};
-use crate::runtime::{
+use weir::app::load_component;
+use weir::runtime::bindings::{IncomingRecord, TaskInfo};
+use weir::runtime::{
     LoadedComponent, NativeFactory, ProcessorInstance, Runtime, SystemClock, TaskContext,
     WasmLimits,
 };
-use crate::topology::TaskId;
+use weir::topology::TaskId;
 
 const RECORDS: usize = 200_000;
 

@@ -1,16 +1,19 @@
 //! `weir bench` in miniature, so the benchmark cannot rot: every part of it
 //! (in-process Wasm vs native, `weir run` vs Kafka Streams with CPU, RSS and
 //! restore, the Wasm boundary per batch size) runs against the real broker
-//! and reports figures.
+//! and reports figures. The `weir` binary it runs against Kafka Streams is
+//! the one `cargo test` at the workspace root builds beside `weir-bench`.
+#![allow(dead_code)]
 
-mod support;
+#[path = "../../host/tests/support/guests.rs"]
+mod guests;
+#[path = "../../host/tests/support/kafka.rs"]
+mod kafka;
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use support::guests;
-use support::kafka::bootstrap;
-use support::weir::Weir;
+use kafka::bootstrap;
 
 #[test]
 fn bench_reports_every_figure() {
@@ -30,10 +33,17 @@ fn bench_reports_every_figure() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let dir = tempfile::tempdir().unwrap();
-    let mut weir = Weir::spawn(
-        &[
-            "bench",
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_weir-bench"));
+    let weir = bench.with_file_name("weir");
+    assert!(
+        weir.exists(),
+        "{} is not built: cargo build --release -p weir-host",
+        weir.display()
+    );
+    let out = Command::new(&bench)
+        .args([
+            "--weir",
+            weir.to_str().unwrap(),
             "--bootstrap",
             bootstrap(),
             "--components",
@@ -47,13 +57,15 @@ fn bench_reports_every_figure() {
             "--vs-kafka-streams",
             ks.to_str().unwrap(),
             "--json",
-        ],
-        dir.path(),
-    );
-    let (status, log) = weir.wait_exit(std::time::Duration::from_secs(600));
-    assert!(status.success(), "bench failed:\n{log}");
-    let json_start = log.find("{\n").expect("JSON output");
-    let out: serde_json::Value = serde_json::from_str(&log[json_start..]).unwrap();
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running weir-bench");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{log}");
+    // stdout carries the JSON only.
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"));
 
     let in_process = out["in_process"].as_array().unwrap();
     let workloads: Vec<&str> = in_process
@@ -103,4 +115,23 @@ fn bench_reports_every_figure() {
         .map(|b| b["batch"].as_u64().unwrap())
         .collect();
     assert_eq!(batches, [1, 16, 256]);
+}
+
+#[test]
+fn weir_bench_is_reachable_as_a_weir_subcommand() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_weir-bench"));
+    let weir = bench.with_file_name("weir");
+    assert!(
+        weir.exists(),
+        "{} is not built: cargo build --release -p weir-host",
+        weir.display()
+    );
+    let out = Command::new(&weir)
+        .args(["bench", "--help"])
+        .output()
+        .expect("running weir bench --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("--vs-kafka-streams"), "{text}");
+    assert!(text.contains("--failover"), "{text}");
 }

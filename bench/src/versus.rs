@@ -434,7 +434,7 @@ fn fetch_only(bootstrap: &str, topic: &str, partitions: i32) -> Result<(u64, f64
         .set("isolation.level", "read_committed")
         .set(
             "fetch.queue.backoff.ms",
-            crate::kafka::FETCH_QUEUE_BACKOFF_MS,
+            weir::kafka::FETCH_QUEUE_BACKOFF_MS,
         )
         .create()
         .map_err(err)?;

@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use super::workloads::WORKLOADS;
 use super::{BenchError, BenchOptions, err, median, unique};
-use crate::app::{App, load_component};
-use crate::config::Config;
-use crate::lifecycle::State;
-use crate::runtime::{LoadedComponent, NativeFactory, Runtime, WasmLimits};
+use weir::app::{App, load_component};
+use weir::config::Config;
+use weir::lifecycle::State;
+use weir::runtime::{LoadedComponent, NativeFactory, Runtime, WasmLimits};
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]

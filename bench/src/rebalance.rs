@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use super::workloads::create_topic_with;
 use super::{BenchError, BenchOptions, err, unique};
-use crate::kafka::EndOfPartitionExpected;
+use weir::kafka::EndOfPartitionExpected;
 
 const PARTITIONS: i32 = 4;
 /// Input lines per second (8 words each), spread over 10 ms ticks.

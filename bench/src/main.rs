@@ -1,0 +1,133 @@
+//! `weir-bench` (also run as `weir bench`): benchmarks on a broker. The
+//! examples through the host as Wasm and as native Rust, the Wasm boundary
+//! per record at several batch sizes, and optionally `weir run` against
+//! Kafka Streams (throughput, CPU, peak RSS, restore speed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Benchmarks on a broker: the examples through the host as Wasm and as
+/// native Rust, the Wasm boundary per record at several batch sizes, and
+/// optionally `weir run` against Kafka Streams (throughput, CPU, peak RSS,
+/// restore speed).
+#[derive(Parser)]
+#[command(name = "weir bench", version)]
+struct Cli {
+    /// Kafka to run against (e.g. from `scripts/kafka start`).
+    #[arg(long, env = "WEIR_BOOTSTRAP")]
+    bootstrap: String,
+    /// Directory with word_count.wasm and filter_map.wasm
+    /// (`scripts/build-guests` prints it).
+    #[arg(long)]
+    components: PathBuf,
+    /// Input records per workload (lines for word count).
+    #[arg(long, default_value_t = 2_000_000)]
+    records: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Runs per engine, alternating wasm/native.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
+    /// Also compare with the Kafka Streams application in this
+    /// directory (`bench/kafka-streams`, built with `mvn package`).
+    #[arg(long, value_name = "DIR")]
+    vs_kafka_streams: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Only the rebalance scenario: three instances of word count, then
+    /// a fourth joins (and the same on Kafka Streams with
+    /// --vs-kafka-streams).
+    #[arg(long)]
+    rebalance: bool,
+    /// Only the failover scenario: three instances of word count with a
+    /// large store, one SIGKILLed, without and with a standby replica
+    /// (and Kafka Streams with one, with --vs-kafka-streams).
+    #[arg(long, conflicts_with = "rebalance")]
+    failover: bool,
+    /// The `weir` binary the runs against Kafka Streams start (default:
+    /// the one that started this, or `weir` next to this binary).
+    #[arg(long, env = "WEIR_BIN")]
+    weir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A benchmark's own lines are what matter; the host's info logs are noise.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let weir = match cli.weir {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("locating weir-bench")?
+            .with_file_name("weir"),
+    };
+    let Cli {
+        bootstrap,
+        components,
+        records,
+        partitions,
+        rounds,
+        commit_interval_ms,
+        vs_kafka_streams,
+        json,
+        rebalance,
+        failover,
+        ..
+    } = cli;
+    let opts = weir_bench::BenchOptions {
+        bootstrap,
+        components,
+        records,
+        partitions,
+        rounds: rounds.max(1),
+        commit_interval_ms,
+        kafka_streams: vs_kafka_streams,
+        weir,
+    };
+    if rebalance {
+        let figures = weir_bench::run_rebalance(&opts)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+        } else {
+            print!("{}", weir_bench::rebalance_table(&figures));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if failover {
+        let figures = weir_bench::run_failover(&opts)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+        } else {
+            print!("{}", weir_bench::failover_table(&figures));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = weir_bench::run(&opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", weir_bench::table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
