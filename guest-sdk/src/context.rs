@@ -85,6 +85,11 @@ impl Record {
 
 /// A record for a sink.
 ///
+/// Headers: an output that sets none (no [`Output::header`], no
+/// [`Output::no_headers`]) carries the headers of the record being
+/// processed, as Kafka Streams passes them on; one that sets any carries
+/// only its own. Outputs of a punctuation have none unless set.
+///
 /// ```
 /// # use weir_sdk::Output;
 /// let out = Output::new().key(&"apple".to_string()).value(&"3".to_string()).header("source", b"wc");
@@ -94,7 +99,8 @@ impl Record {
 pub struct Output {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
-    headers: Vec<Header>,
+    /// `None`: the input record's.
+    headers: Option<Vec<Header>>,
     timestamp: Option<i64>,
 }
 
@@ -116,12 +122,18 @@ impl Output {
         self
     }
 
-    /// Adds a header.
+    /// Adds a header (the output then carries only the headers it sets).
     pub fn header(mut self, name: &str, value: &[u8]) -> Self {
-        self.headers.push(Header {
+        self.headers.get_or_insert_with(Vec::new).push(Header {
             key: name.to_string(),
             value: value.to_vec(),
         });
+        self
+    }
+
+    /// No headers at all, not even the input record's.
+    pub fn no_headers(mut self) -> Self {
+        self.headers = Some(Vec::new());
         self
     }
 
@@ -142,6 +154,8 @@ pub struct ScheduleId(pub u32);
 pub struct Context {
     /// Timestamp given to outputs that set none.
     pub(crate) timestamp: Option<i64>,
+    /// Headers given to outputs that set none: the record being processed.
+    pub(crate) headers: Vec<Header>,
 }
 
 impl Context {
@@ -150,7 +164,7 @@ impl Context {
         let record = types::OutgoingRecord {
             key: output.key,
             value: output.value,
-            headers: output.headers,
+            headers: output.headers.unwrap_or_else(|| self.headers.clone()),
             timestamp: output.timestamp.or(self.timestamp),
         };
         wit::forward(sink, &record).map_err(Error::msg)

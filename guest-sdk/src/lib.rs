@@ -111,6 +111,13 @@
 //! reports a failed task (`task_error`) while the others go on, and swaps a
 //! new version in over the same stores (`swap`).
 //!
+//! ## Headers and timestamps of outputs
+//! An [`Output`] that sets no headers carries those of the record being
+//! processed, as Kafka Streams passes them on; one that sets any
+//! ([`Output::header`]) carries only its own, and [`Output::no_headers`]
+//! sends none. Its timestamp is the input record's (or the punctuation
+//! time) unless [`Output::timestamp`] sets one.
+//!
 //! ## Errors, panics and limits
 //! An `Err` from `process` fails the task with its message and the offending
 //! record's topic, partition and offset; so does a panic (the SDK reports the

@@ -64,7 +64,10 @@ pub fn describe<P: Processor>() -> wit::Topology {
 
 pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> Result<(), wit::ProcessingError> {
     install_panic_hook();
-    let mut ctx = Context { timestamp: None };
+    let mut ctx = Context {
+        timestamp: None,
+        headers: Vec::new(),
+    };
     let processor = P::init(&task, &mut ctx).map_err(|e| error(e, None))?;
     *slot.0.borrow_mut() = Some(processor);
     Ok(())
@@ -76,11 +79,15 @@ pub fn process<P: Processor>(
 ) -> Result<(), wit::ProcessingError> {
     let mut guard = slot.0.borrow_mut();
     let processor = guard.as_mut().ok_or_else(uninitialised)?;
-    let mut ctx = Context { timestamp: None };
+    let mut ctx = Context {
+        timestamp: None,
+        headers: Vec::new(),
+    };
     for (i, record) in batch.into_iter().enumerate() {
         CURRENT.store(i as i64, Ordering::Relaxed);
         let record = Record::from_wit(record);
         ctx.timestamp = Some(record.timestamp);
+        ctx.headers.clone_from(&record.headers);
         processor
             .process(record, &mut ctx)
             .map_err(|e| error(e, Some(i as u32)))?;
@@ -99,6 +106,7 @@ pub fn punctuate<P: Processor>(
     let processor = guard.as_mut().ok_or_else(uninitialised)?;
     let mut ctx = Context {
         timestamp: Some(timestamp),
+        headers: Vec::new(),
     };
     processor
         .punctuate(ScheduleId(schedule), kind, timestamp, &mut ctx)

@@ -120,3 +120,21 @@ fn every_pipe_is_committed_through_the_changelog_and_the_group() {
     assert_eq!(entries[b"be".as_slice()], 3u64.to_be_bytes().to_vec());
     assert!(driver.changelog("no-such-store", 0).is_empty());
 }
+
+#[test]
+fn the_input_s_headers_reach_the_counts_through_the_repartition() {
+    let mut driver = driver(2);
+    driver
+        .pipe(
+            "text-lines",
+            TestRecord::new("a", "hello").header("trace-id", "t-1"),
+        )
+        .unwrap();
+    driver
+        .pipe("text-lines", TestRecord::new("b", "hello"))
+        .unwrap();
+    let counts = driver.read_output("counts");
+    assert_eq!(counts.len(), 2);
+    assert_eq!(counts[0].header("trace-id"), Some(b"t-1".as_slice()));
+    assert_eq!(counts[1].header("trace-id"), None, "{:?}", counts[1]);
+}
