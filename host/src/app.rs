@@ -174,6 +174,7 @@ impl App {
                 skip_failing_records: config.continue_on_processing_error,
                 dead_letter_queue: config.dead_letter_queue.clone(),
             },
+            max_task_idle: config.max_task_idle,
         };
         let group = StreamsGroup::start(StreamsGroupSetup {
             config: config.clone(),

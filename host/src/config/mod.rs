@@ -101,6 +101,10 @@ pub struct Config {
     pub replication_factor: i32,
     /// `max.poll.records`: most records handed to tasks per poll loop.
     pub max_poll_records: usize,
+    /// `max.task.idle.ms`: how long a task with several inputs waits for
+    /// an empty one before processing the others in timestamp order
+    /// (`None`: -1, never waits).
+    pub max_task_idle: Option<Duration>,
     /// `statestore.cache.max.bytes`: uncommitted store writes buffered per
     /// stream thread before a commit is forced.
     pub statestore_cache_max_bytes: usize,
@@ -167,6 +171,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("processing.guarantee", "at_least_once", "at_least_once | exactly_once_v2"),
     ("replication.factor", "-1", "replication of topics the host creates"),
     ("max.poll.records", "1000", "records per poll loop"),
+    ("max.task.idle.ms", "0", "wait for an empty input of a task before processing the others by timestamp (-1: never)"),
     ("statestore.cache.max.bytes", "10485760", "uncommitted store writes before a forced commit"),
     ("state.cleanup.delay.ms", "600000", "age before unowned task directories are deleted"),
     ("shutdown.timeout.ms", "30000", "grace period of the ordered shutdown"),
@@ -303,6 +308,14 @@ impl Config {
             ),
             replication_factor: number(take("replication.factor"), "replication.factor", -1..=16)?,
             max_poll_records: number(take("max.poll.records"), "max.poll.records", 1..=1_000_000)?,
+            max_task_idle: {
+                let ms: i64 = number(
+                    take("max.task.idle.ms"),
+                    "max.task.idle.ms",
+                    -1..=i64::MAX / 2,
+                )?;
+                u64::try_from(ms).ok().map(Duration::from_millis)
+            },
             statestore_cache_max_bytes: number(
                 take("statestore.cache.max.bytes"),
                 "statestore.cache.max.bytes",

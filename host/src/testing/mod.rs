@@ -110,6 +110,7 @@ impl TestDriver {
                 registry: registry.clone(),
                 queries: Arc::default(),
                 errors: options.processing_errors.clone(),
+                max_task_idle: options.max_task_idle,
             },
             lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
         };
@@ -222,6 +223,10 @@ impl TestDriver {
                 self.manager.process(vec![batch]);
                 self.check()?;
             }
+            // Records waiting for an empty input go once the driver's clock
+            // says they have waited `max.task.idle.ms`.
+            self.manager.process(Vec::new());
+            self.check()?;
             self.commit()?;
             pending = self.route();
             if pending.is_empty() {

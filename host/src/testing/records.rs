@@ -46,6 +46,10 @@ pub struct DriverOptions {
     pub limits: WasmLimits,
     /// `processing.exception.handler` (default `fail`: the task fails).
     pub processing_errors: crate::task::ProcessingErrors,
+    /// `max.task.idle.ms` (default 0; `None`: -1): how long records of a
+    /// task with several inputs wait for an empty one, on the driver's
+    /// wall clock (`advance_wall_clock`).
+    pub max_task_idle: Option<std::time::Duration>,
 }
 
 impl Default for DriverOptions {
@@ -56,6 +60,7 @@ impl Default for DriverOptions {
             wall_clock_ms: 1_700_000_000_000,
             limits: WasmLimits::default(),
             processing_errors: Default::default(),
+            max_task_idle: Some(std::time::Duration::ZERO),
         }
     }
 }

@@ -483,6 +483,25 @@ impl TaskManager {
                 self.handle(e);
             }
         }
+        // Records waiting for an empty input (`max.task.idle.ms`) go once
+        // it has waited long enough, new records or not.
+        let waiting: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.has_waiting_records())
+            .map(StreamTask::id)
+            .collect();
+        for id in waiting {
+            if self.failure.is_some() {
+                return;
+            }
+            let Some(task) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = task.process_ready(self.collector.as_mut()) {
+                self.handle(e);
+            }
+        }
         if let Err(e) = self.collector.poll() {
             self.handle(e.into());
         }

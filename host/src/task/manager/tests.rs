@@ -118,6 +118,7 @@ fn setup(config: &Arc<Config>) -> TaskManagerSetup {
             registry: Arc::new(TaskRegistry::default()),
             queries: Arc::default(),
             errors: ProcessingErrors::default(),
+            max_task_idle: Some(Duration::ZERO),
         },
         lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
     }

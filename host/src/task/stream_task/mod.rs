@@ -1,9 +1,10 @@
 //! One active task: its processor instance (which owns the task's stores),
-//! the source offsets it has processed, and the records held while it
-//! restores. Processes batches, forwards outputs to the collector, fires
-//! punctuations, and takes part in the commit cycle.
+//! the source offsets it has processed, and the fetched records waiting to
+//! be processed (while it restores, and in timestamp order across its
+//! inputs: `partition_group.rs`). Processes batches, forwards outputs to
+//! the collector, fires punctuations, and takes part in the commit cycle.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::commit::{Collector, CommitError, CommitParticipant, Outgoing, RecordSink};
@@ -16,7 +17,10 @@ use crate::store::{RocksResources, StateDirectory, StateStore, Write};
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
+mod partition_group;
 mod skip;
+
+use partition_group::PartitionGroup;
 
 use super::state::{self, ChangelogStart, Guards};
 use super::stream_time;
@@ -40,6 +44,8 @@ pub struct TaskSetup {
     pub queries: Arc<crate::query::QueryableStores>,
     /// What a processor error does to its task.
     pub errors: ProcessingErrors,
+    /// `max.task.idle.ms` (`None`: -1).
+    pub max_task_idle: Option<std::time::Duration>,
 }
 
 /// `processing.exception.handler` and the dead-letter queue.
@@ -76,7 +82,8 @@ pub struct StreamTask {
     state: TaskState,
     /// Logged stores not yet caught up with their changelog.
     restoring: BTreeSet<usize>,
-    held: VecDeque<(String, Vec<IncomingRecord>)>,
+    /// Fetched records not processed yet.
+    inputs: PartitionGroup,
     /// Next offset to commit, per source topic.
     consumed: BTreeMap<String, i64>,
     uncommitted: bool,
@@ -183,7 +190,7 @@ impl StreamTask {
             setup: setup.clone(),
             state: TaskState::Restoring,
             restoring: BTreeSet::new(),
-            held: VecDeque::new(),
+            inputs: PartitionGroup::new(&setup.plan.sources, setup.max_task_idle),
             consumed: BTreeMap::new(),
             uncommitted: false,
             span,
@@ -271,8 +278,35 @@ impl StreamTask {
         self.forward_outputs(collector)?;
         self.state = TaskState::Running;
         tracing::info!("task running");
-        while let Some((topic, records)) = self.held.pop_front() {
-            self.process(&topic, records, collector)?;
+        self.process_ready(collector)
+    }
+
+    /// Buffers fetched records of `topic` (this task's partition) and
+    /// processes what may go now.
+    pub fn process(
+        &mut self,
+        topic: &str,
+        records: Vec<IncomingRecord>,
+        collector: &mut dyn RecordSink,
+    ) -> Result<(), TaskError> {
+        self.inputs.add(topic, records);
+        self.process_ready(collector)
+    }
+
+    /// Whether fetched records wait (restoring, or for an empty input).
+    pub fn has_waiting_records(&self) -> bool {
+        !self.inputs.is_empty()
+    }
+
+    /// Processes the buffered records that may go now, in timestamp order
+    /// across the task's inputs; nothing while restoring.
+    pub fn process_ready(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
+        if self.state != TaskState::Running || self.inputs.is_empty() {
+            return Ok(());
+        }
+        let now = self.setup.clock.now_ms();
+        for (topic, batch) in self.inputs.next_batches(now) {
+            self.process_batch(&topic, batch, collector)?;
         }
         Ok(())
     }
@@ -292,7 +326,7 @@ impl StreamTask {
     }
 
     /// Processes records of `topic` (this task's partition), in offset order.
-    pub fn process(
+    fn process_batch(
         &mut self,
         topic: &str,
         records: Vec<IncomingRecord>,
@@ -301,10 +335,6 @@ impl StreamTask {
         let Some(last) = records.last() else {
             return Ok(());
         };
-        if self.state == TaskState::Restoring {
-            self.held.push_back((topic.to_string(), records));
-            return Ok(());
-        }
         let last_offset = last.offset;
         let _span = self.span.clone().entered();
         let newest = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);

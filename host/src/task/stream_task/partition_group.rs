@@ -1,0 +1,209 @@
+//! The order a task with several inputs processes their records in (Kafka
+//! Streams' `PartitionGroup`): the record with the lowest timestamp across
+//! the task's input partitions goes first, so a join does not depend on
+//! which topic a fetch happened to return first. While an input has nothing
+//! buffered the others wait up to `max.task.idle.ms` for it (0: not at all,
+//! records buffered together are merged; -1: never wait).
+//!
+//! Holds fetched, unprocessed records only: nothing here is committed, so
+//! dropping it (a revoked or failed task) loses nothing the next owner does
+//! not fetch again.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::runtime::bindings::IncomingRecord;
+
+/// One input partition of the task: its topic and what was fetched of it.
+struct Input {
+    topic: String,
+    queue: VecDeque<IncomingRecord>,
+    /// Since when (task clock, ms) it has been empty while another input
+    /// had records.
+    empty_since: Option<i64>,
+}
+
+pub(super) struct PartitionGroup {
+    inputs: Vec<Input>,
+    /// `max.task.idle.ms`; `None`: -1.
+    max_idle: Option<i64>,
+}
+
+impl PartitionGroup {
+    /// A group over `topics` (the task's source and repartition topics).
+    pub fn new(topics: &[String], max_idle: Option<Duration>) -> Self {
+        PartitionGroup {
+            inputs: topics
+                .iter()
+                .map(|topic| Input {
+                    topic: topic.clone(),
+                    queue: VecDeque::new(),
+                    empty_since: None,
+                })
+                .collect(),
+            max_idle: max_idle.map(|d| d.as_millis() as i64),
+        }
+    }
+
+    pub fn add(&mut self, topic: &str, records: Vec<IncomingRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        match self.inputs.iter_mut().find(|i| i.topic == topic) {
+            Some(input) => {
+                input.queue.extend(records);
+                input.empty_since = None;
+            }
+            // Not an input this group knows (a topology that changed
+            // under it): keep it, at the end of the order.
+            None => self.inputs.push(Input {
+                topic: topic.to_string(),
+                queue: records.into(),
+                empty_since: None,
+            }),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.iter().all(|i| i.queue.is_empty())
+    }
+
+    /// Takes what may be processed at `now` (the task's clock, ms), in
+    /// processing order, as runs of consecutive records of one topic.
+    pub fn next_batches(&mut self, now: i64) -> Vec<(String, Vec<IncomingRecord>)> {
+        let mut runs: Vec<(usize, Vec<IncomingRecord>)> = Vec::new();
+        if let [only] = self.inputs.as_mut_slice() {
+            // One input: nothing to order.
+            if !only.queue.is_empty() {
+                runs.push((0, Vec::from(std::mem::take(&mut only.queue))));
+            }
+        } else {
+            while let Some(next) = self.pick(now) {
+                let record = self.inputs[next]
+                    .queue
+                    .pop_front()
+                    .expect("picked a non-empty input");
+                match runs.last_mut() {
+                    Some((i, run)) if *i == next => run.push(record),
+                    _ => runs.push((next, vec![record])),
+                }
+            }
+        }
+        runs.into_iter()
+            .map(|(i, run)| (self.inputs[i].topic.clone(), run))
+            .collect()
+    }
+
+    /// The input whose head record goes next, if any may go now.
+    fn pick(&mut self, now: i64) -> Option<usize> {
+        if self.is_empty() {
+            // Idle time counts only while another input has records.
+            return None;
+        }
+        let mut waiting_for_empty = false;
+        for input in &mut self.inputs {
+            if input.queue.is_empty() {
+                let since = *input.empty_since.get_or_insert(now);
+                if self.max_idle.is_some_and(|max| now - since < max) {
+                    waiting_for_empty = true;
+                }
+            }
+        }
+        if waiting_for_empty {
+            return None;
+        }
+        self.inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| input.queue.front().map(|r| (r.timestamp, i)))
+            .min()
+            .map(|(_, i)| i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(topic: &str, timestamps: &[i64]) -> Vec<IncomingRecord> {
+        timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| IncomingRecord {
+                source: topic.into(),
+                key: None,
+                value: Some(format!("{topic}@{ts}").into_bytes()),
+                headers: Vec::new(),
+                timestamp: *ts,
+                topic: topic.into(),
+                partition: 0,
+                offset: i as i64,
+            })
+            .collect()
+    }
+
+    fn order(batches: &[(String, Vec<IncomingRecord>)]) -> Vec<String> {
+        batches
+            .iter()
+            .flat_map(|(_, run)| run.iter())
+            .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+            .collect()
+    }
+
+    fn topics() -> Vec<String> {
+        vec!["orders".into(), "customers".into()]
+    }
+
+    #[test]
+    fn records_of_several_inputs_go_by_timestamp() {
+        let mut group = PartitionGroup::new(&topics(), Some(Duration::ZERO));
+        group.add("orders", records("orders", &[5, 20]));
+        group.add("customers", records("customers", &[1, 10, 30]));
+        let batches = group.next_batches(0);
+        assert_eq!(
+            order(&batches),
+            [
+                "customers@1",
+                "orders@5",
+                "customers@10",
+                "orders@20",
+                "customers@30"
+            ]
+        );
+        // Runs of one topic stay together as one batch.
+        assert_eq!(batches.len(), 5);
+        assert!(group.is_empty());
+    }
+
+    #[test]
+    fn an_empty_input_is_waited_for_up_to_max_task_idle() {
+        let mut group = PartitionGroup::new(&topics(), Some(Duration::from_millis(100)));
+        let start = 1_000;
+        group.add("orders", records("orders", &[5, 6]));
+        assert!(group.next_batches(start).is_empty(), "waits for customers");
+        assert!(!group.is_empty());
+        // Customers arrive in time: their older record goes first.
+        group.add("customers", records("customers", &[1]));
+        let batches = group.next_batches(start + 50);
+        assert_eq!(order(&batches), ["customers@1"]);
+        // Customers are empty again from then on: the orders wait until the
+        // idle time has passed since, then go.
+        let emptied = start + 50;
+        assert!(group.next_batches(emptied + 99).is_empty());
+        let batches = group.next_batches(emptied + 100);
+        assert_eq!(order(&batches), ["orders@5", "orders@6"]);
+    }
+
+    #[test]
+    fn minus_one_never_waits_and_a_single_input_is_handed_over_whole() {
+        let mut group = PartitionGroup::new(&topics(), None);
+        group.add("orders", records("orders", &[5]));
+        assert_eq!(order(&group.next_batches(0)), ["orders@5"]);
+
+        let mut single = PartitionGroup::new(&["lines".to_string()], Some(Duration::ZERO));
+        single.add("lines", records("lines", &[3, 1, 2]));
+        let batches = single.next_batches(0);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(order(&batches), ["lines@3", "lines@1", "lines@2"]);
+    }
+}
