@@ -15,6 +15,19 @@ use std::process::{Command, Stdio};
 
 use kafka::bootstrap;
 
+/// `weir-bench`, and the `weir` that `cargo test` at the root builds
+/// beside it.
+fn binaries() -> (PathBuf, PathBuf) {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_weir-bench"));
+    let weir = bench.with_file_name("weir");
+    assert!(
+        weir.exists(),
+        "{} is not built: cargo build --release -p weir-host",
+        weir.display()
+    );
+    (bench, weir)
+}
+
 #[test]
 fn bench_reports_every_figure() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,13 +46,7 @@ fn bench_reports_every_figure() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_weir-bench"));
-    let weir = bench.with_file_name("weir");
-    assert!(
-        weir.exists(),
-        "{} is not built: cargo build --release -p weir-host",
-        weir.display()
-    );
+    let (bench, weir) = binaries();
     let out = Command::new(&bench)
         .args([
             "--weir",
@@ -119,13 +126,7 @@ fn bench_reports_every_figure() {
 
 #[test]
 fn weir_bench_is_reachable_as_a_weir_subcommand() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_weir-bench"));
-    let weir = bench.with_file_name("weir");
-    assert!(
-        weir.exists(),
-        "{} is not built: cargo build --release -p weir-host",
-        weir.display()
-    );
+    let (_, weir) = binaries();
     let out = Command::new(&weir)
         .args(["bench", "--help"])
         .output()

@@ -111,6 +111,23 @@
 //! reports a failed task (`task_error`) while the others go on, and swaps a
 //! new version in over the same stores (`swap`).
 //!
+//! ## Tables, joins, branches and aggregations
+//! On top of [`Processor`], the building blocks of Kafka Streams' DSL:
+//! - [`Table`]: a table fed from a source topic (a tombstone deletes), with
+//!   stream-table [`Table::join`] and [`Table::left_join`];
+//!   [`Topology::table`] declares its source and store in one line.
+//! - [`Sink`]: a typed output resolved in `init` (a misspelt name fails
+//!   `init`, not a record mid-stream); [`Branches`] sends a record to the
+//!   first sink whose predicate holds.
+//! - [`Aggregation`]: re-key through a declared repartition
+//!   ([`Aggregation::group_by`]) and fold on the task that owns the new key
+//!   ([`Aggregation::aggregate`], [`Aggregation::count`],
+//!   [`Aggregation::reduce`]).
+//!
+//! `examples/order-enrichment` uses all of them: orders joined with a
+//! customers table, unmatched orders to a second sink, totals per customer
+//! tier through a repartition.
+//!
 //! ## Headers and timestamps of outputs
 //! An [`Output`] that sets no headers carries those of the record being
 //! processed, as Kafka Streams passes them on; one that sets any
@@ -131,6 +148,7 @@
 //! integer keys range-scan in numeric order) and [`Json<T>`] for serde types.
 
 #[doc(hidden)]
+mod aggregate;
 pub mod bindings;
 mod codec;
 mod context;
@@ -138,14 +156,22 @@ mod error;
 pub mod log;
 #[doc(hidden)]
 pub mod runtime;
+mod sink;
 mod store;
+mod table;
 mod topology;
 mod window;
 
+pub use aggregate::Aggregation;
 pub use codec::{Codec, CodecError, Format, Json};
 pub use context::{Context, Header, Output, PunctuationType, Record, ScheduleId};
 pub use error::Error;
+/// serde, for [`Json`] values without a serde dependency of your own:
+/// `#[derive(weir_sdk::serde::Serialize)] #[serde(crate = "weir_sdk::serde")]`.
+pub use serde;
+pub use sink::{Branches, Sink};
 pub use store::{Iter, KvStore, StoreError};
+pub use table::Table;
 pub use topology::{StoreSpec, Topology};
 pub use window::{TimeWindows, WindowIter, WindowStore};
 

@@ -6,6 +6,7 @@
 //! reach it; not part of the SDK's API.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 use std::sync::Once;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -31,6 +32,26 @@ impl<P> Slot<P> {
 /// Index in the current batch of the record being processed (-1: none), for
 /// the panic hook to report.
 static CURRENT: AtomicI64 = AtomicI64::new(-1);
+
+/// The sinks and repartitions `describe()` declares, recorded at `init`
+/// for [`Sink::open`](crate::Sink::open) to check names against.
+static OUTPUTS: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+pub(crate) fn declare_outputs(names: Vec<String>) {
+    *OUTPUTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(names);
+}
+
+/// An error naming the declared outputs if `name` is not one of them.
+pub(crate) fn check_output(name: &str) -> Result<(), crate::Error> {
+    let outputs = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    match outputs.as_ref() {
+        Some(declared) if !declared.iter().any(|o| o == name) => Err(crate::Error::msg(format!(
+            "no sink or repartition `{name}` in describe() (declared: {})",
+            declared.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
 
 fn install_panic_hook() {
     static HOOK: Once = Once::new();
@@ -64,6 +85,7 @@ pub fn describe<P: Processor>() -> wit::Topology {
 
 pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> Result<(), wit::ProcessingError> {
     install_panic_hook();
+    declare_outputs(P::describe().output_names());
     let mut ctx = Context {
         timestamp: None,
         headers: Vec::new(),

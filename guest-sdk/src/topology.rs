@@ -65,6 +65,21 @@ impl Topology {
         self
     }
 
+    /// A table read from `topic` into store `spec` (see
+    /// [`Table`](crate::Table)): the source and the store in one line.
+    pub fn table(self, topic: &str, spec: StoreSpec) -> Self {
+        self.source(topic).store(spec)
+    }
+
+    /// Sink and repartition names: what a processor may forward to.
+    pub(crate) fn output_names(&self) -> Vec<String> {
+        self.sinks
+            .iter()
+            .map(|(name, _)| name.clone())
+            .chain(self.repartitions.iter().cloned())
+            .collect()
+    }
+
     pub(crate) fn into_wit(self) -> wit::Topology {
         wit::Topology {
             name: self.name,

@@ -16,7 +16,6 @@ use super::{Collector, CommitError, Outgoing, RecordSink};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{GroupMetadata, TopicPartition, offset_list};
 use crate::member::OffsetAndMetadata;
-use crate::topology::TaskId;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -248,16 +247,7 @@ impl Collector for RecordCollector {
         value: Option<&[u8]>,
     ) -> Result<(), CommitError> {
         let tag = self.tag(topic, partition);
-        let out = Outgoing {
-            topic,
-            partition: Some(partition),
-            key: Some(key),
-            value,
-            headers: Vec::new(),
-            timestamp: None,
-            task: TaskId::for_partition(partition),
-        };
-        self.send_tagged(out, tag)
+        self.send_tagged(Outgoing::changelog(topic, partition, key, value), tag)
     }
 
     /// Serves delivery reports without blocking; call once per loop.

@@ -327,16 +327,7 @@ impl Collector for MemoryCollector {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), CommitError> {
-        let out = Outgoing {
-            topic,
-            partition: Some(partition),
-            key: Some(key),
-            value,
-            headers: Vec::new(),
-            timestamp: None,
-            task: TaskId::for_partition(partition),
-        };
-        self.push(out, true);
+        self.push(Outgoing::changelog(topic, partition, key, value), true);
         Ok(())
     }
 

@@ -78,6 +78,26 @@ pub struct Outgoing<'a> {
     pub task: TaskId,
 }
 
+impl<'a> Outgoing<'a> {
+    /// A store write for partition `partition` of changelog `topic`.
+    pub fn changelog(
+        topic: &'a str,
+        partition: i32,
+        key: &'a [u8],
+        value: Option<&'a [u8]>,
+    ) -> Self {
+        Outgoing {
+            topic,
+            partition: Some(partition),
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+            timestamp: None,
+            task: TaskId::for_partition(partition),
+        }
+    }
+}
+
 /// Where a task's outputs go while it processes: a [`Collector`] in
 /// production, a list in the offline test driver.
 pub trait RecordSink {

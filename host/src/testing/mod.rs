@@ -307,33 +307,38 @@ impl TestDriver {
         })
     }
 
-    /// Files what the sinks received since the last call under their names;
-    /// returns records forwarded to repartitions, to be processed next.
+    /// Files what the sinks (and a dead-letter queue) received since the
+    /// last call under their names; returns records forwarded to
+    /// repartitions, to be processed next.
     fn route(&mut self) -> VecDeque<(String, TestRecord)> {
         let mut back = VecDeque::new();
-        for output in self.topology.output_names() {
-            let after = self.read_up_to.get(output).copied();
-            let records = self.log.records_after(output, after);
+        let outputs: Vec<String> = self
+            .topology
+            .output_names()
+            .map(str::to_string)
+            .chain(self.dead_letter_queue.clone())
+            .collect();
+        for output in outputs {
+            let after = self.read_up_to.get(&output).copied();
+            let records = self.log.records_after(&output, after);
             let Some(last) = records.last() else {
                 continue;
             };
-            self.read_up_to.insert(output.to_string(), last.seq);
-            let repartition = self.topology.repartitions.iter().any(|r| r == output);
+            self.read_up_to.insert(output.clone(), last.seq);
+            let repartition = self.topology.repartitions.contains(&output);
             for r in records {
                 if repartition {
-                    back.push_back((
-                        output.to_string(),
-                        TestRecord {
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
-                            timestamp: r.timestamp.unwrap_or(0),
-                            partition: Some(r.partition),
-                        },
-                    ));
+                    let record = TestRecord {
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                        timestamp: r.timestamp.unwrap_or(0),
+                        partition: Some(r.partition),
+                    };
+                    back.push_back((output.clone(), record));
                 } else {
                     self.outputs
-                        .entry(output.to_string())
+                        .entry(output.clone())
                         .or_default()
                         .push(TestOutput {
                             key: r.key,
@@ -343,26 +348,6 @@ impl TestDriver {
                             task: r.task,
                         });
                 }
-            }
-        }
-        // Outputs not declared (a dead-letter queue) are filed by topic.
-        if let Some(dlq) = self.dead_letter_queue.clone() {
-            let after = self.read_up_to.get(&dlq).copied();
-            let records = self.log.records_after(&dlq, after);
-            if let Some(last) = records.last() {
-                self.read_up_to.insert(dlq.clone(), last.seq);
-            }
-            for r in records {
-                self.outputs
-                    .entry(dlq.clone())
-                    .or_default()
-                    .push(TestOutput {
-                        key: r.key,
-                        value: r.value,
-                        headers: r.headers,
-                        timestamp: r.timestamp,
-                        task: r.task,
-                    });
             }
         }
         back

@@ -85,6 +85,14 @@ impl TestRecord {
         }
     }
 
+    /// A record with a key and no value: a delete for a table or store.
+    pub fn tombstone(key: impl Into<Vec<u8>>) -> Self {
+        TestRecord {
+            key: Some(key.into()),
+            ..Default::default()
+        }
+    }
+
     pub fn at(mut self, timestamp: i64) -> Self {
         self.timestamp = timestamp;
         self
