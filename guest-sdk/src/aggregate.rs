@@ -43,6 +43,12 @@ impl<K: Codec, V: Codec, A: Codec> Aggregation<K, V, A> {
         self.repartition.send(ctx, key, value)
     }
 
+    /// Sends just a key to the task that owns it (for [`Aggregation::count`],
+    /// which needs no value).
+    pub fn group_key(&self, ctx: &mut Context, key: &K) -> Result<(), Error> {
+        self.repartition.delete(ctx, key)
+    }
+
     /// For a record of the repartition: folds its value into its key's
     /// aggregate (`initial()` for a new key), stores and returns
     /// `(key, aggregate)`. `None` for records of other sources, and for
@@ -72,9 +78,17 @@ impl<K: Codec, V: Codec, A: Codec> Aggregation<K, V, A> {
 }
 
 impl<K: Codec, V: Codec> Aggregation<K, V, u64> {
-    /// Counts the records of each key.
+    /// Counts the records of each key (with or without a value).
     pub fn count(&self, record: &Record) -> Result<Option<(K, u64)>, Error> {
-        self.aggregate(record, || 0, |n, _| n + 1)
+        if record.source != self.repartition.name() {
+            return Ok(None);
+        }
+        let Some(key) = record.key_as::<K>()? else {
+            return Ok(None);
+        };
+        let count = self.store.get(&key)?.unwrap_or(0) + 1;
+        self.store.put(&key, &count)?;
+        Ok(Some((key, count)))
     }
 }
 

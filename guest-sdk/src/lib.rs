@@ -209,6 +209,44 @@ pub trait Processor: Sized + 'static {
     fn close(&mut self) {}
 }
 
+/// A stateless processor (filter, map, flat-map) in a few lines: the
+/// type `Name` reads `source` and forwards to sink `sink` (topic `topic`)
+/// every [`Output`] the function returns for a record (an `Option` or a
+/// `Vec` of them), and is made the component's export.
+///
+/// ```ignore
+/// weir_sdk::stateless!(Shout: "shout", "lines" => "out" ("shouted"), |record: Record| {
+///     let line = record.value_str()?.unwrap_or_default().to_uppercase();
+///     Ok::<_, Error>(Some(Output::new().value(&line)))
+/// });
+/// ```
+#[macro_export]
+macro_rules! stateless {
+    ($ty:ident : $name:literal, $source:literal => $sink:literal ($topic:literal), $f:expr) => {
+        pub struct $ty;
+
+        impl $crate::Processor for $ty {
+            fn describe() -> $crate::Topology {
+                $crate::Topology::new($name)
+                    .source($source)
+                    .sink($sink, $topic)
+            }
+            fn init(_: &$crate::TaskInfo, _: &mut $crate::Context) -> Result<Self, $crate::Error> {
+                Ok($ty)
+            }
+            fn process(
+                &mut self,
+                record: $crate::Record,
+                ctx: &mut $crate::Context,
+            ) -> Result<(), $crate::Error> {
+                $crate::runtime::forward_all(ctx, $sink, record, $f)
+            }
+        }
+
+        $crate::export_processor!($ty);
+    };
+}
+
 /// Makes a [`Processor`] type the export of this component.
 ///
 /// Use it once, at the crate root: `weir_sdk::export_processor!(MyProcessor);`

@@ -78,6 +78,23 @@ fn uninitialised() -> wit::ProcessingError {
     }
 }
 
+/// What [`stateless!`](crate::stateless) processors run per record.
+pub fn forward_all<F, I>(
+    ctx: &mut Context,
+    sink: &str,
+    record: Record,
+    f: F,
+) -> Result<(), crate::Error>
+where
+    F: FnOnce(Record) -> Result<I, crate::Error>,
+    I: IntoIterator<Item = crate::Output>,
+{
+    for output in f(record)? {
+        ctx.forward(sink, output)?;
+    }
+    Ok(())
+}
+
 pub fn describe<P: Processor>() -> wit::Topology {
     install_panic_hook();
     P::describe().into_wit()

@@ -2,37 +2,11 @@
 //! is a multiple of 3, and forwards `key -> value * 2` to the sink `out`.
 //! Everything else is dropped (counted by the host as not forwarded).
 
-use weir_sdk::{Context, Error, Output, Processor, Record, TaskInfo, Topology};
+use weir_sdk::{Error, Output, Record};
 
-pub struct FilterMap;
-
-impl Processor for FilterMap {
-    fn describe() -> Topology {
-        Topology::new("filter-map")
-            .source("numbers")
-            .sink("out", "numbers-doubled")
-    }
-
-    fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
-        Ok(FilterMap)
-    }
-
-    fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error> {
-        let Ok(Some(text)) = record.value_str() else {
-            return Ok(());
-        };
-        let Ok(n) = text.trim().parse::<i64>() else {
-            return Ok(());
-        };
-        if n % 3 != 0 {
-            return Ok(());
-        }
-        let mut out = Output::new().value(&(n * 2).to_string());
-        if let Some(key) = record.key {
-            out = out.key(&key);
-        }
-        ctx.forward("out", out)
-    }
-}
-
-weir_sdk::export_processor!(FilterMap);
+weir_sdk::stateless!(FilterMap: "filter-map", "numbers" => "out" ("numbers-doubled"), |record: Record| {
+    let n = record.value_str().ok().flatten().and_then(|t| t.trim().parse::<i64>().ok());
+    let Some(n) = n.filter(|n| n % 3 == 0) else { return Ok(None) };
+    let out = Output::new().value(&(n * 2).to_string());
+    Ok::<_, Error>(Some(match &record.key { Some(key) => out.key(key), None => out }))
+});

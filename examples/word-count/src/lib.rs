@@ -7,10 +7,13 @@
 //! Lines that are not UTF-8 are skipped with a warning (Kafka Streams'
 //! log-and-continue), so one bad record does not stop the application.
 
-use weir_sdk::{Context, Error, KvStore, Output, Processor, Record, StoreSpec, TaskInfo, Topology};
+use weir_sdk::{
+    Aggregation, Context, Error, Processor, Record, Sink, StoreSpec, TaskInfo, Topology,
+};
 
 pub struct WordCount {
-    counts: KvStore<String, u64>,
+    words: Aggregation<String, String, u64>,
+    counts: Sink<String, String>,
 }
 
 impl Processor for WordCount {
@@ -23,32 +26,24 @@ impl Processor for WordCount {
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
-        Ok(WordCount {
-            counts: KvStore::open("counts")?,
-        })
+        let (words, counts) = (Aggregation::open("words", "counts")?, Sink::open("counts")?);
+        Ok(WordCount { words, counts })
     }
 
     fn process(&mut self, record: Record, ctx: &mut Context) -> Result<(), Error> {
-        if record.source == "words" {
-            let Some(word) = record.key_as::<String>()? else {
-                return Ok(());
-            };
-            let count = self.counts.get(&word)?.unwrap_or(0) + 1;
-            self.counts.put(&word, &count)?;
-            return ctx.forward("counts", Output::new().key(&word).value(&count.to_string()));
+        if let Some((word, count)) = self.words.count(&record)? {
+            return self.counts.send(ctx, &word, &count.to_string());
         }
-        let line = match record.value_str() {
-            Ok(Some(line)) => line,
-            Ok(None) => return Ok(()),
+        match record.value_str() {
+            Ok(line) => line
+                .unwrap_or_default()
+                .split_whitespace()
+                .try_for_each(|word| self.words.group_key(ctx, &word.to_lowercase())),
             Err(e) => {
                 weir_sdk::warn!("skipping record: {e}");
-                return Ok(());
+                Ok(())
             }
-        };
-        for word in line.split_whitespace().map(str::to_lowercase) {
-            ctx.forward("words", Output::new().key(&word))?;
         }
-        Ok(())
     }
 }
 
