@@ -131,8 +131,12 @@ impl<K: Codec, V: Codec> Branches<K, V> {
 mod tests {
     use super::*;
 
+    /// The declared outputs are one global: tests that set them take turns.
+    static OUTPUTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_first_matching_branch_wins_then_otherwise() {
+        let _turn = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
         crate::runtime::declare_outputs(vec!["neg".into(), "small".into(), "rest".into()]);
         let routes: Branches<String, i64> = Branches::new()
             .branch(|_, v| *v < 0, Sink::open("neg").unwrap())
@@ -153,6 +157,7 @@ mod tests {
 
     #[test]
     fn an_undeclared_sink_is_refused_when_opened() {
+        let _turn = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
         crate::runtime::declare_outputs(vec!["counts".into()]);
         let error = Sink::<String, u64>::open("cuonts").err().unwrap();
         assert!(error.message().contains("`cuonts`"), "{error}");

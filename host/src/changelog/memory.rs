@@ -41,7 +41,12 @@ impl ChangelogConsumer for MemoryChangelog {
 
     fn poll(&mut self, _: Duration) -> Option<Result<Fetched, KafkaError>> {
         for (&partition, (next, end_reported)) in self.positions.iter_mut() {
-            if let Some(record) = self.log.next_record(&self.topic, partition, *next) {
+            let stable = self.log.last_stable_offset(&self.topic, partition);
+            if let Some(record) = self
+                .log
+                .next_record(&self.topic, partition, *next)
+                .filter(|r| r.offset < stable)
+            {
                 *next = record.offset + 1;
                 *end_reported = false;
                 return Some(Ok(Fetched::Record {
@@ -52,8 +57,9 @@ impl ChangelogConsumer for MemoryChangelog {
                 }));
             }
             if !*end_reported {
-                // Past aborted records, as a consumer's position is.
-                *next = (*next).max(self.log.end_offset(&self.topic, partition));
+                // Past aborted records (not into an open transaction), as a
+                // read_committed consumer's position is.
+                *next = (*next).max(stable);
                 *end_reported = true;
                 return Some(Ok(Fetched::End { partition }));
             }

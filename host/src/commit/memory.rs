@@ -117,6 +117,23 @@ impl MemoryLog {
             .map(|e| e.record.clone())
     }
 
+    /// Where a `read_committed` consumer of `topic`/`partition` stops: the
+    /// first offset of a transaction still open, else the end.
+    pub fn last_stable_offset(&self, topic: &str, partition: i32) -> i64 {
+        let open = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|e| {
+                e.visibility == Visibility::Uncommitted
+                    && e.record.topic == topic
+                    && e.record.partition == partition
+            })
+            .map(|e| e.record.offset)
+            .min();
+        open.unwrap_or_else(|| self.end_offset(topic, partition))
+    }
+
     /// The offset the next acknowledged record of `topic`/`partition` gets
     /// (Kafka's high watermark; aborted records count, as in Kafka).
     pub fn end_offset(&self, topic: &str, partition: i32) -> i64 {

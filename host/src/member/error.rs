@@ -171,8 +171,10 @@ pub(crate) fn recovery_of_code(code: i16) -> Recovery {
         | UNSUPPORTED_VERSION
         | UNRELEASED_INSTANCE_ID
         | OFFSET_METADATA_TOO_LARGE
-        | INVALID_COMMIT_OFFSET_SIZE
-        | UNKNOWN_TOPIC_OR_PARTITION => Recovery::Fatal,
+        | INVALID_COMMIT_OFFSET_SIZE => Recovery::Fatal,
+        // Kafka's consumer retries it in an offset commit: a restarted broker
+        // answers it until its metadata has loaded.
+        UNKNOWN_TOPIC_OR_PARTITION => Recovery::Retry,
         _ => Recovery::Retry,
     }
 }
@@ -297,6 +299,11 @@ mod tests {
         );
         assert_eq!(recovery_of_code(codes::UNKNOWN_MEMBER_ID), Recovery::Rejoin);
         assert_eq!(recovery_of_code(codes::NOT_COORDINATOR), Recovery::Retry);
+        // A restarted broker's answer until its metadata has loaded.
+        assert_eq!(
+            recovery_of_code(codes::UNKNOWN_TOPIC_OR_PARTITION),
+            Recovery::Retry
+        );
         // COORDINATOR_LOAD_IN_PROGRESS, UNSTABLE_OFFSET_COMMIT
         assert_eq!(recovery_of_code(14), Recovery::Retry);
         assert_eq!(recovery_of_code(88), Recovery::Retry);

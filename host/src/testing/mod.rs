@@ -66,6 +66,12 @@ pub struct TestDriver {
     version: u32,
     partitions: i32,
     next_offset: BTreeMap<(String, i32), i64>,
+    /// Every record piped into each input partition, in offset order: what
+    /// a restarted, reset or retried task fetches again from its committed
+    /// offset, as from Kafka.
+    fetched: BTreeMap<(String, i32), Vec<IncomingRecord>>,
+    /// Partitions whose tasks were (re)created since the last run.
+    refetch: Vec<i32>,
     /// How far each output topic has been read from the log.
     read_up_to: BTreeMap<String, u64>,
     outputs: BTreeMap<String, Vec<TestOutput>>,
@@ -130,6 +136,8 @@ impl TestDriver {
             version: 1,
             partitions,
             next_offset: BTreeMap::new(),
+            fetched: BTreeMap::new(),
+            refetch: Vec::new(),
             read_up_to: BTreeMap::new(),
             outputs: BTreeMap::new(),
             failed: BTreeMap::new(),
@@ -183,17 +191,20 @@ impl TestDriver {
     }
 
     /// Processes `pending` records and commits; records forwarded to a
-    /// repartition come back here until none are left.
+    /// repartition come back here until none are left. A failed task's
+    /// records are not processed (its error is returned once the others'
+    /// are), as a failed task's partitions are not fetched in production.
     fn run(&mut self, mut pending: VecDeque<(String, TestRecord)>) -> Result<(), DriverError> {
+        let mut failure: Option<DriverError> = None;
         loop {
-            let mut batches: Vec<(String, i32, Vec<IncomingRecord>)> = Vec::new();
+            // Tasks (re)created since the last round first fetch again what
+            // their partitions hold past the committed offset.
+            let mut fetched = self.take_refetch();
             for (source, record) in pending.drain(..) {
                 let partition = self.partition_of(&record)?;
-                if let Some(message) = self.failed.get(&partition) {
-                    return Err(DriverError::TaskFailed {
-                        task: TaskId::for_partition(partition),
-                        message: message.clone(),
-                    });
+                if self.failed.contains_key(&partition) {
+                    failure.get_or_insert_with(|| self.failure(partition));
+                    continue;
                 }
                 let offset = self
                     .next_offset
@@ -214,24 +225,60 @@ impl TestDriver {
                     offset: *offset,
                 };
                 *offset += 1;
+                self.fetched
+                    .entry((source, partition))
+                    .or_default()
+                    .push(incoming.clone());
+                fetched.push(incoming);
+            }
+            let mut batches: Vec<(String, i32, Vec<IncomingRecord>)> = Vec::new();
+            for record in fetched {
+                let (topic, partition) = (record.topic.clone(), record.partition);
                 match batches.last_mut() {
-                    Some((s, p, batch)) if *s == source && *p == partition => batch.push(incoming),
-                    _ => batches.push((source, partition, vec![incoming])),
+                    Some((t, p, batch)) if *t == topic && *p == partition => batch.push(record),
+                    _ => batches.push((topic, partition, vec![record])),
                 }
             }
             for batch in batches {
                 self.manager.process(vec![batch]);
-                self.check()?;
+                self.check_task(&mut failure)?;
             }
             // Records waiting for an empty input go once the driver's clock
             // says they have waited `max.task.idle.ms`.
             self.manager.process(Vec::new());
-            self.check()?;
+            self.check_task(&mut failure)?;
             self.commit()?;
             pending = self.route();
-            if pending.is_empty() {
-                return Ok(());
+            if pending.is_empty() && self.refetch.is_empty() {
+                return failure.map_or(Ok(()), Err);
             }
+        }
+    }
+
+    /// What the partitions of re-created tasks hold past their committed
+    /// offsets, in offset order per input.
+    fn take_refetch(&mut self) -> Vec<IncomingRecord> {
+        let partitions = std::mem::take(&mut self.refetch);
+        let mut records = Vec::new();
+        for ((topic, partition), log) in &self.fetched {
+            if !partitions.contains(partition) || self.failed.contains_key(partition) {
+                continue;
+            }
+            let from = self.committed_offset(topic, *partition).unwrap_or(0);
+            records.extend(log.iter().filter(|r| r.offset >= from).cloned());
+        }
+        records
+    }
+
+    /// As [`TestDriver::check`], but a task that failed is kept in
+    /// `failure` (the first one) and the others go on.
+    fn check_task(&mut self, failure: &mut Option<DriverError>) -> Result<(), DriverError> {
+        match self.check() {
+            Err(e @ DriverError::TaskFailed { .. }) => {
+                failure.get_or_insert(e);
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -264,6 +311,7 @@ impl TestDriver {
         while self.manager.is_restoring() && !self.manager.has_failed() {
             self.manager.restore_step(&self.group, Duration::ZERO);
         }
+        self.refetch.extend_from_slice(partitions);
         self.check()
     }
 

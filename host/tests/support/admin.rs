@@ -8,20 +8,23 @@ use weir::admin::api::{TaskStatus, TasksReply};
 
 /// GET `url`; returns (status, JSON or the text as a JSON string).
 pub fn get(url: &str) -> (u16, Value) {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// As [`get`], with a failure to connect as an error (for diagnostics
+/// about a process that may have gone).
+pub fn try_get(url: &str) -> Result<(u16, Value), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().unwrap();
-    (
+    Ok((
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    ))
 }
 
 /// PUT raw bytes with an optional token; returns (status, JSON).

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::{MAX_RESETS, TaskManager};
+use super::{MAX_RESETS, RESETS_FOR, TaskManager};
 use crate::task::state;
 use crate::task::{TaskError, TaskRecovery, TaskStatus};
 use crate::topology::TaskId;
@@ -76,9 +76,10 @@ impl TaskManager {
     /// under at-least-once their unflushed changelog records are lost),
     /// replace a transactional producer, and leave the tasks for the
     /// thread to start again. After `MAX_RESETS` without a commit in
-    /// between, fails the thread.
+    /// between, over at least `RESETS_FOR`, fails the thread.
     pub(super) fn restart_from_last_commit(&mut self, error: TaskError) {
-        if self.resets_since_commit >= MAX_RESETS {
+        let since = *self.first_reset.get_or_insert_with(Instant::now);
+        if self.resets_since_commit >= MAX_RESETS && since.elapsed() >= RESETS_FOR {
             return self.fail(error);
         }
         self.resets_since_commit += 1;
@@ -87,8 +88,9 @@ impl TaskManager {
         self.collector.abort_transaction();
         if self.protocol.replaces_producer_on_reset() {
             // A fenced producer cannot be used again; a new one fences any
-            // zombie with our transactional id in turn.
-            match (self.new_collector)() {
+            // zombie with our transactional id in turn. While the broker is
+            // away `init_transactions` times out: try again.
+            match self.replace_collector() {
                 Ok(collector) => self.collector = collector,
                 Err(e) => return self.fail(e.into()),
             }
@@ -100,6 +102,27 @@ impl TaskManager {
             self.reset.push(id);
         }
         self.report_status();
+    }
+
+    /// A new producer, retried with backoff for up to `RESETS_FOR` (a
+    /// broker restarting, its transaction coordinator loading).
+    fn replace_collector(
+        &mut self,
+    ) -> Result<Box<dyn crate::commit::Collector>, crate::commit::CommitError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match (self.new_collector)() {
+                Ok(collector) => return Ok(collector),
+                Err(e) if started.elapsed() >= RESETS_FOR => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        "cannot create the thread's new producer; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Tasks closed by [`TaskManager::restart_from_last_commit`] since the

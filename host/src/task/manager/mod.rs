@@ -36,8 +36,11 @@ mod tests;
 use failures::FailedTask;
 
 /// Resets without a successful commit in between before a commit failure
-/// fails the thread after all.
+/// fails the thread after all, once they have also gone on for
+/// `RESETS_FOR`: a broker restart can cost several resets in a row, a
+/// record the broker always refuses costs them forever.
 pub(super) const MAX_RESETS: u32 = 5;
+pub(super) const RESETS_FOR: Duration = Duration::from_secs(300);
 
 /// Changelog records read per restore step, so polling stays responsive.
 pub(super) const RESTORE_BATCH: usize = 10_000;
@@ -88,6 +91,8 @@ pub struct TaskManager {
     /// Resets since the last successful commit: a failure that comes back
     /// every time (a record the broker always refuses) must not loop.
     resets_since_commit: u32,
+    /// When the first of those resets happened.
+    first_reset: Option<Instant>,
 }
 
 /// Makes a stream thread's producer: at start, and again after a reset
@@ -128,7 +133,9 @@ impl TaskManager {
             changelogs,
         } = clients;
         let collector = new_collector()?;
-        let protocol = CommitProtocol::of(setup.config.processing_guarantee);
+        // The collector's guarantee decides (a transactional producer or
+        // not); the configuration made it.
+        let protocol = CommitProtocol::of(collector.guarantee());
         Ok(TaskManager {
             new_collector,
             protocol,
@@ -151,6 +158,7 @@ impl TaskManager {
             failed_attempts: BTreeMap::new(),
             newly_failed: Vec::new(),
             resets_since_commit: 0,
+            first_reset: None,
         })
     }
 
@@ -566,6 +574,7 @@ impl TaskManager {
         self.lifecycle.commit_finished(self.thread);
         let stats = result?;
         self.resets_since_commit = 0;
+        self.first_reset = None;
         // Progress committed: a later failure starts its count again.
         for id in committing {
             self.failed_attempts.remove(&id);

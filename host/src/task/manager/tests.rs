@@ -358,3 +358,23 @@ fn a_swap_while_a_task_restores_restores_it_on_the_new_version() {
     assert_eq!(outputs(&log)["x"], "v2:3");
     assert_eq!(committed(&group, 0), Some(3));
 }
+
+#[test]
+fn repeated_commit_failures_during_an_outage_do_not_fail_the_thread_at_once() {
+    let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
+    let mut a = instance(&log, "exactly_once_v2");
+    for attempt in 0..super::MAX_RESETS + 2 {
+        a.assign(&[0], &group);
+        a.process(0, 0, &[("x", "1")]);
+        a.faults.fail_next_flush(flush_failure());
+        let error = a.manager.commit_all(&group).unwrap_err();
+        a.manager.handle(error);
+        assert!(!a.manager.has_failed(), "attempt {attempt}");
+        assert_eq!(a.manager.take_reset(), vec![TaskId::for_partition(0)]);
+    }
+    // The broker is back: the work goes through once.
+    a.assign(&[0], &group);
+    a.process(0, 0, &[("x", "1")]);
+    a.manager.commit_all(&group).unwrap();
+    assert_eq!(outputs(&log)["x"], "1");
+}

@@ -110,6 +110,21 @@ fn failure_site(topic: &str, partition: i32, records: &[IncomingRecord], e: &Gue
     }
 }
 
+/// The task's input topics, and whether each is waited for when empty
+/// (sources are; repartitions are not).
+fn inputs(setup: &TaskSetup) -> Vec<(String, bool)> {
+    let repartitions = &setup.component.topology().repartitions;
+    setup
+        .plan
+        .sources
+        .iter()
+        .map(|topic| {
+            let name = setup.plan.source_name(topic).unwrap_or(topic);
+            (topic.clone(), !repartitions.iter().any(|r| r == name))
+        })
+        .collect()
+}
+
 /// A processor instance of `setup`'s component for task `id`, on `stores`.
 impl StreamTask {
     /// Goes on from the stream time a previous owner committed (see
@@ -190,7 +205,7 @@ impl StreamTask {
             setup: setup.clone(),
             state: TaskState::Restoring,
             restoring: BTreeSet::new(),
-            inputs: PartitionGroup::new(&setup.plan.sources, setup.max_task_idle),
+            inputs: PartitionGroup::new(&inputs(setup), setup.max_task_idle),
             consumed: BTreeMap::new(),
             uncommitted: false,
             span,
@@ -462,6 +477,7 @@ impl StreamTask {
         }
         self.replace_instance(setup, stores, "at instantiation of the new version")?;
         self.setup = setup.clone();
+        self.inputs.retarget(&inputs(setup));
         self.state = TaskState::Restoring;
         self.restoring.clear();
         Ok(added)

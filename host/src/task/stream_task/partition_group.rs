@@ -17,6 +17,10 @@ use crate::runtime::bindings::IncomingRecord;
 /// One input partition of the task: its topic and what was fetched of it.
 struct Input {
     topic: String,
+    /// Whether the others wait for it when it is empty: a source does; a
+    /// repartition does not (it fills only once the task's sources have
+    /// been processed, so waiting for it would only add latency).
+    waited_for: bool,
     queue: VecDeque<IncomingRecord>,
     /// Since when (task clock, ms) it has been empty while another input
     /// had records.
@@ -30,18 +34,32 @@ pub(super) struct PartitionGroup {
 }
 
 impl PartitionGroup {
-    /// A group over `topics` (the task's source and repartition topics).
-    pub fn new(topics: &[String], max_idle: Option<Duration>) -> Self {
+    /// A group over `topics` (the task's sources, waited for, and its
+    /// repartition topics, not waited for).
+    pub fn new(topics: &[(String, bool)], max_idle: Option<Duration>) -> Self {
         PartitionGroup {
-            inputs: topics
-                .iter()
-                .map(|topic| Input {
-                    topic: topic.clone(),
-                    queue: VecDeque::new(),
-                    empty_since: None,
-                })
-                .collect(),
+            inputs: Self::inputs(topics),
             max_idle: max_idle.map(|d| d.as_millis() as i64),
+        }
+    }
+
+    fn inputs(topics: &[(String, bool)]) -> Vec<Input> {
+        topics
+            .iter()
+            .map(|(topic, waited_for)| Input {
+                topic: topic.clone(),
+                waited_for: *waited_for,
+                queue: VecDeque::new(),
+                empty_since: None,
+            })
+            .collect()
+    }
+
+    /// The inputs of a new version (a swap), keeping what is buffered.
+    pub fn retarget(&mut self, topics: &[(String, bool)]) {
+        let old = std::mem::replace(&mut self.inputs, Self::inputs(topics));
+        for input in old {
+            self.add(&input.topic, input.queue.into());
         }
     }
 
@@ -58,6 +76,7 @@ impl PartitionGroup {
             // under it): keep it, at the end of the order.
             None => self.inputs.push(Input {
                 topic: topic.to_string(),
+                waited_for: false,
                 queue: records.into(),
                 empty_since: None,
             }),
@@ -89,6 +108,12 @@ impl PartitionGroup {
                 }
             }
         }
+        if self.is_empty() {
+            // Idle time counts only while another input has records.
+            for input in &mut self.inputs {
+                input.empty_since = None;
+            }
+        }
         runs.into_iter()
             .map(|(i, run)| (self.inputs[i].topic.clone(), run))
             .collect()
@@ -102,7 +127,7 @@ impl PartitionGroup {
         }
         let mut waiting_for_empty = false;
         for input in &mut self.inputs {
-            if input.queue.is_empty() {
+            if input.waited_for && input.queue.is_empty() {
                 let since = *input.empty_since.get_or_insert(now);
                 if self.max_idle.is_some_and(|max| now - since < max) {
                     waiting_for_empty = true;
@@ -150,8 +175,8 @@ mod tests {
             .collect()
     }
 
-    fn topics() -> Vec<String> {
-        vec!["orders".into(), "customers".into()]
+    fn topics() -> Vec<(String, bool)> {
+        vec![("orders".into(), true), ("customers".into(), true)]
     }
 
     #[test]
@@ -200,10 +225,24 @@ mod tests {
         group.add("orders", records("orders", &[5]));
         assert_eq!(order(&group.next_batches(0)), ["orders@5"]);
 
-        let mut single = PartitionGroup::new(&["lines".to_string()], Some(Duration::ZERO));
+        let mut single = PartitionGroup::new(&[("lines".to_string(), true)], Some(Duration::ZERO));
         single.add("lines", records("lines", &[3, 1, 2]));
         let batches = single.next_batches(0);
         assert_eq!(batches.len(), 1);
         assert_eq!(order(&batches), ["lines@3", "lines@1", "lines@2"]);
+    }
+
+    #[test]
+    fn a_repartition_is_not_waited_for_and_a_swap_keeps_what_is_buffered() {
+        let inputs = [("lines".to_string(), true), ("words".to_string(), false)];
+        let mut group = PartitionGroup::new(&inputs, Some(Duration::from_secs(60)));
+        group.add("lines", records("lines", &[1, 2]));
+        assert_eq!(order(&group.next_batches(0)), ["lines@1", "lines@2"]);
+
+        let mut group = PartitionGroup::new(&topics(), Some(Duration::from_secs(60)));
+        group.add("orders", records("orders", &[5]));
+        assert!(group.next_batches(0).is_empty());
+        group.retarget(&[("orders".to_string(), true)]);
+        assert_eq!(order(&group.next_batches(0)), ["orders@5"]);
     }
 }
