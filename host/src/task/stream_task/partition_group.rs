@@ -119,27 +119,26 @@ impl PartitionGroup {
             .collect()
     }
 
-    /// The input whose head record goes next, if any may go now.
+    /// The input whose head record goes next, if any may go now. While a
+    /// source waits for an empty source, repartition records still go.
     fn pick(&mut self, now: i64) -> Option<usize> {
         if self.is_empty() {
             // Idle time counts only while another input has records.
             return None;
         }
-        let mut waiting_for_empty = false;
+        let mut sources_wait = false;
         for input in &mut self.inputs {
             if input.waited_for && input.queue.is_empty() {
                 let since = *input.empty_since.get_or_insert(now);
                 if self.max_idle.is_some_and(|max| now - since < max) {
-                    waiting_for_empty = true;
+                    sources_wait = true;
                 }
             }
-        }
-        if waiting_for_empty {
-            return None;
         }
         self.inputs
             .iter()
             .enumerate()
+            .filter(|(_, input)| !(sources_wait && input.waited_for))
             .filter_map(|(i, input)| input.queue.front().map(|r| (r.timestamp, i)))
             .min()
             .map(|(_, i)| i)
@@ -238,6 +237,18 @@ mod tests {
         let mut group = PartitionGroup::new(&inputs, Some(Duration::from_secs(60)));
         group.add("lines", records("lines", &[1, 2]));
         assert_eq!(order(&group.next_batches(0)), ["lines@1", "lines@2"]);
+        // Nor do a repartition's records wait for an empty source.
+        group.add("words", records("words", &[1]));
+        assert_eq!(order(&group.next_batches(0)), ["words@1"]);
+        let sources = [
+            ("orders".to_string(), true),
+            ("customers".to_string(), true),
+            ("by-tier".to_string(), false),
+        ];
+        let mut group = PartitionGroup::new(&sources, Some(Duration::from_secs(60)));
+        group.add("orders", records("orders", &[5]));
+        group.add("by-tier", records("by-tier", &[9]));
+        assert_eq!(order(&group.next_batches(0)), ["by-tier@9"], "orders wait");
 
         let mut group = PartitionGroup::new(&topics(), Some(Duration::from_secs(60)));
         group.add("orders", records("orders", &[5]));
