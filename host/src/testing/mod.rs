@@ -58,12 +58,6 @@ pub struct TestDriver {
     log: MemoryLog,
     group: MemoryGroup,
     clock: Arc<ManualClock>,
-    metrics: Arc<Metrics>,
-    registry: Arc<TaskRegistry>,
-    application_id: String,
-    /// `errors.dead.letter.queue.topic.name`: filed like a sink.
-    dead_letter_queue: Option<String>,
-    version: u32,
     partitions: i32,
     next_offset: BTreeMap<(String, i32), i64>,
     /// Every record piped into each input partition, in offset order: what
@@ -96,10 +90,6 @@ impl TestDriver {
         let component = runtime.load(name, bytes)?;
         let partitions = options.partitions.max(1);
         let clock = Arc::new(ManualClock(AtomicI64::new(options.wall_clock_ms)));
-        let (metrics, registry) = (
-            Arc::new(Metrics::default()),
-            Arc::new(TaskRegistry::default()),
-        );
         let log = MemoryLog::default();
         let plan = plan(component.topology(), &options.application_id, partitions);
         let setup = TaskManagerSetup {
@@ -112,8 +102,8 @@ impl TestDriver {
                 component: component.clone(),
                 disk: None,
                 clock: clock.clone(),
-                metrics: metrics.clone(),
-                registry: registry.clone(),
+                metrics: Arc::new(Metrics::default()),
+                registry: Arc::new(TaskRegistry::default()),
                 queries: Arc::default(),
                 errors: options.processing_errors.clone(),
                 max_task_idle: options.max_task_idle,
@@ -129,11 +119,6 @@ impl TestDriver {
             group: MemoryGroup::joined(&options.application_id),
             log,
             clock,
-            metrics,
-            registry,
-            dead_letter_queue: options.processing_errors.dead_letter_queue.clone(),
-            application_id: options.application_id,
-            version: 1,
             partitions,
             next_offset: BTreeMap::new(),
             fetched: BTreeMap::new(),
@@ -335,7 +320,7 @@ impl TestDriver {
         let Some(first) = newly_failed.first().copied() else {
             return Ok(());
         };
-        for status in self.registry.snapshot() {
+        for status in self.setup.tasks.registry.snapshot() {
             if status.state == "FAILED"
                 && let Some(id) = newly_failed
                     .iter()
@@ -364,7 +349,7 @@ impl TestDriver {
             .topology
             .output_names()
             .map(str::to_string)
-            .chain(self.dead_letter_queue.clone())
+            .chain(self.setup.tasks.errors.dead_letter_queue.clone())
             .collect();
         for output in outputs {
             let after = self.read_up_to.get(&output).copied();
@@ -470,7 +455,7 @@ impl TestDriver {
             return Vec::new();
         }
         self.log
-            .records(&changelog_topic(&self.application_id, store))
+            .records(&changelog_topic(&self.setup.tasks.application_id, store))
             .into_iter()
             .filter(|r| r.partition == partition)
             .map(|r| (r.key.unwrap_or_default(), r.value))
@@ -489,7 +474,11 @@ impl TestDriver {
     /// Window-store writes dropped as too late, over all tasks (Kafka
     /// Streams' `dropped-records`).
     pub fn dropped_records(&self) -> u64 {
-        self.metrics.dropped_records.load(Ordering::Relaxed)
+        self.setup
+            .tasks
+            .metrics
+            .dropped_records
+            .load(Ordering::Relaxed)
     }
 
     /// The error that failed the task of `partition`, if it failed.
@@ -502,17 +491,17 @@ impl TestDriver {
     pub fn swap(&mut self, path: &Path) -> Result<(), DriverError> {
         let (name, bytes) = read(path)?;
         let component: Arc<LoadedComponent> = self.runtime.load(&name, &bytes)?;
-        let plan = plan(component.topology(), &self.application_id, self.partitions);
-        self.version += 1;
+        let tasks = &self.setup.tasks;
+        let plan = plan(component.topology(), &tasks.application_id, self.partitions);
         self.topology = component.topology().clone();
         self.setup.tasks = TaskSetup {
-            version: self.version,
+            version: tasks.version + 1,
             component: component.clone(),
             plan: plan.clone(),
-            ..self.setup.tasks.clone()
+            ..tasks.clone()
         };
-        self.manager
-            .swap_to(self.version, component, plan, &self.group);
+        let version = self.setup.tasks.version;
+        self.manager.swap_to(version, component, plan, &self.group);
         self.check()?;
         let retried: Vec<i32> = self
             .manager
