@@ -58,6 +58,8 @@ struct Topics {
     entries: Vec<Entry>,
     next_offset: HashMap<TopicPartition, i64>,
     next_seq: u64,
+    /// Committed input offsets per consumer group (`__consumer_offsets`).
+    group_offsets: BTreeMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>,
 }
 
 /// Topic partitions in memory, shared by the collectors writing them and
@@ -132,6 +134,25 @@ impl MemoryLog {
             .map(|e| e.record.offset)
             .min();
         open.unwrap_or_else(|| self.end_offset(topic, partition))
+    }
+
+    /// Commits input offsets for consumer group `group`, as a plain offset
+    /// commit or a committed transaction does.
+    pub fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, OffsetAndMetadata)]) {
+        let mut topics = self.lock();
+        let committed = topics.group_offsets.entry(group.to_string()).or_default();
+        for (tp, offset) in offsets {
+            committed.insert(tp.clone(), offset.clone());
+        }
+    }
+
+    /// What group `group` has committed, the latest per partition.
+    pub fn group_offsets(&self, group: &str) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        self.lock()
+            .group_offsets
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The offset the next acknowledged record of `topic`/`partition` gets
@@ -217,7 +238,6 @@ impl MemoryCollector {
     }
 
     /// Failures are injected through `faults` (and its clones).
-    #[cfg(test)]
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
         self
@@ -403,6 +423,9 @@ impl Collector for MemoryCollector {
         }
         self.flush()?;
         self.settle(Visibility::Uncommitted, Visibility::Visible);
+        if let Some(group) = group {
+            self.log.commit_offsets(&group.group_id, offsets);
+        }
         for (tp, committed) in offsets {
             self.transaction_offsets
                 .insert(tp.clone(), committed.clone());

@@ -28,9 +28,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 pub use kafka::RecordCollector;
-#[cfg(test)]
-pub use memory::Faults;
-pub use memory::{MemoryCollector, MemoryLog};
+pub use memory::{Faults, MemoryCollector, MemoryLog};
 
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition};

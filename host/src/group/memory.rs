@@ -1,7 +1,9 @@
 //! A [`SourceConsumer`] without a broker: the group's committed offsets in
-//! memory, a fixed membership, and commit refusals injected one at a time
-//! (as a coordinator does mid-rebalance). For unit tests of the commit
-//! cycle and for offline drivers; it never fetches anything.
+//! a [`MemoryLog`] (where a [`crate::commit::MemoryCollector`]'s committed
+//! transactions put them too), a fixed membership, and commit refusals
+//! injected one at a time (as a coordinator does mid-rebalance). For unit
+//! tests of the commit cycle and for offline drivers; it never fetches
+//! anything.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,18 +11,27 @@ use std::sync::Mutex;
 use rdkafka::error::KafkaError;
 
 use super::{GroupMetadata, SourceConsumer, TopicPartition};
+use crate::commit::MemoryLog;
 use crate::member::{MembershipError, OffsetAndMetadata};
 
 #[derive(Default)]
 pub struct MemoryGroup {
     metadata: Option<GroupMetadata>,
-    committed: Mutex<BTreeMap<TopicPartition, OffsetAndMetadata>>,
+    /// Holds the committed offsets, under the group id.
+    log: MemoryLog,
     refuse_next: Mutex<Option<MembershipError>>,
 }
 
 impl MemoryGroup {
-    /// A group this process has joined as its only member.
+    /// A group this process has joined as its only member, committing
+    /// into a log of its own.
     pub fn joined(group_id: &str) -> Self {
+        Self::joined_on(&MemoryLog::default(), group_id)
+    }
+
+    /// As [`MemoryGroup::joined`], with its offsets in `log`: what
+    /// transactions committed through collectors on `log` are seen here.
+    pub fn joined_on(log: &MemoryLog, group_id: &str) -> Self {
         MemoryGroup {
             metadata: Some(GroupMetadata {
                 group_id: group_id.to_string(),
@@ -28,8 +39,13 @@ impl MemoryGroup {
                 member_id: format!("{group_id}-member-1"),
                 group_instance_id: None,
             }),
-            ..MemoryGroup::default()
+            log: log.clone(),
+            refuse_next: Mutex::default(),
         }
+    }
+
+    fn group_id(&self) -> &str {
+        self.metadata.as_ref().map_or("", |m| m.group_id.as_str())
     }
 
     /// The next offset commit is refused with `error`.
@@ -40,10 +56,7 @@ impl MemoryGroup {
 
     /// Every offset committed so far, the latest per partition.
     pub fn committed_offsets(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        self.committed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.log.group_offsets(self.group_id())
     }
 }
 
@@ -60,10 +73,7 @@ impl SourceConsumer for MemoryGroup {
         {
             return Err(error);
         }
-        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        for (tp, offset) in offsets {
-            committed.insert(tp.clone(), offset.clone());
-        }
+        self.log.commit_offsets(self.group_id(), offsets);
         Ok(())
     }
 
@@ -71,7 +81,7 @@ impl SourceConsumer for MemoryGroup {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, MembershipError> {
-        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        let committed = self.committed_offsets();
         Ok(partitions
             .iter()
             .map(|tp| (tp.clone(), committed.get(tp).cloned()))

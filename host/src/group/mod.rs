@@ -21,7 +21,7 @@ mod subscription;
 pub use memory::MemoryGroup;
 pub use source::{GroupSource, SourceContext};
 pub use stall::{FetchWatch, QuietPartition, STALL_AFTER, stalled};
-pub use streams::{StreamsGroup, StreamsGroupSetup};
+pub use streams::{StreamsGroup, StreamsGroupSetup, ThreadUpdate};
 
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};

@@ -10,6 +10,7 @@ mod host;
 mod instance;
 mod native;
 mod task_context;
+mod wasm;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,9 +21,11 @@ use wasmtime::Engine;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
-pub use instance::{GuestError, HostState, MemoryCapExceeded, ProcessorInstance};
+use instance::ProcessorFactory;
+pub use instance::{GuestError, ProcessorInstance};
 pub use native::{NativeFactory, NativeProcessor};
 pub use task_context::{Clock, Forwarded, Schedules, SystemClock, TaskContext};
+pub use wasm::{HostState, MemoryCapExceeded};
 
 use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology, TopologyError};
 
@@ -246,7 +249,7 @@ impl Runtime {
         let placeholder = Arc::new(LoadedComponent {
             name: name.clone(),
             sha256: hex::encode(Sha256::digest(bytes)),
-            kind: Kind::Wasm(pre),
+            factory: Arc::new(wasm::WasmFactory { pre }),
             topology: Arc::new(Topology {
                 name: name.clone(),
                 sources: Vec::new(),
@@ -269,7 +272,7 @@ impl Runtime {
         Ok(Arc::new(LoadedComponent {
             name: topology.name.clone(),
             sha256: placeholder.sha256.clone(),
-            kind: placeholder.kind.clone(),
+            factory: placeholder.factory.clone(),
             topology: Arc::new(topology),
             limits: self.limits,
         }))
@@ -280,17 +283,11 @@ impl Runtime {
 pub struct LoadedComponent {
     name: String,
     sha256: String,
-    kind: Kind,
+    /// How each task's instance is made: compiled Wasm, or (bench and
+    /// unit tests only) Rust code.
+    factory: Arc<dyn ProcessorFactory>,
     topology: Arc<Topology>,
     limits: WasmLimits,
-}
-
-/// How instances are made.
-#[derive(Clone)]
-pub(crate) enum Kind {
-    Wasm(bindings::ProcessorPre<HostState>),
-    /// Native Rust logic: the benchmark's baseline, never user code.
-    Native(NativeFactory),
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -319,7 +316,7 @@ impl LoadedComponent {
         Arc::new(LoadedComponent {
             name: topology.name.clone(),
             sha256: format!("{:0<64}", "native"),
-            kind: Kind::Native(factory),
+            factory: Arc::new(native::Native(factory)),
             topology: Arc::new(topology),
             limits: WasmLimits {
                 max_memory_bytes: usize::MAX,
@@ -329,8 +326,12 @@ impl LoadedComponent {
         })
     }
 
-    pub(crate) fn kind(&self) -> &Kind {
-        &self.kind
+    pub(crate) fn factory(&self) -> &dyn ProcessorFactory {
+        self.factory.as_ref()
+    }
+
+    pub(crate) fn limits(&self) -> WasmLimits {
+        self.limits
     }
 
     /// Calls `describe()` in a throwaway instance that has no stores.

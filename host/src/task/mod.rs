@@ -19,6 +19,8 @@ mod stream_task;
 mod stream_time;
 
 pub use error::{TaskError, TaskRecovery};
+#[cfg(test)]
+pub(crate) use manager::fixtures;
 pub use manager::{Clients, TaskManager, TaskManagerSetup};
 pub use registry::{TaskRegistry, TaskStatus};
 pub use standby::StandbyTask;

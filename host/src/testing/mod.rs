@@ -35,8 +35,7 @@ use std::time::Duration;
 pub use build::build_component;
 pub use records::{DriverError, DriverOptions, ManualClock, TestOutput, TestRecord};
 
-use crate::changelog::{ChangelogConsumer, MemoryChangelog};
-use crate::commit::{Collector, MemoryCollector, MemoryLog};
+use crate::commit::{Faults, MemoryLog};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{MemoryGroup, RebalanceListener, TopicPartition};
 use crate::lifecycle::Lifecycle;
@@ -110,7 +109,7 @@ impl TestDriver {
             },
             lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
         };
-        let manager = TaskManager::with_clients(setup.clone(), clients(&log, partitions))?;
+        let manager = TaskManager::with_clients(setup.clone(), memory_clients(&log, partitions))?;
         let mut driver = TestDriver {
             topology: component.topology().clone(),
             runtime,
@@ -526,8 +525,10 @@ impl TestDriver {
         if let Some(error) = self.manager.take_failure() {
             return Err(DriverError::Task(error));
         }
-        self.manager =
-            TaskManager::with_clients(self.setup.clone(), clients(&self.log, self.partitions))?;
+        self.manager = TaskManager::with_clients(
+            self.setup.clone(),
+            memory_clients(&self.log, self.partitions),
+        )?;
         self.failed.clear();
         let all: Vec<i32> = (0..self.partitions).collect();
         self.assign(&all)?;
@@ -570,23 +571,15 @@ fn config(application_id: &str) -> Result<Arc<Config>, DriverError> {
     Ok(Arc::new(config))
 }
 
-/// In-memory Kafka for the task manager: a collector and changelog
-/// consumers over `log`; every topic has the driver's partitions, records
-/// spread over them by key as the producer would.
-fn clients(log: &MemoryLog, partitions: i32) -> Clients {
-    let (collector_log, changelog_log) = (log.clone(), log.clone());
-    Clients {
-        collectors: Box::new(move || {
-            let collector =
-                MemoryCollector::into_log(ProcessingGuarantee::AtLeastOnce, collector_log.clone())
-                    .with_default_partitions(partitions);
-            Ok(Box::new(collector) as Box<dyn Collector>)
-        }),
-        changelogs: Arc::new(move |topic: &str| {
-            Ok(Box::new(MemoryChangelog::new(changelog_log.clone(), topic))
-                as Box<dyn ChangelogConsumer>)
-        }),
-    }
+/// In-memory Kafka for the task manager: the driver commits under
+/// at-least-once, and every topic has the driver's partitions.
+fn memory_clients(log: &MemoryLog, partitions: i32) -> Clients {
+    Clients::memory(
+        log,
+        ProcessingGuarantee::AtLeastOnce,
+        partitions,
+        Faults::default(),
+    )
 }
 
 /// Offline topics: every name is the declared one; outputs are named by

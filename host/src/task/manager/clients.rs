@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::changelog::{ChangelogConsumers, kafka_consumers};
-use crate::commit::{Collector, CommitError, RecordCollector};
-use crate::config::Config;
+use crate::changelog::{ChangelogConsumer, ChangelogConsumers, MemoryChangelog, kafka_consumers};
+use crate::commit::{Collector, CommitError, Faults, MemoryCollector, MemoryLog, RecordCollector};
+use crate::config::{Config, ProcessingGuarantee};
 
 /// Makes a stream thread's producer: at start, and again after a reset
 /// under exactly-once.
@@ -30,6 +30,30 @@ impl Clients {
                 Ok(Box::new(RecordCollector::new(&config, thread)?) as Box<dyn Collector>)
             }),
             changelogs,
+        }
+    }
+
+    /// Kafka in memory: collectors and changelog consumers over `log`
+    /// (`read_committed`). Records sent without a partition are spread by
+    /// key over `partitions`; failures are injected through `faults`.
+    pub fn memory(
+        log: &MemoryLog,
+        guarantee: ProcessingGuarantee,
+        partitions: i32,
+        faults: Faults,
+    ) -> Self {
+        let (collector_log, changelog_log) = (log.clone(), log.clone());
+        Clients {
+            collectors: Box::new(move || {
+                let collector = MemoryCollector::into_log(guarantee, collector_log.clone())
+                    .with_default_partitions(partitions)
+                    .with_faults(faults.clone());
+                Ok(Box::new(collector) as Box<dyn Collector>)
+            }),
+            changelogs: Arc::new(move |topic: &str| {
+                Ok(Box::new(MemoryChangelog::new(changelog_log.clone(), topic))
+                    as Box<dyn ChangelogConsumer>)
+            }),
         }
     }
 }

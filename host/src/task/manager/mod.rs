@@ -28,6 +28,8 @@ use crate::topology::TaskId;
 
 mod clients;
 mod failures;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod rebalance;
 mod standbys;
 #[cfg(test)]

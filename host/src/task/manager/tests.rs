@@ -5,124 +5,16 @@
 //! commit interval, a failed flush, and what a failing task costs its
 //! neighbours under each guarantee.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use super::{Clients, TaskManager, TaskManagerSetup};
-use crate::changelog::{ChangelogConsumer, MemoryChangelog};
-use crate::commit::{Collector, CommitError, Faults, MemoryCollector, MemoryLog};
-use crate::config::Config;
+use super::TaskManager;
+use super::fixtures::{CHANGELOG, committed, config, counter, manager, outputs, plan};
+use crate::commit::{CommitError, Faults, MemoryLog};
 use crate::group::{MemoryGroup, RebalanceListener, TopicPartition};
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::runtime::bindings::{IncomingRecord, OutgoingRecord};
-use crate::runtime::{LoadedComponent, NativeProcessor, SystemClock, TaskContext};
-use crate::task::{ProcessingErrors, TaskRegistry, TaskSetup};
-use crate::topics::TopicPlan;
-use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology};
-
-const CHANGELOG: &str = "app-counts-changelog";
-
-/// Counts records per key in store `counts` and forwards the count, after
-/// `prefix`, to `out`; a record whose value is `boom` fails the task.
-struct Counter {
-    prefix: &'static str,
-}
-
-impl NativeProcessor for Counter {
-    fn process(&mut self, ctx: &mut TaskContext, batch: &[IncomingRecord]) -> Result<(), String> {
-        for r in batch {
-            if r.value.as_deref() == Some(b"boom") {
-                return Err(format!("boom at offset {}", r.offset));
-            }
-            let key = r.key.clone().unwrap_or_default();
-            let store = &mut ctx.stores[0];
-            let count = store
-                .get(&key)
-                .map_err(|e| e.to_string())?
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map_or(0, u64::from_be_bytes)
-                + 1;
-            store.put(key.clone(), count.to_be_bytes().to_vec());
-            let out = OutgoingRecord {
-                key: Some(key),
-                value: Some(format!("{}{count}", self.prefix).into_bytes()),
-                headers: Vec::new(),
-                timestamp: Some(r.timestamp),
-            };
-            ctx.forward("out", out)?;
-        }
-        Ok(())
-    }
-}
-
-fn config(guarantee: &str) -> Arc<Config> {
-    let raw: BTreeMap<String, String> = [
-        ("application.id", "app"),
-        ("bootstrap.servers", "unused:9092"),
-        ("processing.guarantee", guarantee),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Arc::new(Config::from_map(raw, None).unwrap())
-}
-
-fn counter(prefix: &'static str) -> Arc<LoadedComponent> {
-    let topology = Topology {
-        name: "count".into(),
-        sources: vec!["in".into()],
-        sinks: vec![SinkSpec {
-            name: "out".into(),
-            topic: "out".into(),
-        }],
-        stores: vec![StoreSpec {
-            name: "counts".into(),
-            kind: StoreKind::KeyValue,
-            logged: true,
-            persistent: false,
-            key_format: Default::default(),
-            value_format: Default::default(),
-            window: None,
-        }],
-        repartitions: Vec::new(),
-    };
-    LoadedComponent::native(topology, Arc::new(move || Box::new(Counter { prefix })))
-}
-
-fn plan() -> Arc<TopicPlan> {
-    Arc::new(TopicPlan {
-        partitions: 2,
-        sources: vec!["in".into()],
-        source_names: vec!["in".into()],
-        sinks: vec!["out".into()],
-        changelogs: vec![("counts".into(), CHANGELOG.into())],
-    })
-}
-
-fn setup(config: &Arc<Config>) -> TaskManagerSetup {
-    TaskManagerSetup {
-        config: config.clone(),
-        thread: 0,
-        tasks: TaskSetup {
-            application_id: "app".into(),
-            version: 1,
-            component: counter(""),
-            plan: plan(),
-            disk: None,
-            clock: Arc::new(SystemClock),
-            metrics: Arc::new(Metrics::default()),
-            registry: Arc::new(TaskRegistry::default()),
-            queries: Arc::default(),
-            errors: ProcessingErrors::default(),
-            max_task_idle: Some(Duration::ZERO),
-        },
-        lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
-    }
-}
+use crate::runtime::bindings::IncomingRecord;
+use crate::topology::TaskId;
 
 /// One "process": a task manager and the cluster it shares with others.
 struct Instance {
@@ -131,25 +23,9 @@ struct Instance {
 }
 
 fn instance(log: &MemoryLog, guarantee: &str) -> Instance {
-    let config = config(guarantee);
     let faults = Faults::default();
-    let (collector_log, changelog_log, collector_faults) =
-        (log.clone(), log.clone(), faults.clone());
-    let guarantee = config.processing_guarantee;
-    let clients = Clients {
-        collectors: Box::new(move || {
-            Ok(Box::new(
-                MemoryCollector::into_log(guarantee, collector_log.clone())
-                    .with_faults(collector_faults.clone()),
-            ) as Box<dyn Collector>)
-        }),
-        changelogs: Arc::new(move |topic: &str| {
-            Ok(Box::new(MemoryChangelog::new(changelog_log.clone(), topic))
-                as Box<dyn ChangelogConsumer>)
-        }),
-    };
     Instance {
-        manager: TaskManager::with_clients(setup(&config), clients).unwrap(),
+        manager: manager(log, &config(guarantee, &[]), &faults),
         faults,
     }
 }
@@ -195,24 +71,6 @@ impl Instance {
         let value = task.store("counts")?.get(key.as_bytes()).unwrap()?;
         Some(u64::from_be_bytes(value.try_into().unwrap()))
     }
-}
-
-/// The latest count per key in `out`, as a `read_committed` reader sees it.
-fn outputs(log: &MemoryLog) -> BTreeMap<String, String> {
-    log.records("out")
-        .into_iter()
-        .map(|r| {
-            let text = |b: Option<Vec<u8>>| String::from_utf8(b.unwrap()).unwrap();
-            (text(r.key), text(r.value))
-        })
-        .collect()
-}
-
-fn committed(group: &MemoryGroup, partition: i32) -> Option<i64> {
-    group
-        .committed_offsets()
-        .get(&("in".to_string(), partition))
-        .map(|o| o.offset)
 }
 
 fn flush_failure() -> CommitError {

@@ -1,0 +1,340 @@
+//! The production [`Fetcher`]: a librdkafka consumer in `assign()` mode
+//! that commits through the process's group membership, and the watch that
+//! replaces it when librdkafka stops fetching partitions whose log has
+//! records (a known librdkafka fault after a broker restart, see
+//! `group::stall`).
+//!
+//! Must never subscribe: the group is this process's own membership.
+
+use std::collections::BTreeMap;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::{Batches, BatchesBuilder, Fetcher};
+use crate::config::Config;
+use crate::group::{
+    FetchWatch, GroupMetadata, GroupSource, QuietPartition, STALL_AFTER, SourceConsumer,
+    SourceContext, StreamsGroup, TopicPartition, stalled,
+};
+use crate::member::{MembershipError, OffsetAndMetadata};
+use crate::metrics::Metrics;
+use crate::runtime::bindings::{Header, IncomingRecord};
+use crate::task::TaskError;
+use crate::topics::TopicPlan;
+
+/// Bounds each broker round trip made to judge a quiet partition.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct KafkaFetcher {
+    index: usize,
+    config: Arc<Config>,
+    consumer: BaseConsumer<SourceContext>,
+    group: Arc<StreamsGroup>,
+    /// When each fetched partition last delivered (see `watch`).
+    watch: FetchWatch,
+    metrics: Arc<Metrics>,
+}
+
+impl KafkaFetcher {
+    pub(crate) fn new(
+        index: usize,
+        config: Arc<Config>,
+        group: Arc<StreamsGroup>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TaskError> {
+        let consumer = new_source_consumer(&config, index)?;
+        Ok(KafkaFetcher {
+            index,
+            config,
+            consumer,
+            group,
+            watch: FetchWatch::new(Instant::now()),
+            metrics,
+        })
+    }
+
+    fn source(&self) -> GroupSource<'_, SourceContext> {
+        GroupSource {
+            consumer: &self.consumer,
+            group: &self.group,
+        }
+    }
+
+    /// Where each quiet partition stands: the offset its task reads next
+    /// (the consumer's position; before the first record, the committed
+    /// offset or where `auto.offset.reset` starts) and the log's last
+    /// stable offset.
+    fn locate(
+        &self,
+        quiet: &[TopicPartition],
+        positions: &TopicPartitionList,
+    ) -> Result<Vec<QuietPartition>, String> {
+        let position = |(topic, partition): &TopicPartition| match positions
+            .find_partition(topic, *partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        };
+        let mut ask = TopicPartitionList::new();
+        for (topic, partition) in quiet {
+            ask.add_partition_offset(topic, *partition, Offset::End)
+                .map_err(|e| e.to_string())?;
+        }
+        let ends = self
+            .consumer
+            .offsets_for_times(ask, LOOKUP_TIMEOUT)
+            .map_err(|e| format!("listing the last stable offsets: {e}"))?;
+        let unstarted: Vec<TopicPartition> = quiet
+            .iter()
+            .filter(|tp| position(tp).is_none())
+            .cloned()
+            .collect();
+        let committed = if unstarted.is_empty() {
+            Default::default()
+        } else {
+            self.group
+                .membership()
+                .fetch_offsets(&unstarted)
+                .map_err(|e| e.to_string())?
+        };
+        let from_latest = self
+            .config
+            .kafka
+            .get("auto.offset.reset")
+            .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end"));
+        let mut located = Vec::new();
+        for tp in quiet {
+            let Some(Offset::Offset(stable_end)) =
+                ends.find_partition(&tp.0, tp.1).map(|e| e.offset())
+            else {
+                continue;
+            };
+            let next = match (position(tp), committed.get(tp).copied().flatten()) {
+                (Some(next), _) | (None, Some(next)) => next,
+                (None, None) => {
+                    let (low, high) = self
+                        .consumer
+                        .fetch_watermarks(&tp.0, tp.1, LOOKUP_TIMEOUT)
+                        .map_err(|e| format!("watermarks of {}-{}: {e}", tp.0, tp.1))?;
+                    if from_latest { high } else { low }
+                }
+            };
+            located.push(QuietPartition {
+                partition: tp.clone(),
+                next,
+                stable_end,
+            });
+        }
+        Ok(located)
+    }
+
+    /// A new source consumer in place of the current one, fetching the
+    /// same partitions: each from the offset its task reads next.
+    fn replace_consumer(
+        &mut self,
+        located: &[QuietPartition],
+        positions: &TopicPartitionList,
+    ) -> Result<(), String> {
+        let mut assignment = TopicPartitionList::new();
+        for e in positions.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => located
+                    .iter()
+                    .find(|q| q.partition.0 == e.topic() && q.partition.1 == e.partition())
+                    .map_or(Offset::Stored, |q| Offset::Offset(q.next)),
+            };
+            assignment
+                .add_partition_offset(e.topic(), e.partition(), offset)
+                .map_err(|e| e.to_string())?;
+        }
+        let fresh = new_source_consumer(&self.config, self.index).map_err(|e| e.to_string())?;
+        fresh
+            .assign(&assignment)
+            .map_err(|e| format!("assigning {} partition(s): {e}", assignment.count()))?;
+        let stalled = std::mem::replace(&mut self.consumer, fresh);
+        close_in_background(stalled, self.index);
+        Ok(())
+    }
+}
+
+impl SourceConsumer for KafkaFetcher {
+    fn commit_offsets(
+        &self,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<(), MembershipError> {
+        self.source().commit_offsets(offsets)
+    }
+
+    fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, MembershipError> {
+        self.source().committed(partitions)
+    }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.source().group_metadata()
+    }
+
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+        self.source().pause(partitions)
+    }
+
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+        self.source().resume(partitions)
+    }
+}
+
+impl Fetcher for KafkaFetcher {
+    fn add(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
+        self.source().add(partitions).map_err(|e| e.to_string())
+    }
+
+    fn remove(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
+        self.source().remove(partitions).map_err(|e| e.to_string())
+    }
+
+    fn poll(&mut self, wait: Duration, max: usize, plan: &TopicPlan) -> Batches {
+        let mut wait = wait;
+        let mut batches = BatchesBuilder::new(plan);
+        while batches.count() < max {
+            let Some(result) = self.consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            match result {
+                Ok(message) => batches.push(message.topic(), message.partition(), |source| {
+                    incoming(&message, source)
+                }),
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        let batches = batches.finish();
+        let now = Instant::now();
+        for (topic, partition, _) in &batches {
+            self.watch.received(topic, *partition, now);
+        }
+        batches
+    }
+
+    /// Replaces the source consumer when librdkafka has stopped fetching
+    /// partitions whose log has records for them: the new consumer starts
+    /// every partition at the offset its task reads next.
+    fn watch(&mut self, restoring: bool) {
+        let now = Instant::now();
+        if restoring {
+            // Partitions are paused while their task restores.
+            self.watch.restart_clocks(now);
+            return;
+        }
+        if !self.watch.due(now) {
+            return;
+        }
+        let positions = match self.consumer.position() {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the source consumer's positions failed");
+                return;
+            }
+        };
+        let assigned: Vec<TopicPartition> = positions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let quiet = self.watch.quiet(&assigned, now);
+        if quiet.is_empty() {
+            return;
+        }
+        let quiet = match self.locate(&quiet, &positions) {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking quiet source partitions failed; checking again later");
+                return;
+            }
+        };
+        let stalled = stalled(&quiet);
+        if stalled.is_empty() {
+            return;
+        }
+        let named: Vec<String> = stalled
+            .iter()
+            .map(|q| {
+                format!(
+                    "{}-{} at {} (stable end {})",
+                    q.partition.0, q.partition.1, q.next, q.stable_end
+                )
+            })
+            .collect();
+        tracing::warn!(partitions = ?named,
+            "the source consumer delivered nothing for {}s from partitions that have records: replacing it",
+            STALL_AFTER.as_secs());
+        match self.replace_consumer(&quiet, &positions) {
+            Ok(()) => {
+                crate::metrics::add(&self.metrics.source_consumer_restarts, 1);
+                self.watch.restart_clocks(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "replacing the source consumer failed; trying again later")
+            }
+        }
+    }
+
+    fn close(self: Box<Self>) {
+        close_in_background(self.consumer, self.index);
+    }
+}
+
+/// Destroys a source consumer off the stream thread: destroying one that
+/// librdkafka stopped fetching for can wait forever on its broker threads
+/// (seen after a broker restart). If no thread can be had, it is leaked.
+fn close_in_background(consumer: BaseConsumer<SourceContext>, thread: usize) {
+    let consumer = ManuallyDrop::new(consumer);
+    let closer = std::thread::Builder::new()
+        .name(format!("weir-close-{}", thread + 1))
+        .spawn(move || drop(ManuallyDrop::into_inner(consumer)));
+    if let Err(e) = closer {
+        tracing::warn!(error = %e, "cannot start a thread to close the source consumer; leaking it");
+    }
+}
+
+fn new_source_consumer(
+    config: &Config,
+    thread: usize,
+) -> Result<BaseConsumer<SourceContext>, TaskError> {
+    crate::kafka::source_consumer(config, thread)
+        .create_with_context(SourceContext)
+        .map_err(|e| TaskError::Consumer(format!("cannot create the source consumer: {e}")))
+}
+
+fn incoming(m: &BorrowedMessage<'_>, source: &str) -> IncomingRecord {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    key: h.key.to_string(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    IncomingRecord {
+        source: source.to_string(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers,
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
