@@ -16,6 +16,10 @@
 //! - [`failover`] (`--failover`, on its own): an instance SIGKILLed under a
 //!   large store, without and with a standby, and on Kafka Streams with
 //!   one: how long until its tasks run again elsewhere.
+//! - [`redeploy`] (`--redeploy`, on its own): 14 new versions of word count
+//!   deployed to a running instance with input flowing: the processing
+//!   pause of each swap and the commit's share of it.
+//! - `--boundary` runs [`boundary`] on its own, without a broker.
 //!
 //! Must not be used to judge correctness (the tests do that): it only
 //! checks that every record was processed.
@@ -24,6 +28,7 @@ mod boundary;
 mod failover;
 mod inprocess;
 mod rebalance;
+mod redeploy;
 mod versus;
 mod workloads;
 
@@ -37,6 +42,7 @@ pub use boundary::BoundaryFigure;
 pub use failover::FailoverFigure;
 pub use inprocess::{Measurement, Summary};
 pub use rebalance::RebalanceFigure;
+pub use redeploy::RedeployFigure;
 pub use versus::{RestoreFigure, SystemRun, SystemSummary};
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +160,16 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
 /// The rebalance scenario alone (`weir bench --rebalance`).
 pub fn run_rebalance(opts: &BenchOptions) -> Result<Vec<RebalanceFigure>, BenchError> {
     rebalance::run(opts, opts.kafka_streams.as_deref())
+}
+
+/// The redeploy scenario alone (`weir bench --redeploy`).
+pub fn run_redeploy(opts: &BenchOptions) -> Result<RedeployFigure, BenchError> {
+    redeploy::run(opts)
+}
+
+/// The redeploy figure as a table.
+pub fn redeploy_table(figure: &RedeployFigure) -> String {
+    redeploy::table(figure)
 }
 
 /// The failover scenario alone (`weir bench --failover`).
@@ -276,13 +292,27 @@ pub fn table(r: &Report) -> String {
             s.workload, s.wasm_records_per_second, s.native_records_per_second, s.wasm_over_native
         );
     }
-    let _ = writeln!(out, "\nWasm boundary, filter-map logic, per record:");
+    out.push('\n');
+    out.push_str(&boundary_table(&r.wasm_boundary));
+    out
+}
+
+/// The Wasm boundary measurement alone (`weir bench --boundary`): no
+/// broker needed.
+pub fn run_boundary(components: &std::path::Path) -> Result<Vec<BoundaryFigure>, BenchError> {
+    boundary::run(components)
+}
+
+/// The boundary figures as a table.
+pub fn boundary_table(figures: &[BoundaryFigure]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Wasm boundary, filter-map logic, per record:");
     let _ = writeln!(
         out,
         "{:>6} {:>10} {:>12} {:>12}",
         "batch", "wasm ns", "native ns", "boundary ns"
     );
-    for b in &r.wasm_boundary {
+    for b in figures {
         let _ = writeln!(
             out,
             "{:>6} {:>10.0} {:>12.0} {:>12.0}",

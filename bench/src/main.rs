@@ -17,8 +17,8 @@ use clap::Parser;
 #[command(name = "weir bench", version)]
 struct Cli {
     /// Kafka to run against (e.g. from `scripts/kafka start`).
-    #[arg(long, env = "WEIR_BOOTSTRAP")]
-    bootstrap: String,
+    #[arg(long, env = "WEIR_BOOTSTRAP", required_unless_present = "boundary")]
+    bootstrap: Option<String>,
     /// Directory with word_count.wasm and filter_map.wasm
     /// (`scripts/build-guests` prints it).
     #[arg(long)]
@@ -50,6 +50,13 @@ struct Cli {
     /// (and Kafka Streams with one, with --vs-kafka-streams).
     #[arg(long, conflicts_with = "rebalance")]
     failover: bool,
+    /// Only the Wasm boundary per record (in process, no broker).
+    #[arg(long, conflicts_with_all = ["rebalance", "failover"])]
+    boundary: bool,
+    /// Only the redeploy scenario: one instance of word count, 14 new
+    /// versions deployed with input flowing; the processing pause of each.
+    #[arg(long, conflicts_with_all = ["rebalance", "failover", "boundary"])]
+    redeploy: bool,
     /// The `weir` binary the runs against Kafka Streams start (default:
     /// the one that started this, or `weir` next to this binary).
     #[arg(long, env = "WEIR_BIN")]
@@ -93,10 +100,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         json,
         rebalance,
         failover,
+        boundary,
+        redeploy,
         ..
     } = cli;
+    if boundary {
+        let figures = weir_bench::run_boundary(&components)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&figures)?);
+        } else {
+            print!("{}", weir_bench::boundary_table(&figures));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let opts = weir_bench::BenchOptions {
-        bootstrap,
+        bootstrap: bootstrap.unwrap_or_default(),
         components,
         records,
         partitions,
@@ -111,6 +129,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&figures)?);
         } else {
             print!("{}", weir_bench::rebalance_table(&figures));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if redeploy {
+        let figure = weir_bench::run_redeploy(&opts)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&figure)?);
+        } else {
+            print!("{}", weir_bench::redeploy_table(&figure));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -135,7 +135,7 @@ impl RecordCollector {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // Back-pressure: serve delivery reports until there is room.
-                    self.producer.poll(Duration::from_millis(50));
+                    crate::kafka::serve_delivery_reports(&self.producer);
                     record = back;
                 }
                 Err((e, _)) => {
@@ -258,9 +258,7 @@ impl Collector for RecordCollector {
 
     /// Waits for every sent record to be acknowledged.
     fn flush(&mut self) -> Result<(), CommitError> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(CommitError::Flush)?;
+        crate::kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(CommitError::Flush)?;
         self.check_failures()
     }
 

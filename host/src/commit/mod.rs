@@ -152,6 +152,8 @@ pub struct CommitStats {
     pub tasks: usize,
     pub changelog_records: u64,
     pub elapsed: Duration,
+    /// Of `elapsed`, waiting for the producer's acknowledgements.
+    pub flush: Duration,
 }
 
 /// How a processing guarantee commits, and what a failure costs under it.
@@ -197,7 +199,9 @@ impl CommitProtocol {
         for task in tasks.iter_mut() {
             changelog_records += task.send_changelog(collector)?;
         }
+        let flush_started = Instant::now();
         collector.flush()?;
+        let flush = flush_started.elapsed();
         let offsets: Vec<(TopicPartition, OffsetAndMetadata)> =
             tasks.iter().flat_map(|t| t.consumed_offsets()).collect();
         let offsets_committed = match self {
@@ -233,6 +237,7 @@ impl CommitProtocol {
             tasks: tasks.len(),
             changelog_records,
             elapsed: started.elapsed(),
+            flush,
         })
     }
 }

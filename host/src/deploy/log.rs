@@ -269,7 +269,7 @@ impl LogWrite<'_> {
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     back,
                 )) => {
-                    self.producer.poll(Duration::from_millis(50));
+                    crate::kafka::serve_delivery_reports(&self.producer);
                     record = back;
                 }
                 Err((e, _)) => return Err(write_error(topic, e)),

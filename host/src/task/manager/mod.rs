@@ -356,6 +356,7 @@ impl TaskManager {
             self.fail(e);
             return;
         }
+        let committed = started.elapsed();
         self.setup = setup;
         // Standbys reopen on the new version's store list.
         self.close_standbys(|_| true);
@@ -388,6 +389,7 @@ impl TaskManager {
         tracing::info!(
             from = %from, to = %self.setup.component.label(), version = self.setup.version,
             tasks = self.tasks.len(), pause_ms = pause.as_millis() as u64,
+            commit_ms = committed.as_secs_f64() * 1000.0,
             "swapped processor version (processing paused {:.1} ms)", pause.as_secs_f64() * 1000.0
         );
         self.report_status();
@@ -563,7 +565,8 @@ impl TaskManager {
         tracing::debug!(
             tasks = stats.tasks,
             changelog_records = stats.changelog_records,
-            elapsed_ms = stats.elapsed.as_millis() as u64,
+            elapsed_ms = stats.elapsed.as_secs_f64() * 1000.0,
+            flush_ms = stats.flush.as_secs_f64() * 1000.0,
             "committed"
         );
         Ok(())
