@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::workloads::WORKLOADS;
+use super::workloads::selected;
 use super::{BenchError, BenchOptions, err, median, unique};
 use weir::app::{App, load_component};
 use weir::config::Config;
@@ -117,7 +117,7 @@ pub fn run(
     let runtime = Runtime::new(WasmLimits::default()).map_err(err)?;
     let mut measurements = Vec::new();
     let mut summaries = Vec::new();
-    for w in WORKLOADS {
+    for w in selected(opts) {
         let wasm = load_component(&runtime, &opts.components.join(w.file)).map_err(err)?;
         let native_factory: NativeFactory = Arc::new(w.native);
         let native = LoadedComponent::native(wasm.topology().as_ref().clone(), native_factory);

@@ -66,6 +66,8 @@ pub struct BenchOptions {
     pub kafka_streams: Option<PathBuf>,
     /// The `weir` binary the comparison runs as a child process.
     pub weir: PathBuf,
+    /// Only this workload (`None`: every one).
+    pub workload: Option<String>,
 }
 
 /// Everything one `weir bench` measured.
@@ -128,7 +130,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     let state = std::env::temp_dir().join(unique("weir-bench-state"));
     std::fs::create_dir_all(&state).map_err(err)?;
     let mut inputs = BTreeMap::new();
-    for w in workloads::WORKLOADS {
+    for w in workloads::selected(opts) {
         let lines = (w.input)(opts.records);
         let topic = unique(&format!("weir-bench-{}", w.name));
         eprintln!("bench: loading {} records into {topic}", lines.len());

@@ -37,6 +37,9 @@ struct Cli {
     /// directory (`bench/kafka-streams`, built with `mvn package`).
     #[arg(long, value_name = "DIR")]
     vs_kafka_streams: Option<PathBuf>,
+    /// Only this workload: filter-map, word-count or windowed-count.
+    #[arg(long, value_parser = ["filter-map", "word-count", "windowed-count"])]
+    workload: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -102,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         failover,
         boundary,
         redeploy,
+        workload,
         ..
     } = cli;
     if boundary {
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         commit_interval_ms,
         kafka_streams: vs_kafka_streams,
         weir,
+        workload,
     };
     if rebalance {
         let figures = weir_bench::run_rebalance(&opts)?;

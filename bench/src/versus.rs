@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::workloads::{WORKLOADS, Workload, create_topic};
+use super::workloads::{WORKLOADS, Workload, create_topic, selected};
 use super::{BenchError, BenchOptions, err, median, unique};
 
 const TIMEOUT: Duration = Duration::from_secs(1800);
@@ -307,7 +307,7 @@ pub fn run(
 ) -> Result<Versus, BenchError> {
     let mut runs = Vec::new();
     let mut restore = Vec::new();
-    for w in WORKLOADS {
+    for w in selected(opts) {
         let (input, weir_expected) = &inputs[w.name];
         // Kafka Streams counts what its last processor saw: every word, or
         // every input record.

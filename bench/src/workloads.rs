@@ -33,6 +33,14 @@ pub(crate) struct Workload {
 /// Distinct keys of the windowed-count input.
 pub const WINDOW_KEYS: usize = 10_000;
 
+/// The workloads `opts` asks for (`--workload`), in the usual order.
+pub(crate) fn selected(opts: &crate::BenchOptions) -> impl Iterator<Item = &'static Workload> {
+    let only = opts.workload.clone();
+    WORKLOADS
+        .iter()
+        .filter(move |w| only.as_deref().is_none_or(|name| name == w.name))
+}
+
 pub(crate) const WORKLOADS: &[Workload] = &[
     Workload {
         name: "filter-map",

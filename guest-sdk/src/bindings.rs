@@ -5,7 +5,7 @@
 
 wit_bindgen::generate!({
     world: "processor",
-    path: "../wit",
+    path: "wit",
     pub_export_macro: true,
     export_macro_name: "__export_processor_world",
     default_bindings_module: "weir_sdk::__private::bindings",

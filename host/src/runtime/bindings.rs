@@ -6,7 +6,7 @@
 
 wasmtime::component::bindgen!({
     world: "processor",
-    path: "../wit",
+    path: "wit",
     with: {
         "weir:streams/state.kv-store": super::host::state::KvStoreHandle,
         "weir:streams/state.kv-iterator": super::host::state::KvIteratorHandle,
