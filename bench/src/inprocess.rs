@@ -56,6 +56,7 @@ fn run_once(
         ("bootstrap.servers", opts.bootstrap.clone()),
         ("state.dir", state_dir.display().to_string()),
         ("commit.interval.ms", opts.commit_interval_ms.to_string()),
+        ("processing.guarantee", opts.processing_guarantee.clone()),
     ] {
         raw.insert(k.to_string(), v);
     }

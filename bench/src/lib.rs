@@ -68,6 +68,8 @@ pub struct BenchOptions {
     pub weir: PathBuf,
     /// Only this workload (`None`: every one).
     pub workload: Option<String>,
+    /// `processing.guarantee` of the in-process runs.
+    pub processing_guarantee: String,
 }
 
 /// Everything one `weir bench` measured.

@@ -40,6 +40,11 @@ struct Cli {
     /// Only this workload: filter-map, word-count or windowed-count.
     #[arg(long, value_parser = ["filter-map", "word-count", "windowed-count"])]
     workload: Option<String>,
+    /// `processing.guarantee` of the in-process runs (with
+    /// exactly_once_v2, set --commit-interval-ms 100 as Kafka Streams'
+    /// default under it).
+    #[arg(long, default_value = "at_least_once", value_parser = ["at_least_once", "exactly_once_v2"])]
+    processing_guarantee: String,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -106,6 +111,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         boundary,
         redeploy,
         workload,
+        processing_guarantee,
         ..
     } = cli;
     if boundary {
@@ -127,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         kafka_streams: vs_kafka_streams,
         weir,
         workload,
+        processing_guarantee,
     };
     if rebalance {
         let figures = weir_bench::run_rebalance(&opts)?;

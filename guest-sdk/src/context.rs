@@ -19,13 +19,21 @@ pub struct Record {
     /// Where it came from, as declared in `describe()`: a source topic's
     /// declared name or a repartition's name.
     pub source: String,
+    /// The record's key bytes (`None`: a null key); see [`Record::key_as`].
     pub key: Option<Vec<u8>>,
+    /// The record's value bytes (`None`: a tombstone); see
+    /// [`Record::value_as`].
     pub value: Option<Vec<u8>>,
+    /// Its Kafka headers, in order (passed on to outputs that set none).
     pub headers: Vec<Header>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
+    /// The topic it was read from (the host's name for it, which the
+    /// config may map from the declared `source`).
     pub topic: String,
+    /// The partition it was read from: the task's partition.
     pub partition: i32,
+    /// Its offset in that partition.
     pub offset: i64,
 }
 

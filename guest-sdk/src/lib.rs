@@ -147,8 +147,11 @@
 //! Provided: `Vec<u8>`, `String`, integers (order-preserving big-endian, so
 //! integer keys range-scan in numeric order) and [`Json<T>`] for serde types.
 
+#![warn(missing_docs)]
+
 #[doc(hidden)]
 mod aggregate;
+#[allow(missing_docs)] // generated from the WIT, whose comments it carries
 pub mod bindings;
 mod codec;
 mod context;

@@ -35,6 +35,7 @@ impl<K: Codec, V: Codec> Sink<K, V> {
         })
     }
 
+    /// The sink or repartition name it forwards to.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -84,6 +85,7 @@ impl<K: Codec, V: Codec> Default for Branches<K, V> {
 }
 
 impl<K: Codec, V: Codec> Branches<K, V> {
+    /// No branches yet: add them in order, first match wins.
     pub fn new() -> Self {
         Self::default()
     }

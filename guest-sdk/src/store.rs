@@ -22,9 +22,19 @@ pub enum StoreError {
     /// The topology did not declare a store of this name.
     UnknownStore(String),
     /// The host could not read or write the store (the task will fail).
-    Backend { store: String, reason: String },
+    Backend {
+        /// The store's name.
+        store: String,
+        /// What the host reported.
+        reason: String,
+    },
     /// A stored key or value did not decode as the store's type.
-    Codec { store: String, error: CodecError },
+    Codec {
+        /// The store's name.
+        store: String,
+        /// Why it did not decode.
+        error: CodecError,
+    },
 }
 
 impl fmt::Display for StoreError {

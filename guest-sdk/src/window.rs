@@ -29,8 +29,11 @@ use crate::store::{StoreError, from_wit, wit_bound};
 /// equal), accepting records until stream time passes their end by `grace`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindows {
+    /// Window length in milliseconds: a window covers [start, start + size).
     pub size_ms: u64,
+    /// Milliseconds between window starts (`size_ms`: tumbling).
     pub advance_ms: u64,
+    /// How long past its end a window still accepts records.
     pub grace_ms: u64,
 }
 
@@ -112,6 +115,7 @@ impl<K: Codec, V: Codec> WindowStore<K, V> {
             .map_err(|e| from_wit(&self.name, e))
     }
 
+    /// The value of `key`'s window starting at `start`.
     pub fn get(&self, key: &K, start: i64) -> Result<Option<V>, StoreError> {
         let bytes = self
             .raw
@@ -120,6 +124,7 @@ impl<K: Codec, V: Codec> WindowStore<K, V> {
         bytes.map(|b| decode(&self.name, &b)).transpose()
     }
 
+    /// Deletes `key`'s window starting at `start`.
     pub fn delete(&self, key: &K, start: i64) -> Result<(), StoreError> {
         self.raw
             .delete(&key.encode(), start)

@@ -63,6 +63,9 @@ pub mod rollout;
 pub mod runtime;
 pub(crate) mod store;
 pub mod task;
+// What processor authors use in their own tests: every public item says
+// what it is for.
+#[warn(missing_docs)]
 pub mod testing;
 pub(crate) mod thread;
 pub(crate) mod topics;

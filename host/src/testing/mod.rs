@@ -47,6 +47,8 @@ use crate::task::{Clients, TaskError, TaskManager, TaskManagerSetup, TaskRegistr
 use crate::topics::TopicPlan;
 use crate::topology::{TaskId, Topology, changelog_topic};
 
+/// A component running offline: one task per partition, in-memory stores
+/// and Kafka, a manual wall clock. See the module docs for an example.
 pub struct TestDriver {
     topology: Arc<Topology>,
     runtime: Runtime,
@@ -79,6 +81,8 @@ impl TestDriver {
         TestDriver::from_bytes(&name, &bytes, options)
     }
 
+    /// As [`TestDriver::new`], with the component's bytes; `name` is what
+    /// errors call it.
     pub fn from_bytes(
         name: &str,
         bytes: &[u8],
@@ -132,6 +136,7 @@ impl TestDriver {
         Ok(driver)
     }
 
+    /// What the component declared in `describe()`.
     pub fn topology(&self) -> &Topology {
         &self.topology
     }

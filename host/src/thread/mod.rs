@@ -355,26 +355,9 @@ impl StreamThread {
     /// Starts again, from the committed offsets, the tasks the task manager
     /// closed after a recoverable commit failure (those still ours).
     fn restart_reset_tasks(&mut self) {
-        let reset: BTreeSet<TaskId> = self
-            .tasks
-            .take_reset()
-            .into_iter()
-            .filter(|t| self.owned.contains(t))
-            .collect();
-        if reset.is_empty() {
-            return;
-        }
-        let parts = self.partitions(&reset);
-        // Unassign, then assign from the committed offsets: what was
-        // fetched past them is dropped and read again.
-        if let Err(e) = self.fetcher.remove(&parts) {
-            tracing::warn!(error = %e, "unassigning reset partitions failed");
-        }
-        if let Err(e) = self.fetcher.add(&parts) {
-            tracing::warn!(error = %e, "assigning reset partitions failed");
-        }
-        tracing::info!(tasks = ?reset.iter().map(ToString::to_string).collect::<Vec<_>>(), "tasks restarted from the last commit");
-        self.tasks.on_assigned(&parts, &*self.fetcher);
+        let reset = self.tasks.take_reset();
+        // Unassigned first: what was fetched past the commit is dropped.
+        self.fetch_again(reset, true, "tasks restarted from the last commit");
     }
 
     /// Stops fetching the partitions of tasks their processor just failed,
@@ -387,19 +370,29 @@ impl StreamThread {
         {
             tracing::warn!(error = %e, "unassigning failed tasks' partitions failed");
         }
-        let due: BTreeSet<TaskId> = self
-            .tasks
-            .take_due_retries()
+        let due = self.tasks.take_due_retries();
+        self.fetch_again(due, false, "failed tasks retried from the last commit");
+    }
+
+    /// Fetches the partitions of `tasks` that are still ours from the
+    /// committed offsets (unassigning them first if `unassign`) and has the
+    /// task manager start those tasks.
+    fn fetch_again(&mut self, tasks: Vec<TaskId>, unassign: bool, what: &str) {
+        let tasks: BTreeSet<TaskId> = tasks
             .into_iter()
             .filter(|t| self.owned.contains(t))
             .collect();
-        if due.is_empty() {
+        if tasks.is_empty() {
             return;
         }
-        let parts = self.partitions(&due);
-        if let Err(e) = self.fetcher.add(&parts) {
-            tracing::warn!(error = %e, "assigning retried tasks' partitions failed");
+        let parts = self.partitions(&tasks);
+        if unassign && let Err(e) = self.fetcher.remove(&parts) {
+            tracing::warn!(error = %e, "unassigning partitions to fetch them again failed");
         }
+        if let Err(e) = self.fetcher.add(&parts) {
+            tracing::warn!(error = %e, "assigning partitions to fetch them again failed");
+        }
+        tracing::info!(tasks = ?tasks.iter().map(ToString::to_string).collect::<Vec<_>>(), "{what}");
         self.tasks.on_assigned(&parts, &*self.fetcher);
     }
 
