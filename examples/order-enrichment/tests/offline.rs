@@ -1,11 +1,13 @@
 //! Order enrichment under the offline test driver: the real component,
-//! built for wasm32-wasip2 from this crate, with no broker.
+//! built for wasm32-wasip2 from this crate, with no broker. Records are
+//! piped and read as the processor's own types, through the SDK's codecs
+//! (`Json<Customer>`, `String`, `u64`).
 //! `cargo test --release -p order-enrichment`
 
 use std::sync::OnceLock;
 
-use serde_json::{Value, json};
-use weir::testing::{DriverOptions, TestDriver, TestOutput, TestRecord, build_component};
+use order_enrichment::{Customer, Enriched, Order};
+use weir::testing::{DriverOptions, Json, TestDriver, TestRecord, build_component};
 
 fn driver() -> TestDriver {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
@@ -20,29 +22,38 @@ fn driver() -> TestDriver {
 }
 
 fn customer(id: &str, name: &str, tier: &str, at: i64) -> TestRecord {
-    TestRecord::new(id, json!({ "name": name, "tier": tier }).to_string()).at(at)
+    let c = Customer {
+        name: name.into(),
+        tier: tier.into(),
+    };
+    TestRecord::typed(&id.to_string(), &Json(c)).at(at)
 }
 
 fn order(customer: &str, id: &str, amount: u64, at: i64) -> TestRecord {
-    TestRecord::new(customer, json!({ "id": id, "amount": amount }).to_string()).at(at)
+    let o = Order {
+        id: id.into(),
+        amount,
+    };
+    TestRecord::typed(&customer.to_string(), &Json(o)).at(at)
 }
 
-fn values(outputs: &[TestOutput]) -> Vec<Value> {
-    outputs
-        .iter()
-        .map(|o| serde_json::from_slice(o.value.as_deref().unwrap()).unwrap())
+/// The values `sink` received since the last read.
+fn values<V: weir::testing::Codec>(driver: &mut TestDriver, sink: &str) -> Vec<V> {
+    let read = driver.read_kv::<String, V>(sink).unwrap();
+    read.into_iter().map(|(_, v)| v.unwrap()).collect()
+}
+
+fn enriched(driver: &mut TestDriver) -> Vec<Enriched> {
+    values::<Json<Enriched>>(driver, "enriched")
+        .into_iter()
+        .map(|j| j.0)
         .collect()
 }
 
-/// The latest total per tier.
-fn totals(driver: &mut TestDriver) -> std::collections::BTreeMap<String, String> {
-    driver
-        .read_output("totals")
-        .iter()
-        .map(|o| {
-            let tier = o.key_str().unwrap().to_string();
-            (tier, o.value_str().unwrap().to_string())
-        })
+fn unmatched(driver: &mut TestDriver) -> Vec<Order> {
+    values::<Json<Order>>(driver, "unmatched")
+        .into_iter()
+        .map(|j| j.0)
         .collect()
 }
 
@@ -50,23 +61,33 @@ fn totals(driver: &mut TestDriver) -> std::collections::BTreeMap<String, String>
 fn an_order_before_its_customer_is_unmatched_and_later_ones_are_enriched() {
     let mut driver = driver();
     driver.pipe("orders", order("c1", "o1", 10, 1)).unwrap();
-    let unmatched = values(&driver.read_output("unmatched"));
-    assert_eq!(unmatched, [json!({ "id": "o1", "amount": 10 })]);
-    assert!(driver.read_output("enriched").is_empty());
+    let o1 = Order {
+        id: "o1".into(),
+        amount: 10,
+    };
+    assert_eq!(unmatched(&mut driver), [o1]);
+    assert!(enriched(&mut driver).is_empty());
 
     driver
         .pipe("customers", customer("c1", "Ada", "gold", 2))
         .unwrap();
     driver.pipe("orders", order("c1", "o2", 25, 3)).unwrap();
-    let enriched = values(&driver.read_output("enriched"));
+    let ada = Customer {
+        name: "Ada".into(),
+        tier: "gold".into(),
+    };
+    let o2 = Order {
+        id: "o2".into(),
+        amount: 25,
+    };
     assert_eq!(
-        enriched,
-        [json!({
-            "order": { "id": "o2", "amount": 25 },
-            "customer": { "name": "Ada", "tier": "gold" }
-        })]
+        enriched(&mut driver),
+        [Enriched {
+            order: o2,
+            customer: ada
+        }]
     );
-    assert!(driver.read_output("unmatched").is_empty());
+    assert!(unmatched(&mut driver).is_empty());
 }
 
 #[test]
@@ -79,15 +100,17 @@ fn a_customer_update_changes_later_joins_and_a_delete_unmatches_them() {
         .pipe("customers", customer("c2", "Bo", "gold", 2))
         .unwrap();
     driver.pipe("orders", order("c2", "o1", 5, 3)).unwrap();
-    let enriched = values(&driver.read_output("enriched"));
-    assert_eq!(enriched[0]["customer"]["tier"], "gold");
+    assert_eq!(enriched(&mut driver)[0].customer.tier, "gold");
 
     driver
-        .pipe("customers", TestRecord::tombstone("c2").at(4))
+        .pipe(
+            "customers",
+            TestRecord::typed_tombstone(&"c2".to_string()).at(4),
+        )
         .unwrap();
     driver.pipe("orders", order("c2", "o2", 7, 5)).unwrap();
-    assert!(driver.read_output("enriched").is_empty());
-    assert_eq!(values(&driver.read_output("unmatched"))[0]["id"], "o2");
+    assert!(enriched(&mut driver).is_empty());
+    assert_eq!(unmatched(&mut driver)[0].id, "o2");
 }
 
 #[test]
@@ -115,10 +138,38 @@ fn totals_per_tier_add_up_across_customers_and_partitions() {
             .pipe("orders", order(customer, &id, amount, 10 + i as i64))
             .unwrap();
     }
-    let totals = totals(&mut driver);
-    assert_eq!(totals["gold"], "16");
-    assert_eq!(totals["silver"], "3");
-    assert_eq!(totals["bronze"], "2");
-    assert_eq!(totals.len(), 3, "the unmatched order counts nowhere");
-    assert_eq!(values(&driver.read_output("unmatched")).len(), 1);
+    let totals = driver.read_table::<String, String>("totals").unwrap();
+    let want = [("bronze", "2"), ("gold", "16"), ("silver", "3")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(totals.into_iter().collect::<Vec<_>>(), want);
+    assert_eq!(
+        unmatched(&mut driver).len(),
+        1,
+        "the unmatched order counts nowhere"
+    );
+    // The running totals as the store holds them, typed, in the task that
+    // owns each tier.
+    let stored: u64 = (0..2)
+        .filter_map(|p| {
+            driver
+                .store_get::<String, u64>(p, "tier-totals", &"gold".to_string())
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(stored, 16);
+    let all: Vec<(String, u64)> = (0..2)
+        .flat_map(|p| driver.store_kv::<String, u64>(p, "tier-totals").unwrap())
+        .collect();
+    assert_eq!(all.len(), 3);
+}
+
+#[test]
+fn a_typed_read_of_the_wrong_type_names_what_did_not_decode() {
+    let mut driver = driver();
+    driver.pipe("orders", order("c1", "o1", 10, 1)).unwrap();
+    let error = driver.read_kv::<String, u64>("unmatched").unwrap_err();
+    assert!(error.to_string().contains("output value"), "{error}");
 }

@@ -22,9 +22,29 @@
 //! assert_eq!(counts.last().unwrap().value_str(), Some("2"));
 //! # Ok(()) }
 //! ```
+//!
+//! Typed, with the SDK's codecs (`String`, integers, `Json<T>`, bytes):
+//! [`TestRecord::typed`], [`TestDriver::pipe_kv`],
+//! [`TestDriver::pipe_tombstone`], [`TestDriver::read_kv`],
+//! [`TestDriver::read_table`] (latest value per key),
+//! [`TestDriver::store_kv`], [`TestDriver::store_get`] and
+//! [`TestOutput::value_as`]:
+//!
+//! ```no_run
+//! use weir::testing::{Json, TestDriver};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut driver = TestDriver::new("word_count.wasm".as_ref(), Default::default())?;
+//! driver.pipe_kv("text-lines", &"l1".to_string(), &"hello weir hello".to_string())?;
+//! let counts = driver.read_table::<String, String>("counts")?;
+//! assert_eq!(counts["hello"], "2");
+//! assert_eq!(driver.store_get::<String, u64>(0, "counts", &"hello".to_string())?, Some(2));
+//! # let _ = Json(1u8);
+//! # Ok(()) }
+//! ```
 
 mod build;
 mod records;
+mod typed;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -34,6 +54,7 @@ use std::time::Duration;
 
 pub use build::build_component;
 pub use records::{DriverError, DriverOptions, ManualClock, TestOutput, TestRecord};
+pub use typed::{Codec, CodecError, Json};
 
 use crate::commit::{Faults, MemoryLog};
 use crate::config::{Config, ProcessingGuarantee};
@@ -42,7 +63,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::runtime::bindings::{Header, IncomingRecord};
 use crate::runtime::{LoadedComponent, Runtime, read_component_file};
-use crate::store::Entry;
+use crate::store::{Entry, StateStore, StoreError};
 use crate::task::{Clients, TaskError, TaskManager, TaskManagerSetup, TaskRegistry, TaskSetup};
 use crate::topics::TopicPlan;
 use crate::topology::{TaskId, Topology, changelog_topic};
@@ -408,21 +429,25 @@ impl TestDriver {
     /// Every entry of `store` in the task of `partition`, in key order
     /// (as the processor sees them; the driver commits after every call).
     pub fn store_entries(&self, partition: i32, store: &str) -> Result<Vec<Entry>, DriverError> {
-        let id = TaskId::for_partition(partition);
-        let task = self
-            .manager
-            .task(id)
-            .ok_or_else(|| self.failure(partition))?;
-        let s = task.store(store).ok_or_else(|| DriverError::NoSuchStore {
-            topology: self.topology.name.clone(),
-            store: store.to_string(),
-        })?;
+        let s = self.store(partition, store)?;
         s.scan(
             std::ops::Bound::Unbounded,
             std::ops::Bound::Unbounded,
             usize::MAX,
         )
-        .map_err(|source| DriverError::Task(TaskError::Store { task: id, source }))
+        .map_err(|source| store_error(partition, source))
+    }
+
+    /// Store `store` of the task of `partition`.
+    fn store(&self, partition: i32, store: &str) -> Result<&StateStore, DriverError> {
+        let task = self
+            .manager
+            .task(TaskId::for_partition(partition))
+            .ok_or_else(|| self.failure(partition))?;
+        task.store(store).ok_or_else(|| DriverError::NoSuchStore {
+            topology: self.topology.name.clone(),
+            store: store.to_string(),
+        })
     }
 
     /// Every window of window store `store` in the task of `partition`,
@@ -603,5 +628,12 @@ fn plan(topology: &Topology, application_id: &str, partitions: i32) -> Arc<Topic
             .filter(|s| s.logged)
             .map(|s| (s.name.clone(), changelog_topic(application_id, &s.name)))
             .collect(),
+    })
+}
+
+fn store_error(partition: i32, source: StoreError) -> DriverError {
+    DriverError::Task(TaskError::Store {
+        task: TaskId::for_partition(partition),
+        source,
     })
 }

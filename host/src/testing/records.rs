@@ -56,6 +56,14 @@ pub enum DriverError {
     /// would end).
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// Bytes did not decode as the type a typed helper was asked for.
+    #[error("{what}: {source}")]
+    Decode {
+        /// What was being decoded (an output key, a store value, …).
+        what: String,
+        /// Why it did not decode.
+        source: weir_sdk::CodecError,
+    },
     /// A store of a task that failed earlier was read.
     #[error("task {task} has failed earlier: {message}")]
     TaskFailed {
