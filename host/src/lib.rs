@@ -20,8 +20,10 @@
 //! - `group`: this process's place in the streams group (subscription,
 //!   the leader's assignment, per-thread targets, the source consumer).
 //! - [`task`]: stream tasks and the per-thread task manager.
-//! - `thread`: the stream thread poll loop.
-//! - [`kafka`]: settings shared by every rdkafka client; Kafka's
+//! - `thread`: the stream thread poll loop over its `Fetcher` (the source
+//!   consumer) and `ThreadGroup` (its share of the assignment).
+//! - [`kafka`]: settings shared by every rdkafka client, the producer flush
+//!   (rust-rdkafka's waits 100 ms a step); Kafka's
 //!   partitioner.
 //! - `topics`: source checks, sink and changelog topic creation.
 //! - [`lifecycle`]: the application state machine, readiness, liveness.
