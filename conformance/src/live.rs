@@ -11,7 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::target::{Cmd, Out, Target};
@@ -235,9 +235,8 @@ impl Target for Live {
                 .headers(headers);
             self.producer.send(record).map_err(|(e, _)| e.to_string())?;
         }
-        self.producer
-            .flush(Duration::from_secs(30))
-            .map_err(|e| e.to_string())
+        // Not rust-rdkafka's flush, which waits 100 ms a step.
+        weir::kafka::flush(&self.producer, Duration::from_secs(30)).map_err(|e| e.to_string())
     }
 
     fn outputs(

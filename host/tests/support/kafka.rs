@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 pub fn bootstrap() -> &'static str {
@@ -141,7 +141,8 @@ fn send_all<'a>(records: impl Iterator<Item = BaseRecord<'a, str, [u8]>>) {
             }
         }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    // Not rust-rdkafka's flush, which waits 100 ms a step.
+    weir::kafka::flush(&producer, Duration::from_secs(30)).unwrap();
 }
 
 /// Every committed record of `topic` as `(partition, key, value)`, in
