@@ -115,13 +115,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ..
     } = cli;
     if boundary {
-        let figures = weir_bench::run_boundary(&components)?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&figures)?);
-        } else {
-            print!("{}", weir_bench::boundary_table(&figures));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return report(
+            json,
+            weir_bench::run_boundary(&components)?.as_slice(),
+            weir_bench::boundary_table,
+        );
     }
     let opts = weir_bench::BenchOptions {
         bootstrap: bootstrap.unwrap_or_default(),
@@ -136,37 +134,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         processing_guarantee,
     };
     if rebalance {
-        let figures = weir_bench::run_rebalance(&opts)?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&figures)?);
-        } else {
-            print!("{}", weir_bench::rebalance_table(&figures));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return report(
+            json,
+            weir_bench::run_rebalance(&opts)?.as_slice(),
+            weir_bench::rebalance_table,
+        );
     }
     if redeploy {
-        let figure = weir_bench::run_redeploy(&opts)?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&figure)?);
-        } else {
-            print!("{}", weir_bench::redeploy_table(&figure));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return report(
+            json,
+            &weir_bench::run_redeploy(&opts)?,
+            weir_bench::redeploy_table,
+        );
     }
     if failover {
-        let figures = weir_bench::run_failover(&opts)?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&figures)?);
-        } else {
-            print!("{}", weir_bench::failover_table(&figures));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return report(
+            json,
+            weir_bench::run_failover(&opts)?.as_slice(),
+            weir_bench::failover_table,
+        );
     }
     let report = weir_bench::run(&opts)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", weir_bench::table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `figures` as JSON (stdout carries the JSON only) or as `table`.
+fn report<T: serde::Serialize + ?Sized>(
+    json: bool,
+    figures: &T,
+    table: fn(&T) -> String,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(figures)?);
+    } else {
+        print!("{}", table(figures));
     }
     Ok(ExitCode::SUCCESS)
 }
