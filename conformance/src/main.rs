@@ -39,8 +39,8 @@ struct Cli {
     /// The `weir` binary for live mode (default: next to this one).
     #[arg(long)]
     weir: Option<PathBuf>,
-    /// Directory with probe.wasm and probe_v2.wasm (default: build them from
-    /// this crate's guests/ for wasm32-wasip2).
+    /// Directory with probe.wasm, probe_v2.wasm and probe_v0_2.wasm
+    /// (default: build them from this crate's guests/ for wasm32-wasip2).
     #[arg(long)]
     components: Option<PathBuf>,
     /// Run only cases whose name contains this.
@@ -60,16 +60,25 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<bool> {
-    let (probe, probe_v2) = match &cli.components {
-        Some(dir) => (dir.join("probe.wasm"), dir.join("probe_v2.wasm")),
+    let (probe, probe_v2, probe_v0_2) = match &cli.components {
+        Some(dir) => (
+            dir.join("probe.wasm"),
+            dir.join("probe_v2.wasm"),
+            dir.join("probe_v0_2.wasm"),
+        ),
         None => {
             let guests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("guests");
             (
                 weir::testing::build_component(&guests.join("probe"))?,
                 weir::testing::build_component(&guests.join("probe-v2"))?,
+                weir::testing::build_component(&guests.join("probe-v0-2"))?,
             )
         }
     };
+    // Every case runs against the probe built for each contract version
+    // the host speaks; `redeploy-keeps-state` then also upgrades a 0.2.0
+    // component to a 0.3.0 one.
+    let probes = [(weir::runtime::WIT_VERSION, probe), ("0.2.0", probe_v0_2)];
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let env = Env {
         probe_v2,
@@ -96,7 +105,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         modes.push("live");
     }
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for mode in modes {
+    for (mode, (contract, probe)) in modes
+        .iter()
+        .flat_map(|m| probes.iter().map(move |p| (*m, p)))
+    {
+        let mode = format!("{mode} {contract}");
+        let mode = mode.as_str();
         for case in CASES {
             if cli
                 .only
@@ -105,21 +119,21 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             {
                 continue;
             }
-            if case.live_only && mode == "offline" {
+            if case.live_only && mode.starts_with("offline") {
                 println!("skip {:<32} [{mode}] needs a live host", case.name);
                 skipped += 1;
                 continue;
             }
             let started = std::time::Instant::now();
-            let mut target: Box<dyn Target> = match mode {
-                "offline" => match offline::Offline::start(&probe, 2, MAX_CALL) {
+            let mut target: Box<dyn Target> = match mode.split(' ').next() {
+                Some("offline") => match offline::Offline::start(probe, 2, MAX_CALL) {
                     Ok(t) => Box::new(t),
                     Err(e) => return Err(anyhow::anyhow!("offline driver: {e}")),
                 },
                 _ => match live::Live::start(
                     &weir,
                     cli.bootstrap.as_deref().unwrap_or_default(),
-                    &probe,
+                    probe,
                     MAX_CALL,
                 ) {
                     Ok(t) => Box::new(t),

@@ -38,19 +38,6 @@ pub struct Record {
 }
 
 impl Record {
-    pub(crate) fn from_wit(r: types::IncomingRecord) -> Self {
-        Record {
-            source: r.source,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            timestamp: r.timestamp,
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-        }
-    }
-
     /// The key decoded as `T` (`None` for a null key).
     pub fn key_as<T: Codec>(&self) -> Result<Option<T>, Error> {
         self.decode(self.key.as_deref(), "key")
@@ -159,23 +146,57 @@ pub struct ScheduleId(pub u32);
 
 /// What a processor can do besides touching its stores: forward records,
 /// schedule punctuations, ask the time.
+///
+/// Outputs are kept here and handed to the host when the call returns,
+/// all at once (the contract's `process` returns them), in the order they
+/// were forwarded.
 pub struct Context {
     /// Timestamp given to outputs that set none.
     pub(crate) timestamp: Option<i64>,
     /// Headers given to outputs that set none: the record being processed.
     pub(crate) headers: Vec<Header>,
+    /// What the current call forwarded so far.
+    pub(crate) outputs: Vec<Pending>,
+}
+
+/// An output of the current call, for its sink by index (sinks, then
+/// repartitions, as declared); handed to the host when the call ends.
+pub(crate) struct Pending {
+    pub sink: u32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    pub timestamp: Option<i64>,
 }
 
 impl Context {
-    /// Sends `output` to the sink called `sink`.
+    /// A context for one call, forwarding nothing yet.
+    pub(crate) fn new(timestamp: Option<i64>) -> Self {
+        Context {
+            timestamp,
+            headers: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Sends `output` to the sink (or repartition) called `sink`; an error
+    /// if `describe()` declares no output by that name.
     pub fn forward(&mut self, sink: &str, output: Output) -> Result<(), Error> {
-        let record = types::OutgoingRecord {
+        let index = crate::runtime::output_index(sink)?;
+        self.forward_to(index, output);
+        Ok(())
+    }
+
+    /// Sends `output` to the output at `index` (sinks, then repartitions,
+    /// as declared), resolved once by a [`Sink`](crate::Sink).
+    pub(crate) fn forward_to(&mut self, index: u32, output: Output) {
+        self.outputs.push(Pending {
+            sink: index,
             key: output.key,
             value: output.value,
             headers: output.headers.unwrap_or_else(|| self.headers.clone()),
             timestamp: output.timestamp.or(self.timestamp),
-        };
-        wit::forward(sink, &record).map_err(Error::msg)
+        });
     }
 
     /// This task's id, e.g. `0_3`.
@@ -187,7 +208,7 @@ impl Context {
     /// Kept across a swap to a new version, and committed with the task's
     /// offsets, so after a restart or a move it goes on from there.
     pub fn stream_time(&self) -> i64 {
-        wit::stream_time()
+        crate::contract::stream_time()
     }
 
     /// The host's clock, in milliseconds since the Unix epoch.

@@ -155,6 +155,8 @@ mod aggregate;
 pub mod bindings;
 mod codec;
 mod context;
+#[doc(hidden)]
+pub mod contract;
 mod error;
 pub mod log;
 #[doc(hidden)]
@@ -203,6 +205,14 @@ pub trait Processor: Sized + 'static {
         ctx: &mut Context,
     ) -> Result<(), Error> {
         let _ = (schedule, kind, timestamp, ctx);
+        Ok(())
+    }
+
+    /// The host is about to commit the task: forward what the processor
+    /// holds back (a record cache, say), so the commit includes it. Store
+    /// writes are always included; most processors need nothing here.
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        let _ = ctx;
         Ok(())
     }
 
@@ -259,34 +269,7 @@ macro_rules! export_processor {
         #[doc(hidden)]
         static __WEIR_PROCESSOR: $crate::runtime::Slot<$processor> = $crate::runtime::Slot::new();
 
-        #[doc(hidden)]
-        struct __WeirExports;
-
-        impl $crate::__private::handler::Guest for __WeirExports {
-            fn describe() -> $crate::__private::types::Topology {
-                $crate::runtime::describe::<$processor>()
-            }
-            fn init(
-                task: $crate::__private::types::TaskInfo,
-            ) -> Result<(), $crate::__private::types::ProcessingError> {
-                $crate::runtime::init(&__WEIR_PROCESSOR, task)
-            }
-            fn process(
-                batch: Vec<$crate::__private::types::IncomingRecord>,
-            ) -> Result<(), $crate::__private::types::ProcessingError> {
-                $crate::runtime::process(&__WEIR_PROCESSOR, batch)
-            }
-            fn punctuate(
-                schedule: u32,
-                kind: $crate::__private::types::PunctuationType,
-                timestamp: i64,
-            ) -> Result<(), $crate::__private::types::ProcessingError> {
-                $crate::runtime::punctuate(&__WEIR_PROCESSOR, schedule, kind, timestamp)
-            }
-            fn close() {
-                $crate::runtime::close(&__WEIR_PROCESSOR)
-            }
-        }
+        $crate::__export_glue!(__WEIR_PROCESSOR, $processor);
 
         // Exported only in the component: a native build of the crate (for
         // its own unit tests) links without the component's symbols.
@@ -302,4 +285,5 @@ pub mod __private {
     pub use crate::bindings;
     pub use crate::bindings::exports::weir::streams::handler;
     pub use crate::bindings::weir::streams::types;
+    pub use crate::contract;
 }

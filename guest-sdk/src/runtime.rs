@@ -1,6 +1,9 @@
 //! Glue between the generated `Guest` exports and a [`Processor`]: keeps the
 //! one processor value of this instance, turns errors into `processing-error`,
-//! and reports panics to the host before the instance traps.
+//! and reports panics to the host before the instance traps. At the end of
+//! every call it writes the stores' buffered writes in one call per store
+//! and returns the outputs, so a batch crosses the boundary a few times,
+//! not a few times per record.
 //!
 //! Public only so that [`export_processor!`](crate::export_processor) can
 //! reach it; not part of the SDK's API.
@@ -13,6 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use crate::Processor;
 use crate::bindings::weir::streams::{context as wit_context, types as wit};
 use crate::context::{Context, Record, ScheduleId};
+use crate::contract;
 
 /// The processor value of this instance. A component instance is entered by
 /// one caller at a time, so the cell is never borrowed twice.
@@ -41,15 +45,31 @@ pub(crate) fn declare_outputs(names: Vec<String>) {
     *OUTPUTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(names);
 }
 
-/// An error naming the declared outputs if `name` is not one of them.
-pub(crate) fn check_output(name: &str) -> Result<(), crate::Error> {
+/// Where `name` is among the declared outputs (what the host is handed
+/// for it); an error naming them if it is not one.
+/// The declared output at `index`.
+#[cfg_attr(not(feature = "contract-0-2"), allow(dead_code))]
+pub(crate) fn output_name(index: u32) -> Result<String, crate::Error> {
     let outputs = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
-    match outputs.as_ref() {
-        Some(declared) if !declared.iter().any(|o| o == name) => Err(crate::Error::msg(format!(
+    outputs
+        .as_ref()
+        .and_then(|declared| declared.get(index as usize).cloned())
+        .ok_or_else(|| crate::Error::msg(format!("no output at index {index}")))
+}
+
+pub(crate) fn output_index(name: &str) -> Result<u32, crate::Error> {
+    let outputs = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(declared) = outputs.as_ref() else {
+        return Err(crate::Error::msg(format!(
+            "output `{name}` used before init (outputs are known from init on)"
+        )));
+    };
+    match declared.iter().position(|o| o == name) {
+        Some(index) => Ok(index as u32),
+        None => Err(crate::Error::msg(format!(
             "no sink or repartition `{name}` in describe() (declared: {})",
             declared.join(", ")
         ))),
-        _ => Ok(()),
     }
 }
 
@@ -100,31 +120,32 @@ pub fn describe<P: Processor>() -> wit::Topology {
     P::describe().into_wit()
 }
 
-pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> Result<(), wit::ProcessingError> {
-    install_panic_hook();
-    declare_outputs(P::describe().output_names());
-    let mut ctx = Context {
-        timestamp: None,
-        headers: Vec::new(),
-    };
-    let processor = P::init(&task, &mut ctx).map_err(|e| error(e, None))?;
-    *slot.0.borrow_mut() = Some(processor);
-    Ok(())
+/// What every handler call but `describe` and `close` returns.
+pub type CallResult = Result<contract::Outputs, wit::ProcessingError>;
+
+/// What a call hands back: its outputs once the stores' buffered writes
+/// are written (a refused write fails the call).
+fn finish(ctx: Context) -> CallResult {
+    crate::store::flush_all().map_err(|e| error(e.into(), None))?;
+    contract::hand_over(ctx.outputs).map_err(|e| error(e, None))
 }
 
-pub fn process<P: Processor>(
-    slot: &Slot<P>,
-    batch: Vec<wit::IncomingRecord>,
-) -> Result<(), wit::ProcessingError> {
+pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> CallResult {
+    install_panic_hook();
+    declare_outputs(P::describe().output_names());
+    crate::store::set_closing(false);
+    let mut ctx = Context::new(None);
+    let processor = P::init(&task, &mut ctx).map_err(|e| error(e, None))?;
+    *slot.0.borrow_mut() = Some(processor);
+    finish(ctx)
+}
+
+pub fn process<P: Processor>(slot: &Slot<P>, batch: contract::Batch) -> CallResult {
     let mut guard = slot.0.borrow_mut();
     let processor = guard.as_mut().ok_or_else(uninitialised)?;
-    let mut ctx = Context {
-        timestamp: None,
-        headers: Vec::new(),
-    };
-    for (i, record) in batch.into_iter().enumerate() {
+    let mut ctx = Context::new(None);
+    for (i, record) in contract::records(batch).enumerate() {
         CURRENT.store(i as i64, Ordering::Relaxed);
-        let record = Record::from_wit(record);
         ctx.timestamp = Some(record.timestamp);
         ctx.headers.clone_from(&record.headers);
         processor
@@ -132,7 +153,7 @@ pub fn process<P: Processor>(
             .map_err(|e| error(e, Some(i as u32)))?;
     }
     CURRENT.store(-1, Ordering::Relaxed);
-    Ok(())
+    finish(ctx)
 }
 
 pub fn punctuate<P: Processor>(
@@ -140,19 +161,27 @@ pub fn punctuate<P: Processor>(
     schedule: u32,
     kind: wit::PunctuationType,
     timestamp: i64,
-) -> Result<(), wit::ProcessingError> {
+) -> CallResult {
     let mut guard = slot.0.borrow_mut();
     let processor = guard.as_mut().ok_or_else(uninitialised)?;
-    let mut ctx = Context {
-        timestamp: Some(timestamp),
-        headers: Vec::new(),
-    };
+    let mut ctx = Context::new(Some(timestamp));
     processor
         .punctuate(ScheduleId(schedule), kind, timestamp, &mut ctx)
-        .map_err(|e| error(e, None))
+        .map_err(|e| error(e, None))?;
+    finish(ctx)
+}
+
+pub fn flush<P: Processor>(slot: &Slot<P>) -> CallResult {
+    let mut guard = slot.0.borrow_mut();
+    let processor = guard.as_mut().ok_or_else(uninitialised)?;
+    let mut ctx = Context::new(None);
+    processor.flush(&mut ctx).map_err(|e| error(e, None))?;
+    finish(ctx)
 }
 
 pub fn close<P: Processor>(slot: &Slot<P>) {
+    // Past the last commit: writes are refused as they are made.
+    crate::store::set_closing(true);
     if let Some(mut processor) = slot.0.borrow_mut().take() {
         processor.close();
     }

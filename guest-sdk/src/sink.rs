@@ -21,6 +21,8 @@ use crate::error::Error;
 /// ```
 pub struct Sink<K, V> {
     name: String,
+    /// Where it is in the declared outputs: what the host is handed.
+    index: u32,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -28,9 +30,10 @@ impl<K: Codec, V: Codec> Sink<K, V> {
     /// The output called `name`; an error if `describe()` declares no sink
     /// or repartition by that name.
     pub fn open(name: &str) -> Result<Self, Error> {
-        crate::runtime::check_output(name)?;
+        let index = crate::runtime::output_index(name)?;
         Ok(Sink {
             name: name.to_string(),
+            index,
             _types: PhantomData,
         })
     }
@@ -42,17 +45,20 @@ impl<K: Codec, V: Codec> Sink<K, V> {
 
     /// Sends `key -> value` (headers and timestamp: the input record's).
     pub fn send(&self, ctx: &mut Context, key: &K, value: &V) -> Result<(), Error> {
-        ctx.forward(&self.name, Output::new().key(key).value(value))
+        ctx.forward_to(self.index, Output::new().key(key).value(value));
+        Ok(())
     }
 
     /// Sends a tombstone for `key`.
     pub fn delete(&self, ctx: &mut Context, key: &K) -> Result<(), Error> {
-        ctx.forward(&self.name, Output::new().key(key))
+        ctx.forward_to(self.index, Output::new().key(key));
+        Ok(())
     }
 
     /// Sends an output built by hand (its own headers or timestamp).
     pub fn send_output(&self, ctx: &mut Context, output: Output) -> Result<(), Error> {
-        ctx.forward(&self.name, output)
+        ctx.forward_to(self.index, output);
+        Ok(())
     }
 }
 

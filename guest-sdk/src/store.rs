@@ -4,11 +4,21 @@
 //! with a changelog). The guest never sees files: every call goes through the
 //! `weir:streams/state` interface. Writes are visible to the same task at once
 //! and become durable at the host's next commit.
+//!
+//! Within one call from the host (a batch, a punctuation) a store keeps the
+//! keys it read and wrote: a read of a key already read or written this call
+//! does not cross to the host, and the writes go to the host in one
+//! `write-all` when the call ends (or before a range scan, which the host
+//! answers). Nothing is kept between calls, so the host's state is the truth
+//! at every call's start.
 
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::rc::{Rc, Weak};
 
 use crate::bindings::weir::streams::state as wit;
 use crate::codec::{Codec, CodecError};
@@ -61,10 +71,91 @@ pub(crate) fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
     }
 }
 
+/// Buffered write bytes past which a store writes them out at once rather
+/// than at the end of the call: a call that writes a lot (a bulk load)
+/// neither grows the guest's memory by all of it nor meets the host's
+/// per-call cap only at the end.
+const MAX_BUFFERED_BYTES: usize = 1 << 20;
+
+/// A key read or written during the current call.
+struct Cached {
+    value: Option<Vec<u8>>,
+    /// Written this call: sent to the host when the call ends.
+    dirty: bool,
+}
+
+/// Fixed keys: a `RandomState` would draw from (and advance) the guest's
+/// seeded randomness, so what the processor's own hash maps compute would
+/// depend on how many calls the instance had.
+type Keys = BuildHasherDefault<std::hash::DefaultHasher>;
+
+/// A host store and what the current call read and wrote of it.
+struct HostStore {
+    name: String,
+    handle: wit::KvStore,
+    cache: RefCell<HashMap<Vec<u8>, Cached, Keys>>,
+    /// Bytes of the writes buffered (an overwrite counts again).
+    buffered: Cell<usize>,
+}
+
+impl HostStore {
+    /// Buffers a write of `key` (`None`: a delete); past
+    /// [`MAX_BUFFERED_BYTES`] the buffered writes go out now.
+    fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+        let cached = Cached { value, dirty: true };
+        self.cache.borrow_mut().insert(key, cached);
+        self.buffered.set(self.buffered.get() + bytes);
+        if self.buffered.get() > MAX_BUFFERED_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends this call's writes to the host and forgets what it read.
+    fn flush(&self) -> Result<(), StoreError> {
+        let cached = std::mem::take(&mut *self.cache.borrow_mut());
+        self.buffered.set(0);
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = cached
+            .into_iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(key, c)| (key, c.value))
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        crate::contract::write_all(&self.handle, writes).map_err(|e| from_wit(&self.name, e))
+    }
+}
+
+thread_local! {
+    /// The host stores this instance opened, for [`flush_all`].
+    static OPEN: RefCell<Vec<Weak<HostStore>>> = const { RefCell::new(Vec::new()) };
+    /// Set for `close`: past the task's last commit, writes are refused.
+    static CLOSING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Writes every open store's buffered writes (at the end of each call).
+pub(crate) fn flush_all() -> Result<(), StoreError> {
+    let stores: Vec<Rc<HostStore>> = OPEN.with(|open| {
+        let mut open = open.borrow_mut();
+        open.retain(|s| s.strong_count() > 0);
+        open.iter().filter_map(Weak::upgrade).collect()
+    });
+    for store in stores {
+        store.flush()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn set_closing(closing: bool) {
+    CLOSING.with(|c| c.set(closing));
+}
+
 /// Where a store's bytes live: the host, or (in this crate's own unit tests)
 /// a map standing in for it.
 enum Raw {
-    Host(wit::KvStore),
+    Host(Rc<HostStore>),
     #[cfg(test)]
     Memory(std::rc::Rc<std::cell::RefCell<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>>),
 }
@@ -95,10 +186,17 @@ pub struct KvStore<K, V> {
 impl<K: Codec, V: Codec> KvStore<K, V> {
     /// Opens the store `name`, which `describe()` must declare.
     pub fn open(name: &str) -> Result<Self, StoreError> {
-        let raw = wit::KvStore::open(name).map_err(|e| from_wit(name, e))?;
+        let handle = wit::KvStore::open(name).map_err(|e| from_wit(name, e))?;
+        let store = Rc::new(HostStore {
+            name: name.to_string(),
+            handle,
+            cache: RefCell::new(HashMap::default()),
+            buffered: Cell::new(0),
+        });
+        OPEN.with(|open| open.borrow_mut().push(Rc::downgrade(&store)));
         Ok(KvStore {
             name: name.to_string(),
-            raw: Raw::Host(raw),
+            raw: Raw::Host(store),
             _types: PhantomData,
         })
     }
@@ -110,20 +208,40 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
 
     /// The value for `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
-        let bytes = match &self.raw {
-            Raw::Host(s) => s.get(&key.encode()).map_err(|e| from_wit(&self.name, e))?,
+        match &self.raw {
+            Raw::Host(s) => {
+                let key = key.encode();
+                if let Some(cached) = s.cache.borrow().get(&key) {
+                    return cached
+                        .value
+                        .as_deref()
+                        .map(|b| self.decode::<V>(b))
+                        .transpose();
+                }
+                let value = s.handle.get(&key).map_err(|e| from_wit(&self.name, e))?;
+                let decoded = value.as_deref().map(|b| self.decode::<V>(b)).transpose();
+                let cached = Cached {
+                    value,
+                    dirty: false,
+                };
+                s.cache.borrow_mut().insert(key, cached);
+                decoded
+            }
             #[cfg(test)]
-            Raw::Memory(m) => m.borrow().get(&key.encode()).cloned(),
-        };
-        bytes.map(|b| self.decode::<V>(&b)).transpose()
+            Raw::Memory(m) => {
+                let map = m.borrow();
+                map.get(&key.encode())
+                    .map(|b| self.decode::<V>(b))
+                    .transpose()
+            }
+        }
     }
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
+        self.refuse_in_close()?;
         match &self.raw {
-            Raw::Host(s) => s
-                .put(&key.encode(), &value.encode())
-                .map_err(|e| from_wit(&self.name, e)),
+            Raw::Host(s) => s.write(key.encode(), Some(value.encode())),
             #[cfg(test)]
             Raw::Memory(m) => {
                 m.borrow_mut().insert(key.encode(), value.encode());
@@ -134,8 +252,9 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
 
     /// Removes `key` (a tombstone in the changelog).
     pub fn delete(&self, key: &K) -> Result<(), StoreError> {
+        self.refuse_in_close()?;
         match &self.raw {
-            Raw::Host(s) => s.delete(&key.encode()).map_err(|e| from_wit(&self.name, e)),
+            Raw::Host(s) => s.write(key.encode(), None),
             #[cfg(test)]
             Raw::Memory(m) => {
                 m.borrow_mut().remove(&key.encode());
@@ -151,7 +270,9 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
         let end = wit_bound(range.end_bound());
         let cursor = match &self.raw {
             Raw::Host(s) => {
-                Cursor::Host(s.range(&start, &end).map_err(|e| from_wit(&self.name, e))?)
+                s.flush()?;
+                let it = s.handle.range(&start, &end);
+                Cursor::Host(it.map_err(|e| from_wit(&self.name, e))?, s.clone())
             }
             #[cfg(test)]
             Raw::Memory(m) => Cursor::Memory(
@@ -175,10 +296,11 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
     pub fn prefix_scan<P: Codec>(&self, prefix: &P) -> Result<Iter<K, V>, StoreError> {
         let prefix = prefix.encode();
         let cursor = match &self.raw {
-            Raw::Host(s) => Cursor::Host(
-                s.prefix_scan(&prefix)
-                    .map_err(|e| from_wit(&self.name, e))?,
-            ),
+            Raw::Host(s) => {
+                s.flush()?;
+                let it = s.handle.prefix_scan(&prefix);
+                Cursor::Host(it.map_err(|e| from_wit(&self.name, e))?, s.clone())
+            }
             #[cfg(test)]
             Raw::Memory(m) => Cursor::Memory(
                 m.borrow()
@@ -199,6 +321,18 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
             done: false,
             _types: PhantomData,
         }
+    }
+
+    /// `close` runs past the task's last commit: a write there could not be
+    /// kept, so it is refused when made rather than dropped unseen.
+    fn refuse_in_close(&self) -> Result<(), StoreError> {
+        if CLOSING.with(Cell::get) {
+            return Err(StoreError::Backend {
+                store: self.name.clone(),
+                reason: "close() cannot write: the task's last commit is done".into(),
+            });
+        }
+        Ok(())
     }
 
     fn decode<T: Codec>(&self, bytes: &[u8]) -> Result<T, StoreError> {
@@ -242,7 +376,8 @@ fn in_bounds(key: &[u8], start: &wit::Bound, end: &wit::Bound) -> bool {
 }
 
 enum Cursor {
-    Host(wit::KvIterator),
+    /// The host's iterator, and the store whose writes it must see.
+    Host(wit::KvIterator, Rc<HostStore>),
     #[cfg(test)]
     Memory(VecDeque<(Vec<u8>, Vec<u8>)>),
 }
@@ -259,12 +394,15 @@ pub struct Iter<K, V> {
 impl<K: Codec, V: Codec> Iter<K, V> {
     fn fill(&mut self) -> Result<(), StoreError> {
         let page: Vec<(Vec<u8>, Vec<u8>)> = match &mut self.cursor {
-            Cursor::Host(it) => it
-                .next(PAGE)
-                .map_err(|e| from_wit(&self.store, e))?
-                .into_iter()
-                .map(|e| (e.key, e.value))
-                .collect(),
+            Cursor::Host(it, store) => {
+                // The iterator sees the store as it is at each page.
+                store.flush()?;
+                it.next(PAGE)
+                    .map_err(|e| from_wit(&self.store, e))?
+                    .into_iter()
+                    .map(|e| (e.key, e.value))
+                    .collect()
+            }
             #[cfg(test)]
             Cursor::Memory(rest) => {
                 let n = rest.len().min(PAGE as usize);

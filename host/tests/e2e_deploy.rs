@@ -190,7 +190,7 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     create_topic(&input, 2);
     let mut app = deployable_app(&input, &output, &loud);
     app.extra
-        .insert(2, "admin.max.component.bytes = 160000".into());
+        .insert(2, "admin.max.component.bytes = 250000".into());
     let mut weir = app.start_instance("weir-test-0", Some(&guests::component("word-count")));
     let admin = weir.admin_url();
     weir.wait_running();
@@ -215,12 +215,12 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     rejected(
         "not-a-processor",
         &[],
-        "does not fit this host's `weir:streams/processor@0.2.0` world",
+        "does not fit this host's `weir:streams/processor` world (versions 0.3.0, 0.2.0)",
     );
     rejected(
         "future-version",
         &[],
-        "it was built for weir:streams@0.3.0; rebuild it with a weir-guest-sdk for @0.2.0",
+        "it was built for weir:streams@0.9.0; rebuild it with a weir-guest-sdk for @0.3.0",
     );
     rejected("describe-panics", &[], "describe is broken on purpose");
     rejected(
@@ -259,14 +259,14 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     assert_eq!(status, 401, "{body}");
     let (status, body) = put(&url, None, b"\0asm");
     assert_eq!(status, 401, "{body}");
-    let big = vec![0u8; 200_000];
+    let big = vec![0u8; 400_000];
     let (status, body) = put(&url, Some(TOKEN), &big);
     assert_eq!(status, 413, "{body}");
     assert!(
         body["error"]
             .as_str()
             .unwrap()
-            .contains("over admin.max.component.bytes (160000)"),
+            .contains("over admin.max.component.bytes (250000)"),
         "{body}"
     );
     let (ok, out) = deploy(

@@ -89,7 +89,8 @@ fn a_component_without_the_processor_world_is_refused() {
     let log = run_expecting_failure(&app, &guests::component("not-a-processor"));
     assert!(
         log.contains(
-            "not-a-processor.wasm: does not fit this host's `weir:streams/processor@0.2.0` world"
+            "not-a-processor.wasm: does not fit this host's `weir:streams/processor` world \
+             (versions 0.3.0, 0.2.0)"
         ),
         "{log}"
     );

@@ -93,7 +93,8 @@ enum Command {
         #[arg(long)]
         stale: bool,
     },
-    /// Validate a component and print its topology as JSON.
+    /// Validate a component and print its topology and the contract
+    /// version it was built against as JSON.
     Describe { component: PathBuf },
     /// Print the memory bound a config implies for a component.
     Memory {
@@ -386,6 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let json = serde_json::json!({
                 "component": loaded.label(),
                 "sha256": loaded.sha256(),
+                "contract": format!("weir:streams@{}", loaded.contract()),
                 "topology": &**loaded.topology(),
             });
             println!("{}", serde_json::to_string_pretty(&json)?);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::LoadedComponent;
-use super::bindings::weir::streams::types::Topology as WitTopology;
+use super::bindings::types::Topology as WitTopology;
 use super::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use super::task_context::TaskContext;
 use super::wasm::MemoryCapExceeded;
@@ -99,6 +99,15 @@ pub(crate) trait Body: Send {
     fn describe(&mut self, component: &str) -> Result<WitTopology, GuestError>;
     fn init(&mut self, component: &str, info: &TaskInfo) -> Result<(), GuestError>;
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError>;
+    /// As `process`, free to take the records' keys, values and headers
+    /// (moved into the guest's batch rather than copied).
+    fn process_taking(
+        &mut self,
+        component: &str,
+        batch: &mut [IncomingRecord],
+    ) -> Result<(), GuestError> {
+        self.process(component, batch)
+    }
     fn punctuate(
         &mut self,
         component: &str,
@@ -106,6 +115,10 @@ pub(crate) trait Body: Send {
         kind: PunctuationType,
         timestamp: i64,
     ) -> Result<(), GuestError>;
+    /// Before a commit: what the processor buffers goes out now.
+    fn flush(&mut self, _component: &str) -> Result<(), GuestError> {
+        Ok(())
+    }
     fn close(&mut self, component: &str) -> Result<(), GuestError>;
 }
 
@@ -154,6 +167,13 @@ impl ProcessorInstance {
         self.body.process(&self.label, batch)
     }
 
+    /// As [`ProcessorInstance::process`], but the records' keys, values and
+    /// headers may be gone afterwards (their offsets and timestamps stay):
+    /// for a caller that will not send the batch again.
+    pub fn process_taking(&mut self, batch: &mut [IncomingRecord]) -> Result<(), GuestError> {
+        self.body.process_taking(&self.label, batch)
+    }
+
     pub fn punctuate(
         &mut self,
         schedule: u32,
@@ -161,6 +181,13 @@ impl ProcessorInstance {
         timestamp: i64,
     ) -> Result<(), GuestError> {
         self.body.punctuate(&self.label, schedule, kind, timestamp)
+    }
+
+    /// The guest's `flush`, before the task commits: outputs and store
+    /// writes the processor held back (a record cache) are made now, so
+    /// the commit includes them.
+    pub fn flush(&mut self) -> Result<(), GuestError> {
+        self.body.flush(&self.label)
     }
 
     /// The guest's `close`. It runs after the task's last commit, so what

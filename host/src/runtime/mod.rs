@@ -48,8 +48,13 @@ pub const DEFAULT_MAX_SCHEDULES: usize = 1024;
 /// librdkafka's default producer `message.max.bytes`.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
 
-/// The version of the WIT package this host speaks.
-pub const WIT_VERSION: &str = "0.2.0";
+/// The version of the WIT package the SDK builds against, the newest this
+/// host speaks.
+pub const WIT_VERSION: &str = "0.3.0";
+
+/// Every version of the WIT package this host runs components of, newest
+/// first.
+pub const WIT_VERSIONS: [&str; 2] = ["0.3.0", "0.2.0"];
 
 /// Per-instance limits.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +99,8 @@ pub enum LoadError {
     #[error("{name}: invalid component: {reason}")]
     Invalid { name: String, reason: String },
     #[error(
-        "{name}: does not fit this host's `weir:streams/processor@{WIT_VERSION}` world: {reason}"
+        "{name}: does not fit this host's `weir:streams/processor` world (versions {}): {reason}",
+        WIT_VERSIONS.join(", ")
     )]
     WrongWorld { name: String, reason: String },
     #[error("{name}: describe() failed: {source}")]
@@ -131,7 +137,14 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Processor::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::v0_2::Processor::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        bindings::v0_3::Processor::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         // Epoch ticker: what lets a CPU deadline interrupt a guest loop. It
         // lives as long as the engine does (loaded components hold it).
@@ -224,32 +237,36 @@ impl Runtime {
             None => Component::new(&self.engine, bytes).map_err(invalid)?,
             Some(path) => self.compile_cached(&name, bytes, path).map_err(invalid)?,
         };
-        // A processor built for another version of the contract says which.
-        let built_for = component
-            .component_type()
-            .exports(&self.engine)
-            .find_map(|(export, _)| export.strip_prefix("weir:streams/handler@"))
-            .filter(|v| *v != WIT_VERSION)
-            .map(str::to_string);
+        // The contract version it was built for, by the handler it exports.
+        let built_for = contract_version(&self.engine, &component);
         let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
             name: name.clone(),
             reason: match &built_for {
-                Some(v) => format!(
+                Some(v) if !WIT_VERSIONS.contains(&v.as_str()) => format!(
                     "it was built for weir:streams@{v}; rebuild it with a weir-guest-sdk for \
                      @{WIT_VERSION} ({e:#})"
                 ),
-                None => format!("{e:#}"),
+                _ => format!("{e:#}"),
             },
         };
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = bindings::ProcessorPre::new(instance_pre).map_err(wrong_world)?;
+        let linked = match built_for.as_deref() {
+            Some("0.2.0") => wasm::Linked::V0_2(
+                bindings::v0_2::ProcessorPre::new(instance_pre).map_err(wrong_world)?,
+            ),
+            _ => wasm::Linked::V0_3(
+                bindings::v0_3::ProcessorPre::new(instance_pre).map_err(wrong_world)?,
+            ),
+        };
+        let contract = built_for.unwrap_or_else(|| WIT_VERSION.to_string());
         let placeholder = Arc::new(LoadedComponent {
             name: name.clone(),
             sha256: hex::encode(Sha256::digest(bytes)),
-            factory: Arc::new(wasm::WasmFactory { pre }),
+            factory: Arc::new(wasm::WasmFactory { linked }),
+            contract: contract.clone(),
             topology: Arc::new(Topology {
                 name: name.clone(),
                 sources: Vec::new(),
@@ -273,6 +290,7 @@ impl Runtime {
             name: topology.name.clone(),
             sha256: placeholder.sha256.clone(),
             factory: placeholder.factory.clone(),
+            contract,
             topology: Arc::new(topology),
             limits: self.limits,
         }))
@@ -286,6 +304,8 @@ pub struct LoadedComponent {
     /// How each task's instance is made: compiled Wasm, or (bench and
     /// unit tests only) Rust code.
     factory: Arc<dyn ProcessorFactory>,
+    /// The `weir:streams` version it was built against.
+    contract: String,
     topology: Arc<Topology>,
     limits: WasmLimits,
 }
@@ -310,6 +330,11 @@ impl LoadedComponent {
         &self.topology
     }
 
+    /// The `weir:streams` contract version it was built against (`0.3.0`).
+    pub fn contract(&self) -> &str {
+        &self.contract
+    }
+
     /// A processor written in Rust against the same task context, for
     /// measuring what the Wasm boundary costs (`weir bench`).
     pub fn native(topology: Topology, factory: NativeFactory) -> Arc<Self> {
@@ -317,6 +342,7 @@ impl LoadedComponent {
             name: topology.name.clone(),
             sha256: format!("{:0<64}", "native"),
             factory: Arc::new(native::Native(factory)),
+            contract: WIT_VERSION.to_string(),
             topology: Arc::new(topology),
             limits: WasmLimits {
                 max_memory_bytes: usize::MAX,
@@ -365,8 +391,8 @@ impl LoadedComponent {
                 .map(|s| StoreSpec {
                     name: s.name,
                     kind: match s.kind {
-                        bindings::weir::streams::types::StoreKind::KeyValue => StoreKind::KeyValue,
-                        bindings::weir::streams::types::StoreKind::Window => StoreKind::Window,
+                        bindings::types::StoreKind::KeyValue => StoreKind::KeyValue,
+                        bindings::types::StoreKind::Window => StoreKind::Window,
                     },
                     logged: s.logged,
                     persistent: s.persistent,
@@ -384,9 +410,18 @@ impl LoadedComponent {
     }
 }
 
-fn data_format(f: bindings::weir::streams::types::DataFormat) -> crate::topology::DataFormat {
+/// The version of `weir:streams/handler` a component exports, if any.
+fn contract_version(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(export, _)| export.strip_prefix("weir:streams/handler@"))
+        .map(str::to_string)
+}
+
+fn data_format(f: bindings::types::DataFormat) -> crate::topology::DataFormat {
     use crate::topology::DataFormat as D;
-    use bindings::weir::streams::types::DataFormat as W;
+    use bindings::types::DataFormat as W;
     match f {
         W::Bytes => D::Bytes,
         W::Utf8 => D::Utf8,

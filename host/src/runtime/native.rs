@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::LoadedComponent;
-use super::bindings::weir::streams::types::Topology as WitTopology;
+use super::bindings::types::Topology as WitTopology;
 use super::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use super::instance::{Body, GuestError, ProcessorFactory};
 use super::task_context::TaskContext;

@@ -178,18 +178,26 @@ impl TaskContext {
     }
 
     /// Counts `bytes` the guest asks the host to buffer (`what`: "a write to
-    /// store `x`", "an output to `y`"); `record` when they become one Kafka
-    /// record. Over a cap, the call fails with an error naming it, and the
-    /// task fails even if the guest ignores the error.
-    pub(crate) fn charge(&mut self, what: &str, bytes: usize, record: bool) -> Result<(), String> {
+    /// store `x`", "an output to `y`", only made when refused: this is on
+    /// every write's path); `record` when they become one Kafka record.
+    /// Over a cap, the call fails with an error naming it, and the task
+    /// fails even if the guest ignores the error.
+    pub(crate) fn charge(
+        &mut self,
+        what: impl FnOnce(&Self) -> String,
+        bytes: usize,
+        record: bool,
+    ) -> Result<(), String> {
         let limits = self.limits;
         let refused = if record && bytes > limits.max_record_bytes {
+            let what = what(self);
             Some(format!(
                 "{what} of {bytes} bytes is larger than the largest record Kafka accepts \
                  ({} bytes, kafka.message.max.bytes)",
                 limits.max_record_bytes
             ))
         } else if self.call_bytes.saturating_add(bytes) > limits.max_call_bytes {
+            let what = what(self);
             Some(format!(
                 "{what} would make one call buffer more than wasm.max.call.bytes ({} bytes) \
                  of store writes and outputs",
@@ -207,10 +215,8 @@ impl TaskContext {
         }
     }
 
-    pub fn forward(&mut self, sink: &str, mut record: OutgoingRecord) -> Result<(), String> {
-        if self.closing {
-            return Err(CLOSE_CANNOT_WRITE.to_string());
-        }
+    /// Buffers `record` for the output called `sink` (0.2.0's `forward`).
+    pub fn forward(&mut self, sink: &str, record: OutgoingRecord) -> Result<(), String> {
         let Some(index) = self.topology.output_names().position(|name| name == sink) else {
             let declared: Vec<&str> = self.topology.output_names().collect();
             return Err(format!(
@@ -218,6 +224,23 @@ impl TaskContext {
                 declared.join(", ")
             ));
         };
+        self.forward_to(index, record)
+    }
+
+    /// Buffers `record` for the output at `index`: the topology's sinks,
+    /// then its repartitions (0.3.0 names outputs so).
+    pub fn forward_to(&mut self, index: usize, mut record: OutgoingRecord) -> Result<(), String> {
+        if self.closing {
+            return Err(CLOSE_CANNOT_WRITE.to_string());
+        }
+        let outputs = self.topology.sinks.len() + self.topology.repartitions.len();
+        if index >= outputs {
+            let declared: Vec<&str> = self.topology.output_names().collect();
+            return Err(format!(
+                "no output at index {index} (declared, from 0: {})",
+                declared.join(", ")
+            ));
+        }
         let bytes = record.key.as_ref().map_or(0, Vec::len)
             + record.value.as_ref().map_or(0, Vec::len)
             + record
@@ -225,7 +248,11 @@ impl TaskContext {
                 .iter()
                 .map(|h| h.key.len() + h.value.len())
                 .sum::<usize>();
-        self.charge(&format!("an output to `{sink}`"), bytes, true)?;
+        let what = |task: &Self| {
+            let sink = task.topology.output_names().nth(index).unwrap_or_default();
+            format!("an output to `{sink}`")
+        };
+        self.charge(what, bytes, true)?;
         if record.timestamp.is_none() {
             record.timestamp = Some(self.stream_time.max(0));
         }

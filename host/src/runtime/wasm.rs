@@ -10,9 +10,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::weir::streams::types::Topology as WitTopology;
+use super::bindings::types::Topology as WitTopology;
+use super::bindings::v0_3::weir::streams::records::{InputBatch, InputRecord, Output};
 use super::bindings::{
-    IncomingRecord, ProcessingError, Processor, ProcessorPre, PunctuationType, TaskInfo,
+    IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo, v0_2, v0_3,
 };
 use super::instance::{Body, GuestError, ProcessorFactory};
 use super::task_context::{BufferLimits, TaskContext};
@@ -128,9 +129,22 @@ impl HostState {
     }
 }
 
+/// A compiled component, pre-linked once at load against the contract
+/// version it was built for.
+pub(crate) enum Linked {
+    V0_2(v0_2::ProcessorPre<HostState>),
+    V0_3(v0_3::ProcessorPre<HostState>),
+}
+
+/// An instance's exports, of the version it was built for.
+enum Exports {
+    V0_2(v0_2::Processor),
+    V0_3(v0_3::Processor),
+}
+
 /// Instantiates a compiled component, pre-linked once at load.
 pub(crate) struct WasmFactory {
-    pub(crate) pre: ProcessorPre<HostState>,
+    pub(crate) linked: Linked,
 }
 
 impl ProcessorFactory for WasmFactory {
@@ -149,23 +163,25 @@ impl ProcessorFactory for WasmFactory {
             max_handles: limits.max_handles,
             max_schedules: limits.max_schedules,
         };
-        let mut store = Store::new(
-            self.pre.engine(),
-            HostState::new(task, limits.max_memory_bytes),
-        );
+        let engine = match &self.linked {
+            Linked::V0_2(pre) => pre.engine(),
+            Linked::V0_3(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, HostState::new(task, limits.max_memory_bytes));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks);
         store.epoch_deadline_trap();
-        let processor = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| GuestError::Instantiate {
-                component: component.label(),
-                reason: format!("{e:#}"),
-            })?;
+        let exports = match &self.linked {
+            Linked::V0_2(pre) => pre.instantiate(&mut store).map(Exports::V0_2),
+            Linked::V0_3(pre) => pre.instantiate(&mut store).map(Exports::V0_3),
+        };
+        let exports = exports.map_err(|e| GuestError::Instantiate {
+            component: component.label(),
+            reason: format!("{e:#}"),
+        })?;
         Ok(Box::new(WasmBody {
             store,
-            processor,
+            exports,
             deadline_ticks,
             poisoned: false,
         }))
@@ -174,7 +190,7 @@ impl ProcessorFactory for WasmFactory {
 
 struct WasmBody {
     store: Store<HostState>,
-    processor: Processor,
+    exports: Exports,
     deadline_ticks: u64,
     poisoned: bool,
 }
@@ -189,7 +205,7 @@ impl WasmBody {
         component: &str,
         call: &'static str,
         wasm: impl FnOnce(
-            &Processor,
+            &Exports,
             &mut Store<HostState>,
         ) -> wasmtime::Result<Result<R, ProcessingError>>,
     ) -> Result<R, GuestError> {
@@ -200,7 +216,7 @@ impl WasmBody {
         self.store.set_epoch_deadline(self.deadline_ticks);
         self.store.data_mut().task.abort_reason = None;
         self.store.data_mut().task.call_bytes = 0;
-        let result = wasm(&self.processor, &mut self.store);
+        let result = wasm(&self.exports, &mut self.store);
         let limit_ms = self.limit_ms();
         let task = &mut self.store.data_mut().task;
         if let Some(limit) = task.limit_failure.take() {
@@ -255,21 +271,45 @@ impl Body for WasmBody {
     }
 
     fn describe(&mut self, component: &str) -> Result<WitTopology, GuestError> {
-        self.call(component, "describe", |p, s| {
-            p.weir_streams_handler().call_describe(s).map(Ok)
+        self.call(component, "describe", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_describe(s).map(Ok),
+            Exports::V0_3(p) => p.weir_streams_handler().call_describe(s).map(Ok),
         })
     }
 
     fn init(&mut self, component: &str, info: &TaskInfo) -> Result<(), GuestError> {
-        self.call(component, "init", |p, s| {
-            p.weir_streams_handler().call_init(s, info)
-        })
+        let outputs = self.call(component, "init", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_init(s, info).map(none),
+            Exports::V0_3(p) => p.weir_streams_handler().call_init(s, info),
+        })?;
+        self.deliver(component, "init", outputs)
     }
 
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError> {
-        self.call(component, "process", |p, s| {
-            p.weir_streams_handler().call_process(s, batch)
-        })
+        let outputs = self.call(component, "process", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_process(s, batch).map(none),
+            Exports::V0_3(p) => {
+                let batch = copied_batch(batch);
+                p.weir_streams_handler().call_process(s, &batch)
+            }
+        })?;
+        self.deliver(component, "process", outputs)
+    }
+
+    fn process_taking(
+        &mut self,
+        component: &str,
+        batch: &mut [IncomingRecord],
+    ) -> Result<(), GuestError> {
+        if matches!(self.exports, Exports::V0_2(_)) {
+            return self.process(component, batch);
+        }
+        let batch = taken_batch(batch);
+        let outputs = self.call(component, "process", |e, s| match e {
+            Exports::V0_3(p) => p.weir_streams_handler().call_process(s, &batch),
+            Exports::V0_2(_) => unreachable!("a 0.2.0 instance took the copying path"),
+        })?;
+        self.deliver(component, "process", outputs)
     }
 
     fn punctuate(
@@ -279,16 +319,119 @@ impl Body for WasmBody {
         kind: PunctuationType,
         timestamp: i64,
     ) -> Result<(), GuestError> {
-        self.call(component, "punctuate", |p, s| {
-            p.weir_streams_handler()
+        let outputs = self.call(component, "punctuate", |e, s| match e {
+            Exports::V0_2(p) => p
+                .weir_streams_handler()
                 .call_punctuate(s, schedule, kind, timestamp)
-        })
+                .map(none),
+            Exports::V0_3(p) => p
+                .weir_streams_handler()
+                .call_punctuate(s, schedule, kind, timestamp),
+        })?;
+        self.deliver(component, "punctuate", outputs)
+    }
+
+    fn flush(&mut self, component: &str) -> Result<(), GuestError> {
+        let outputs = self.call(component, "flush", |e, s| match e {
+            Exports::V0_2(_) => Ok(Ok(Vec::new())),
+            Exports::V0_3(p) => p.weir_streams_handler().call_flush(s),
+        })?;
+        self.deliver(component, "flush", outputs)
     }
 
     fn close(&mut self, component: &str) -> Result<(), GuestError> {
-        self.call(component, "close", |p, s| {
-            p.weir_streams_handler().call_close(s).map(Ok)
+        self.call(component, "close", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_close(s).map(Ok),
+            Exports::V0_3(p) => p.weir_streams_handler().call_close(s).map(Ok),
         })
+    }
+}
+
+/// A 0.2.0 call's result: it forwarded as it went, and returns no outputs.
+fn none(result: Result<(), ProcessingError>) -> Result<Vec<Output>, ProcessingError> {
+    result.map(|()| Vec::new())
+}
+
+/// A batch of one partition of one input (as the task makes them), in
+/// 0.3.0's shape: where it came from once, then each record's payload.
+fn input_batch(batch: &[IncomingRecord], records: Vec<InputRecord>) -> InputBatch {
+    let (source, topic, partition) = batch
+        .first()
+        .map(|r| (r.source.clone(), r.topic.clone(), r.partition))
+        .unwrap_or_default();
+    InputBatch {
+        source,
+        topic,
+        partition,
+        records,
+    }
+}
+
+/// `batch` in 0.3.0's shape, its payloads copied.
+fn copied_batch(batch: &[IncomingRecord]) -> InputBatch {
+    let records = batch
+        .iter()
+        .map(|r| InputRecord {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+            timestamp: r.timestamp,
+            offset: r.offset,
+        })
+        .collect();
+    input_batch(batch, records)
+}
+
+/// `batch` in 0.3.0's shape, its payloads moved out of it.
+fn taken_batch(batch: &mut [IncomingRecord]) -> InputBatch {
+    let records = batch
+        .iter_mut()
+        .map(|r| InputRecord {
+            key: r.key.take(),
+            value: r.value.take(),
+            headers: std::mem::take(&mut r.headers),
+            timestamp: r.timestamp,
+            offset: r.offset,
+        })
+        .collect();
+    input_batch(batch, records)
+}
+
+impl WasmBody {
+    /// Buffers the outputs a 0.3.0 call returned, as 0.2.0's `forward`
+    /// would have one by one: an output to no declared sink, or over a
+    /// cap, fails the call.
+    fn deliver(
+        &mut self,
+        component: &str,
+        call: &'static str,
+        outputs: Vec<Output>,
+    ) -> Result<(), GuestError> {
+        let task = &mut self.store.data_mut().task;
+        for output in outputs {
+            let record = OutgoingRecord {
+                key: output.key,
+                value: output.value,
+                headers: output.headers,
+                timestamp: output.timestamp,
+            };
+            if let Err(message) = task.forward_to(output.sink as usize, record) {
+                return Err(match task.limit_failure.take() {
+                    Some(limit) => GuestError::Limit {
+                        component: component.to_string(),
+                        call,
+                        limit,
+                    },
+                    None => GuestError::Failed {
+                        component: component.to_string(),
+                        call,
+                        message,
+                        batch_index: None,
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 }
 

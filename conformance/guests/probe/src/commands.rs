@@ -17,6 +17,9 @@
 //                       120 s retention): `ok`/`dropped`, `windows:…`
 //   arm-close           makes `close` try to write key "closed" (the host
 //                       must refuse it)
+//   hold <text>         keeps `text` until the host's next `flush` (before
+//                       a commit), which forwards it to `results` under the
+//                       key `held` (0.3.0 only: 0.2.0 hosts have no flush)
 
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ pub struct Probe {
     state: KvStore<Vec<u8>, Vec<u8>>,
     windows: WindowStore<Vec<u8>, String>,
     write_in_close: bool,
+    held: Vec<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -174,6 +178,10 @@ impl Probe {
                 format!("windows:{}", found?.join(","))
             }
             "stream-time" => format!("stream time {}", ctx.stream_time()),
+            "hold" => {
+                self.held.push(arg(1)?.to_string());
+                "holding".into()
+            }
             "arm-close" => {
                 self.write_in_close = true;
                 "armed".into()
@@ -217,6 +225,7 @@ impl Processor for Probe {
             state: KvStore::open("state")?,
             windows: WindowStore::open("windows")?,
             write_in_close: false,
+            held: Vec::new(),
         })
     }
 
@@ -243,6 +252,13 @@ impl Processor for Probe {
         };
         let text = format!("punctuated {} {kind} {timestamp}", schedule.0);
         ctx.forward("results", Output::new().key(&b"punctuation".to_vec()).value(&text))
+    }
+
+    fn flush(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        for text in self.held.drain(..) {
+            ctx.forward("results", Output::new().key(&b"held".to_vec()).value(&text))?;
+        }
+        Ok(())
     }
 
     fn close(&mut self) {

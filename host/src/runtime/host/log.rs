@@ -2,14 +2,18 @@
 //! task's span (which carries `task_id` and `topology`).
 
 use crate::runtime::HostState;
-use crate::runtime::bindings::weir::streams::log::{Host, Level};
+use crate::runtime::bindings::v0_2::weir::streams::log as log_v0_2;
+use crate::runtime::bindings::v0_3::weir::streams::log as log_v0_3;
 
 /// Guest log lines longer than this are cut, so a guest cannot flood logs
 /// with one call.
 const MAX_LINE: usize = 8 * 1024;
 
-impl Host for HostState {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+/// The same in both contract versions.
+macro_rules! log_impl {
+    ($wit:ident) => {
+impl $wit::Host for HostState {
+    fn log(&mut self, level: $wit::Level, message: String) -> wasmtime::Result<()> {
         let mut message = message;
         if message.len() > MAX_LINE {
             let mut cut = MAX_LINE;
@@ -21,12 +25,17 @@ impl Host for HostState {
         }
         let component = &self.task.component;
         match level {
-            Level::Trace => tracing::trace!(target: "weir::guest", component, "{message}"),
-            Level::Debug => tracing::debug!(target: "weir::guest", component, "{message}"),
-            Level::Info => tracing::info!(target: "weir::guest", component, "{message}"),
-            Level::Warn => tracing::warn!(target: "weir::guest", component, "{message}"),
-            Level::Error => tracing::error!(target: "weir::guest", component, "{message}"),
+            $wit::Level::Trace => tracing::trace!(target: "weir::guest", component, "{message}"),
+            $wit::Level::Debug => tracing::debug!(target: "weir::guest", component, "{message}"),
+            $wit::Level::Info => tracing::info!(target: "weir::guest", component, "{message}"),
+            $wit::Level::Warn => tracing::warn!(target: "weir::guest", component, "{message}"),
+            $wit::Level::Error => tracing::error!(target: "weir::guest", component, "{message}"),
         }
         Ok(())
     }
 }
+    };
+}
+
+log_impl!(log_v0_2);
+log_impl!(log_v0_3);

@@ -7,4 +7,5 @@ pub mod log;
 pub mod state;
 pub mod window;
 
-impl super::bindings::weir::streams::types::Host for super::HostState {}
+impl super::bindings::v0_2::weir::streams::types::Host for super::HostState {}
+impl super::bindings::v0_3::weir::streams::records::Host for super::HostState {}

@@ -7,16 +7,19 @@
 //!
 //! Handles are counted against `wasm.max.handles`; during `close` writes
 //! are refused (the task's last commit is already done).
+//!
+//! Both contract versions get the same code: the trait impls are written
+//! once in [`kv_store_impls!`] and stamped out per version's generated
+//! module; the helpers speak the version-neutral [`Refused`].
 
 use std::ops::Bound;
 
 use wasmtime::component::Resource;
 
 use crate::runtime::HostState;
-use crate::runtime::bindings::weir::streams::state::{
-    Bound as WitBound, Entry, Host, HostKvIterator, HostKvStore, StoreError,
-};
-use crate::runtime::task_context::CLOSE_CANNOT_WRITE;
+use crate::runtime::bindings::v0_2::weir::streams::state as state_v0_2;
+use crate::runtime::bindings::v0_3::weir::streams::state as state_v0_3;
+use crate::runtime::task_context::{CLOSE_CANNOT_WRITE, TaskContext};
 
 /// Largest page one `next` call returns, whatever the guest asks for.
 const MAX_PAGE: u32 = 1024;
@@ -40,15 +43,38 @@ pub struct KvIteratorHandle {
     done: bool,
 }
 
-impl Host for HostState {}
-
-pub(super) fn bound(b: WitBound) -> Bound<Vec<u8>> {
-    match b {
-        WitBound::Unbounded => Bound::Unbounded,
-        WitBound::Included(k) => Bound::Included(k),
-        WitBound::Excluded(k) => Bound::Excluded(k),
-    }
+/// Why a store call was refused, before it becomes the `store-error` of
+/// the guest's contract version.
+pub(super) enum Refused {
+    UnknownStore(String),
+    Backend(String),
 }
+
+/// The `store-error` and `bound` conversions of one contract version.
+macro_rules! state_types {
+    ($wit:ident) => {
+        impl From<Refused> for $wit::StoreError {
+            fn from(r: Refused) -> Self {
+                match r {
+                    Refused::UnknownStore(name) => Self::UnknownStore(name),
+                    Refused::Backend(reason) => Self::Backend(reason),
+                }
+            }
+        }
+
+        impl From<$wit::Bound> for Bound<Vec<u8>> {
+            fn from(b: $wit::Bound) -> Self {
+                match b {
+                    $wit::Bound::Unbounded => Bound::Unbounded,
+                    $wit::Bound::Included(k) => Bound::Included(k),
+                    $wit::Bound::Excluded(k) => Bound::Excluded(k),
+                }
+            }
+        }
+    };
+}
+state_types!(state_v0_2);
+state_types!(state_v0_3);
 
 /// The smallest key greater than every key starting with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
@@ -63,25 +89,25 @@ fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
 }
 
 impl HostState {
-    fn store_index(&self, handle: &Resource<KvStoreHandle>) -> wasmtime::Result<usize> {
+    pub(super) fn store_index(&self, handle: &Resource<KvStoreHandle>) -> wasmtime::Result<usize> {
         Ok(self.table.get(handle)?.store)
     }
 
     /// The index of store `name`, opened as a window store (`window`) or a
     /// key-value store, with the handle counted against its cap.
-    pub(super) fn open_index(&mut self, name: String, window: bool) -> Result<usize, StoreError> {
+    pub(super) fn open_index(&mut self, name: String, window: bool) -> Result<usize, Refused> {
         let Some(store) = self.task.stores.iter().position(|s| s.name() == name) else {
-            return Err(StoreError::UnknownStore(name));
+            return Err(Refused::UnknownStore(name));
         };
         // Raw writes would break a window store's key layout.
         match (self.task.stores[store].window_layout().is_some(), window) {
             (true, false) => {
-                return Err(StoreError::Backend(format!(
+                return Err(Refused::Backend(format!(
                     "store `{name}` is a window store; open it as a window-store"
                 )));
             }
             (false, true) => {
-                return Err(StoreError::Backend(format!(
+                return Err(Refused::Backend(format!(
                     "store `{name}` is a key-value store; open it as a kv-store"
                 )));
             }
@@ -89,43 +115,42 @@ impl HostState {
         }
         self.task
             .open_handle(&format!("store `{name}`"))
-            .map_err(StoreError::Backend)?;
+            .map_err(Refused::Backend)?;
         Ok(store)
     }
 
     /// Admits a write of `bytes` to store `index`: refused during `close`
     /// or over a host buffer cap.
-    pub(super) fn admit_write(&mut self, index: usize, bytes: usize) -> Result<(), StoreError> {
+    pub(super) fn admit_write(&mut self, index: usize, bytes: usize) -> Result<(), Refused> {
         if self.task.closing {
-            return Err(StoreError::Backend(CLOSE_CANNOT_WRITE.into()));
+            return Err(Refused::Backend(CLOSE_CANNOT_WRITE.into()));
         }
-        let store = &self.task.stores[index];
-        let what = format!("a write to store `{}`", store.name());
-        let logged = store.spec().logged;
+        let logged = self.task.stores[index].spec().logged;
+        let what = |task: &TaskContext| format!("a write to store `{}`", task.stores[index].name());
         self.task
-            .charge(&what, bytes, logged)
-            .map_err(StoreError::Backend)
+            .charge(what, bytes, logged)
+            .map_err(Refused::Backend)
     }
 
-    pub(super) fn backend_error(&mut self, e: crate::store::StoreError) -> StoreError {
+    pub(super) fn backend_error(&mut self, e: crate::store::StoreError) -> Refused {
         let message = e.to_string();
         self.task.store_failure.get_or_insert(e);
-        StoreError::Backend(message)
+        Refused::Backend(message)
     }
 
-    fn new_iterator(
+    pub(super) fn new_iterator(
         &mut self,
         handle: &Resource<KvStoreHandle>,
         from: Bound<Vec<u8>>,
         end: Bound<Vec<u8>>,
-    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, Refused>> {
         let store = self.store_index(handle)?;
         let what = format!(
             "an iterator over store `{}`",
             self.task.stores[store].name()
         );
         if let Err(message) = self.task.open_handle(&what) {
-            return Ok(Err(StoreError::Backend(message)));
+            return Ok(Err(Refused::Backend(message)));
         }
         let it = KvIteratorHandle {
             store,
@@ -137,14 +162,22 @@ impl HostState {
     }
 }
 
-impl HostKvStore for HostState {
+/// `kv-store` and `kv-iterator` of one contract version (`$wit`: its
+/// generated `state` module), with `$extra` methods only that version has.
+macro_rules! kv_store_impls {
+    ($wit:ident, { $($extra:tt)* }) => {
+impl $wit::Host for HostState {}
+
+impl $wit::HostKvStore for HostState {
+        $($extra)*
+
     fn open(
         &mut self,
         name: String,
-    ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, StoreError>> {
+    ) -> wasmtime::Result<Result<Resource<KvStoreHandle>, $wit::StoreError>> {
         let store = match self.open_index(name, false) {
             Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.into())),
         };
         Ok(Ok(self.table.push(KvStoreHandle { store })?))
     }
@@ -153,11 +186,11 @@ impl HostKvStore for HostState {
         &mut self,
         handle: Resource<KvStoreHandle>,
         key: Vec<u8>,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, StoreError>> {
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, $wit::StoreError>> {
         let i = self.store_index(&handle)?;
         Ok(self.task.stores[i]
             .get(&key)
-            .map_err(|e| self.backend_error(e)))
+            .map_err(|e| self.backend_error(e).into()))
     }
 
     fn put(
@@ -165,10 +198,10 @@ impl HostKvStore for HostState {
         handle: Resource<KvStoreHandle>,
         key: Vec<u8>,
         value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), StoreError>> {
+    ) -> wasmtime::Result<Result<(), $wit::StoreError>> {
         let i = self.store_index(&handle)?;
         if let Err(e) = self.admit_write(i, key.len() + value.len()) {
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
         self.task.stores[i].put(key, value);
         Ok(Ok(()))
@@ -178,10 +211,10 @@ impl HostKvStore for HostState {
         &mut self,
         handle: Resource<KvStoreHandle>,
         key: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), StoreError>> {
+    ) -> wasmtime::Result<Result<(), $wit::StoreError>> {
         let i = self.store_index(&handle)?;
         if let Err(e) = self.admit_write(i, 0) {
-            return Ok(Err(e));
+            return Ok(Err(e.into()));
         }
         self.task.stores[i].delete(key);
         Ok(Ok(()))
@@ -190,19 +223,23 @@ impl HostKvStore for HostState {
     fn range(
         &mut self,
         handle: Resource<KvStoreHandle>,
-        start: WitBound,
-        end: WitBound,
-    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
-        self.new_iterator(&handle, bound(start), bound(end))
+        start: $wit::Bound,
+        end: $wit::Bound,
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, $wit::StoreError>> {
+        Ok(self
+            .new_iterator(&handle, start.into(), end.into())?
+            .map_err(Into::into))
     }
 
     fn prefix_scan(
         &mut self,
         handle: Resource<KvStoreHandle>,
         prefix: Vec<u8>,
-    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, StoreError>> {
+    ) -> wasmtime::Result<Result<Resource<KvIteratorHandle>, $wit::StoreError>> {
         let end = prefix_end(&prefix);
-        self.new_iterator(&handle, Bound::Included(prefix), end)
+        Ok(self
+            .new_iterator(&handle, Bound::Included(prefix), end)?
+            .map_err(Into::into))
     }
 
     fn drop(&mut self, handle: Resource<KvStoreHandle>) -> wasmtime::Result<()> {
@@ -212,12 +249,12 @@ impl HostKvStore for HostState {
     }
 }
 
-impl HostKvIterator for HostState {
+impl $wit::HostKvIterator for HostState {
     fn next(
         &mut self,
         handle: Resource<KvIteratorHandle>,
         max: u32,
-    ) -> wasmtime::Result<Result<Vec<Entry>, StoreError>> {
+    ) -> wasmtime::Result<Result<Vec<$wit::Entry>, $wit::StoreError>> {
         let it = self.table.get(&handle)?;
         if it.done {
             return Ok(Ok(Vec::new()));
@@ -231,7 +268,7 @@ impl HostKvIterator for HostState {
         );
         let page = match page {
             Ok(page) => page,
-            Err(e) => return Ok(Err(self.backend_error(e))),
+            Err(e) => return Ok(Err(self.backend_error(e).into())),
         };
         let it = self.table.get_mut(&handle)?;
         match page.last() {
@@ -240,7 +277,7 @@ impl HostKvIterator for HostState {
         }
         Ok(Ok(page
             .into_iter()
-            .map(|(key, value)| Entry { key, value })
+            .map(|(key, value)| $wit::Entry { key, value })
             .collect()))
     }
 
@@ -250,6 +287,30 @@ impl HostKvIterator for HostState {
         Ok(())
     }
 }
+    };
+}
+
+kv_store_impls!(state_v0_2, {});
+kv_store_impls!(state_v0_3, {
+    fn write_all(
+        &mut self,
+        handle: Resource<KvStoreHandle>,
+        writes: Vec<state_v0_3::KvWrite>,
+    ) -> wasmtime::Result<Result<(), state_v0_3::StoreError>> {
+        let i = self.store_index(&handle)?;
+        for write in writes {
+            let bytes = write.key.len() + write.value.as_ref().map_or(0, Vec::len);
+            if let Err(e) = self.admit_write(i, bytes) {
+                return Ok(Err(e.into()));
+            }
+            match write.value {
+                Some(value) => self.task.stores[i].put(write.key, value),
+                None => self.task.stores[i].delete(write.key),
+            }
+        }
+        Ok(Ok(()))
+    }
+});
 
 #[cfg(test)]
 mod tests {

@@ -532,6 +532,9 @@ impl TaskManager {
     /// Commits every task that has something to commit.
     pub fn commit_all(&mut self, consumer: &dyn SourceConsumer) -> Result<(), TaskError> {
         self.last_commit = Instant::now();
+        for task in self.tasks.values_mut().filter(|t| t.needs_commit()) {
+            task.flush(self.collector.as_mut())?;
+        }
         let committing: Vec<TaskId> = self
             .tasks
             .values()

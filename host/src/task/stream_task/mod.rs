@@ -344,7 +344,7 @@ impl StreamTask {
     fn process_batch(
         &mut self,
         topic: &str,
-        records: Vec<IncomingRecord>,
+        mut records: Vec<IncomingRecord>,
         collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
         let Some(last) = records.last() else {
@@ -358,7 +358,7 @@ impl StreamTask {
         ctx.stream_time = ctx.stream_time.max(newest);
         if self.setup.errors.skip_failing_records {
             self.process_skipping_failures(topic, &records, collector)?;
-        } else if let Err(e) = self.instance.process(&records) {
+        } else if let Err(e) = self.instance.process_taking(&mut records) {
             let at = failure_site(topic, self.id.partition, &records, &e);
             return Err(self.guest_error(at, e));
         }
@@ -399,6 +399,19 @@ impl StreamTask {
             self.forward_outputs(collector)?;
         }
         Ok(())
+    }
+
+    /// The processor's `flush`, before a commit: what it held back (a
+    /// record cache) goes out now, inside the commit.
+    pub fn flush(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
+        if self.state != TaskState::Running {
+            return Ok(());
+        }
+        let _span = self.span.clone().entered();
+        self.instance
+            .flush()
+            .map_err(|e| self.guest_error("in flush", e))?;
+        self.forward_outputs(collector)
     }
 
     fn forward_outputs(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
