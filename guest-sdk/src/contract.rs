@@ -68,39 +68,13 @@ mod imp {
         store.write_all(&writes)
     }
 
-    /// The `handler` export over the processor in `$slot`.
+    /// The 0.3.0 `flush` export, inside [`__export_glue!`].
     #[doc(hidden)]
     #[macro_export]
-    macro_rules! __export_glue {
-        ($slot:ident, $processor:ty) => {
-            #[doc(hidden)]
-            struct __WeirExports;
-
-            impl $crate::__private::handler::Guest for __WeirExports {
-                fn describe() -> $crate::__private::types::Topology {
-                    $crate::runtime::describe::<$processor>()
-                }
-                fn init(task: $crate::__private::types::TaskInfo) -> $crate::runtime::CallResult {
-                    $crate::runtime::init(&$slot, task)
-                }
-                fn process(
-                    batch: $crate::__private::contract::Batch,
-                ) -> $crate::runtime::CallResult {
-                    $crate::runtime::process(&$slot, batch)
-                }
-                fn punctuate(
-                    schedule: u32,
-                    kind: $crate::__private::types::PunctuationType,
-                    timestamp: i64,
-                ) -> $crate::runtime::CallResult {
-                    $crate::runtime::punctuate(&$slot, schedule, kind, timestamp)
-                }
-                fn flush() -> $crate::runtime::CallResult {
-                    $crate::runtime::flush(&$slot)
-                }
-                fn close() {
-                    $crate::runtime::close(&$slot)
-                }
+    macro_rules! __export_flush {
+        ($slot:ident) => {
+            fn flush() -> $crate::runtime::CallResult {
+                $crate::runtime::flush(&$slot)
             }
         };
     }
@@ -163,37 +137,44 @@ mod imp {
         Ok(())
     }
 
-    /// The `handler` export over the processor in `$slot`.
+    /// 0.2.0 has no `flush` export.
     #[doc(hidden)]
     #[macro_export]
-    macro_rules! __export_glue {
-        ($slot:ident, $processor:ty) => {
-            #[doc(hidden)]
-            struct __WeirExports;
-
-            impl $crate::__private::handler::Guest for __WeirExports {
-                fn describe() -> $crate::__private::types::Topology {
-                    $crate::runtime::describe::<$processor>()
-                }
-                fn init(task: $crate::__private::types::TaskInfo) -> $crate::runtime::CallResult {
-                    $crate::runtime::init(&$slot, task)
-                }
-                fn process(
-                    batch: $crate::__private::contract::Batch,
-                ) -> $crate::runtime::CallResult {
-                    $crate::runtime::process(&$slot, batch)
-                }
-                fn punctuate(
-                    schedule: u32,
-                    kind: $crate::__private::types::PunctuationType,
-                    timestamp: i64,
-                ) -> $crate::runtime::CallResult {
-                    $crate::runtime::punctuate(&$slot, schedule, kind, timestamp)
-                }
-                fn close() {
-                    $crate::runtime::close(&$slot)
-                }
-            }
-        };
+    macro_rules! __export_flush {
+        ($slot:ident) => {};
     }
+}
+
+/// The `handler` export over the processor in `$slot`, for the contract
+/// the SDK was built against (only `flush` differs).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_glue {
+    ($slot:ident, $processor:ty) => {
+        #[doc(hidden)]
+        struct __WeirExports;
+
+        impl $crate::__private::handler::Guest for __WeirExports {
+            fn describe() -> $crate::__private::types::Topology {
+                $crate::runtime::describe::<$processor>()
+            }
+            fn init(task: $crate::__private::types::TaskInfo) -> $crate::runtime::CallResult {
+                $crate::runtime::init(&$slot, task)
+            }
+            fn process(batch: $crate::__private::contract::Batch) -> $crate::runtime::CallResult {
+                $crate::runtime::process(&$slot, batch)
+            }
+            fn punctuate(
+                schedule: u32,
+                kind: $crate::__private::types::PunctuationType,
+                timestamp: i64,
+            ) -> $crate::runtime::CallResult {
+                $crate::runtime::punctuate(&$slot, schedule, kind, timestamp)
+            }
+            $crate::__export_flush!($slot);
+            fn close() {
+                $crate::runtime::close(&$slot)
+            }
+        }
+    };
 }

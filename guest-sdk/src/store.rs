@@ -114,10 +114,12 @@ impl HostStore {
 
     /// Sends this call's writes to the host and forgets what it read.
     fn flush(&self) -> Result<(), StoreError> {
-        let cached = std::mem::take(&mut *self.cache.borrow_mut());
         self.buffered.set(0);
-        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = cached
-            .into_iter()
+        // Drained, not replaced: the map keeps its capacity for the next call.
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .cache
+            .borrow_mut()
+            .drain()
             .filter(|(_, c)| c.dirty)
             .map(|(key, c)| (key, c.value))
             .collect();

@@ -143,6 +143,20 @@ pub struct StoreSpec {
 }
 
 impl StoreSpec {
+    /// A logged key-value store `name` of bytes (no declared formats), on
+    /// disk when `persistent`.
+    pub fn key_value(name: &str, persistent: bool) -> Self {
+        StoreSpec {
+            name: name.to_string(),
+            kind: StoreKind::KeyValue,
+            logged: true,
+            persistent,
+            key_format: DataFormat::default(),
+            value_format: DataFormat::default(),
+            window: None,
+        }
+    }
+
     /// What is wrong with this store's window declaration, if anything.
     fn window_problem(&self) -> Option<String> {
         match (self.kind, &self.window) {
@@ -356,15 +370,7 @@ mod tests {
                 name: "out".into(),
                 topic: "out-topic".into(),
             }],
-            stores: vec![StoreSpec {
-                name: "counts".into(),
-                kind: StoreKind::KeyValue,
-                logged: true,
-                persistent: true,
-                key_format: Default::default(),
-                value_format: Default::default(),
-                window: None,
-            }],
+            stores: vec![StoreSpec::key_value("counts", true)],
             repartitions: vec!["words".into()],
         }
     }

@@ -117,15 +117,7 @@ mod tests {
                 name: "counts".into(),
                 topic: "counts".into(),
             }],
-            stores: vec![StoreSpec {
-                name: "counts".into(),
-                kind: StoreKind::KeyValue,
-                logged: true,
-                persistent: true,
-                key_format: Default::default(),
-                value_format: Default::default(),
-                window: None,
-            }],
+            stores: vec![StoreSpec::key_value("counts", true)],
             repartitions: vec!["words".into()],
         }
     }

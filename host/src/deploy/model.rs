@@ -96,7 +96,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{StoreKind, StoreSpec};
+    use crate::topology::StoreSpec;
 
     fn version(n: u32) -> VersionRecord {
         VersionRecord {
@@ -109,15 +109,7 @@ mod tests {
                 name: "word-count".into(),
                 sources: vec!["text-lines".into()],
                 sinks: vec![],
-                stores: vec![StoreSpec {
-                    name: "counts".into(),
-                    kind: StoreKind::KeyValue,
-                    logged: true,
-                    persistent: true,
-                    key_format: Default::default(),
-                    value_format: Default::default(),
-                    window: None,
-                }],
+                stores: vec![StoreSpec::key_value("counts", true)],
                 repartitions: vec!["words".into()],
             },
         }

@@ -221,22 +221,14 @@ pub(crate) fn leader_assignment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{StoreKind, StoreSpec};
+    use crate::topology::StoreSpec;
 
     fn plan(partitions: usize) -> PlanView {
         let topology = Topology {
             name: "wc".into(),
             sources: vec!["lines".into()],
             sinks: vec![],
-            stores: vec![StoreSpec {
-                name: "counts".into(),
-                kind: StoreKind::KeyValue,
-                logged: true,
-                persistent: true,
-                key_format: Default::default(),
-                value_format: Default::default(),
-                window: None,
-            }],
+            stores: vec![StoreSpec::key_value("counts", true)],
             repartitions: vec![],
         };
         let plan = TopicPlan {

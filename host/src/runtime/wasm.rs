@@ -286,14 +286,7 @@ impl Body for WasmBody {
     }
 
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError> {
-        let outputs = self.call(component, "process", |e, s| match e {
-            Exports::V0_2(p) => p.weir_streams_handler().call_process(s, batch).map(none),
-            Exports::V0_3(p) => {
-                let batch = copied_batch(batch);
-                p.weir_streams_handler().call_process(s, &batch)
-            }
-        })?;
-        self.deliver(component, "process", outputs)
+        self.process_shaped(component, batch, None)
     }
 
     fn process_taking(
@@ -301,15 +294,11 @@ impl Body for WasmBody {
         component: &str,
         batch: &mut [IncomingRecord],
     ) -> Result<(), GuestError> {
-        if matches!(self.exports, Exports::V0_2(_)) {
-            return self.process(component, batch);
-        }
-        let batch = taken_batch(batch);
-        let outputs = self.call(component, "process", |e, s| match e {
-            Exports::V0_3(p) => p.weir_streams_handler().call_process(s, &batch),
-            Exports::V0_2(_) => unreachable!("a 0.2.0 instance took the copying path"),
-        })?;
-        self.deliver(component, "process", outputs)
+        let shaped = match self.exports {
+            Exports::V0_3(_) => Some(taken_batch(batch)),
+            Exports::V0_2(_) => None,
+        };
+        self.process_shaped(component, batch, shaped)
     }
 
     fn punctuate(
@@ -398,6 +387,24 @@ fn taken_batch(batch: &mut [IncomingRecord]) -> InputBatch {
 }
 
 impl WasmBody {
+    /// `process` of `batch`; a 0.3.0 instance gets `shaped` (the batch in
+    /// its shape, payloads already taken) or else a copy.
+    fn process_shaped(
+        &mut self,
+        component: &str,
+        batch: &[IncomingRecord],
+        shaped: Option<InputBatch>,
+    ) -> Result<(), GuestError> {
+        let outputs = self.call(component, "process", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_process(s, batch).map(none),
+            Exports::V0_3(p) => {
+                let shaped = shaped.unwrap_or_else(|| copied_batch(batch));
+                p.weir_streams_handler().call_process(s, &shaped)
+            }
+        })?;
+        self.deliver(component, "process", outputs)
+    }
+
     /// Buffers the outputs a 0.3.0 call returned, as 0.2.0's `forward`
     /// would have one by one: an output to no declared sink, or over a
     /// cap, fails the call.

@@ -360,15 +360,7 @@ mod tests {
     use crate::topology::StoreKind;
 
     fn store() -> StateStore {
-        let spec = StoreSpec {
-            name: "s".into(),
-            kind: StoreKind::KeyValue,
-            logged: true,
-            persistent: false,
-            key_format: Default::default(),
-            value_format: Default::default(),
-            window: None,
-        };
+        let spec = StoreSpec::key_value("s", false);
         StateStore::new(
             spec,
             TaskId::for_partition(0),

@@ -16,7 +16,7 @@ use crate::runtime::bindings::{IncomingRecord, OutgoingRecord};
 use crate::runtime::{LoadedComponent, NativeProcessor, SystemClock, TaskContext};
 use crate::task::{ProcessingErrors, TaskRegistry, TaskSetup};
 use crate::topics::TopicPlan;
-use crate::topology::{SinkSpec, StoreKind, StoreSpec, Topology};
+use crate::topology::{SinkSpec, StoreSpec, Topology};
 
 pub(crate) const CHANGELOG: &str = "app-counts-changelog";
 
@@ -87,15 +87,7 @@ fn counting(prefix: &'static str, strict: bool) -> Arc<LoadedComponent> {
             name: "out".into(),
             topic: "out".into(),
         }],
-        stores: vec![StoreSpec {
-            name: "counts".into(),
-            kind: StoreKind::KeyValue,
-            logged: true,
-            persistent: false,
-            key_format: Default::default(),
-            value_format: Default::default(),
-            window: None,
-        }],
+        stores: vec![StoreSpec::key_value("counts", false)],
         repartitions: Vec::new(),
     };
     LoadedComponent::native(
