@@ -56,6 +56,11 @@ mod imp {
         wit_context::stream_time().unwrap_or(-1)
     }
 
+    /// The task's record-cache budget now.
+    pub(crate) fn record_cache_bytes() -> usize {
+        usize::try_from(wit_context::record_cache_bytes()).unwrap_or(usize::MAX)
+    }
+
     /// Puts (`Some`) and deletes (`None`), in one call.
     pub(crate) fn write_all(
         store: &state::KvStore,
@@ -121,6 +126,11 @@ mod imp {
 
     pub(crate) fn stream_time() -> i64 {
         wit_context::stream_time()
+    }
+
+    /// No `flush` before a commit, so nothing may be held back.
+    pub(crate) fn record_cache_bytes() -> usize {
+        0
     }
 
     /// Puts (`Some`) and deletes (`None`), one call each.

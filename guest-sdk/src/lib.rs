@@ -122,7 +122,9 @@
 //! - [`Aggregation`]: re-key through a declared repartition
 //!   ([`Aggregation::group_by`]) and fold on the task that owns the new key
 //!   ([`Aggregation::aggregate`], [`Aggregation::count`],
-//!   [`Aggregation::reduce`]).
+//!   [`Aggregation::reduce`]); with [`Aggregation::emit_to`] it forwards
+//!   the aggregates itself through a record cache, the latest per key per
+//!   commit (the host's `statestore.cache.max.bytes`).
 //!
 //! `examples/order-enrichment` uses all of them: orders joined with a
 //! customers table, unmatched orders to a second sink, totals per customer
@@ -153,6 +155,7 @@
 mod aggregate;
 #[allow(missing_docs)] // generated from the WIT, whose comments it carries
 pub mod bindings;
+mod cache;
 mod codec;
 mod context;
 #[doc(hidden)]

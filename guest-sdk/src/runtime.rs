@@ -123,9 +123,11 @@ pub fn describe<P: Processor>() -> wit::Topology {
 /// What every handler call but `describe` and `close` returns.
 pub type CallResult = Result<contract::Outputs, wit::ProcessingError>;
 
-/// What a call hands back: its outputs once the stores' buffered writes
-/// are written (a refused write fails the call).
-fn finish(ctx: Context) -> CallResult {
+/// What a call hands back: its outputs once the record caches have let go
+/// of what they no longer keep (everything, before a `commit`) and the
+/// stores' buffered writes are written (a refused write fails the call).
+fn finish(mut ctx: Context, commit: bool) -> CallResult {
+    crate::cache::write_out_all(commit, &mut ctx.outputs).map_err(|e| error(e, None))?;
     crate::store::flush_all().map_err(|e| error(e.into(), None))?;
     contract::hand_over(ctx.outputs).map_err(|e| error(e, None))
 }
@@ -137,7 +139,7 @@ pub fn init<P: Processor>(slot: &Slot<P>, task: wit::TaskInfo) -> CallResult {
     let mut ctx = Context::new(None);
     let processor = P::init(&task, &mut ctx).map_err(|e| error(e, None))?;
     *slot.0.borrow_mut() = Some(processor);
-    finish(ctx)
+    finish(ctx, false)
 }
 
 pub fn process<P: Processor>(slot: &Slot<P>, batch: contract::Batch) -> CallResult {
@@ -153,7 +155,7 @@ pub fn process<P: Processor>(slot: &Slot<P>, batch: contract::Batch) -> CallResu
             .map_err(|e| error(e, Some(i as u32)))?;
     }
     CURRENT.store(-1, Ordering::Relaxed);
-    finish(ctx)
+    finish(ctx, false)
 }
 
 pub fn punctuate<P: Processor>(
@@ -168,7 +170,7 @@ pub fn punctuate<P: Processor>(
     processor
         .punctuate(ScheduleId(schedule), kind, timestamp, &mut ctx)
         .map_err(|e| error(e, None))?;
-    finish(ctx)
+    finish(ctx, false)
 }
 
 pub fn flush<P: Processor>(slot: &Slot<P>) -> CallResult {
@@ -176,7 +178,7 @@ pub fn flush<P: Processor>(slot: &Slot<P>) -> CallResult {
     let processor = guard.as_mut().ok_or_else(uninitialised)?;
     let mut ctx = Context::new(None);
     processor.flush(&mut ctx).map_err(|e| error(e, None))?;
-    finish(ctx)
+    finish(ctx, true)
 }
 
 pub fn close<P: Processor>(slot: &Slot<P>) {

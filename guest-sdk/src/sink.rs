@@ -43,6 +43,11 @@ impl<K: Codec, V: Codec> Sink<K, V> {
         &self.name
     }
 
+    /// Its index among the declared outputs.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Sends `key -> value` (headers and timestamp: the input record's).
     pub fn send(&self, ctx: &mut Context, key: &K, value: &V) -> Result<(), Error> {
         ctx.forward_to(self.index, Output::new().key(key).value(value));

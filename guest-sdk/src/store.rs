@@ -241,12 +241,18 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
+        self.put_encoded(key.encode(), value.encode())
+    }
+
+    /// Sets `key` to `value`, both already encoded (a record cache writing
+    /// out what it held).
+    pub(crate) fn put_encoded(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
         self.refuse_in_close()?;
         match &self.raw {
-            Raw::Host(s) => s.write(key.encode(), Some(value.encode())),
+            Raw::Host(s) => s.write(key, Some(value)),
             #[cfg(test)]
             Raw::Memory(m) => {
-                m.borrow_mut().insert(key.encode(), value.encode());
+                m.borrow_mut().insert(key, value);
                 Ok(())
             }
         }
@@ -337,7 +343,7 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
         Ok(())
     }
 
-    fn decode<T: Codec>(&self, bytes: &[u8]) -> Result<T, StoreError> {
+    pub(crate) fn decode<T: Codec>(&self, bytes: &[u8]) -> Result<T, StoreError> {
         T::decode(bytes).map_err(|error| StoreError::Codec {
             store: self.name.clone(),
             error,

@@ -10,14 +10,17 @@ use order_enrichment::{Customer, Enriched, Order};
 use weir::testing::{DriverOptions, Json, TestDriver, TestRecord, build_component};
 
 fn driver() -> TestDriver {
+    driver_with(DriverOptions {
+        partitions: 2,
+        ..Default::default()
+    })
+}
+
+fn driver_with(options: DriverOptions) -> TestDriver {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
     let path = PATH.get_or_init(|| {
         build_component(env!("CARGO_MANIFEST_DIR").as_ref()).expect("building order-enrichment")
     });
-    let options = DriverOptions {
-        partitions: 2,
-        ..Default::default()
-    };
     TestDriver::new(path, options).expect("loading order-enrichment")
 }
 
@@ -172,4 +175,60 @@ fn a_typed_read_of_the_wrong_type_names_what_did_not_decode() {
     driver.pipe("orders", order("c1", "o1", 10, 1)).unwrap();
     let error = driver.read_kv::<String, u64>("unmatched").unwrap_err();
     assert!(error.to_string().contains("output value"), "{error}");
+}
+
+/// Orders of one pipe, each a record of its own.
+fn orders(of: &[(&str, u64)]) -> Vec<TestRecord> {
+    of.iter()
+        .enumerate()
+        .map(|(i, (customer, amount))| order(customer, &format!("o{i}"), *amount, 10 + i as i64))
+        .collect()
+}
+
+/// Totals reach `totals` through a record cache: one update per tier per
+/// commit (the driver commits once per pipe), the latest; with
+/// `statestore.cache.max.bytes` 0, every update.
+#[test]
+fn the_record_cache_sends_the_latest_total_per_tier_per_commit() {
+    let totals_sent = |cache_bytes: usize| {
+        let mut driver = driver_with(DriverOptions {
+            partitions: 1,
+            statestore_cache_max_bytes: cache_bytes,
+            ..Default::default()
+        });
+        driver
+            .pipe("customers", customer("c1", "A", "gold", 1))
+            .unwrap();
+        driver
+            .pipe("customers", customer("c2", "B", "silver", 2))
+            .unwrap();
+        let batch = orders(&[("c1", 10), ("c2", 3), ("c1", 5), ("c1", 1)]);
+        driver.pipe_all("orders", batch).unwrap();
+        let sent: Vec<(String, String, Option<i64>)> = driver
+            .read_output("totals")
+            .iter()
+            .map(|o| {
+                let text = |s: Option<&str>| s.unwrap().to_string();
+                (text(o.key_str()), text(o.value_str()), o.timestamp)
+            })
+            .collect();
+        let stored = driver.store_kv::<String, u64>(0, "tier-totals").unwrap();
+        assert_eq!(stored, vec![("gold".into(), 16), ("silver".into(), 3)]);
+        sent
+    };
+    let row = |tier: &str, total: &str, at: i64| (tier.to_string(), total.to_string(), Some(at));
+    // The latest per tier, with the timestamp of the order that made it.
+    let mut cached = totals_sent(10 << 20);
+    cached.sort();
+    assert_eq!(cached, vec![row("gold", "16", 13), row("silver", "3", 11)]);
+    // No cache: every update, in order.
+    assert_eq!(
+        totals_sent(0),
+        vec![
+            row("gold", "10", 10),
+            row("silver", "3", 11),
+            row("gold", "15", 12),
+            row("gold", "16", 13),
+        ]
+    );
 }

@@ -106,7 +106,8 @@ pub struct Config {
     /// (`None`: -1, never waits).
     pub max_task_idle: Option<Duration>,
     /// `statestore.cache.max.bytes`: uncommitted store writes buffered per
-    /// stream thread before a commit is forced.
+    /// stream thread before a commit is forced; also divided among the
+    /// thread's tasks for their processors' record caches.
     pub statestore_cache_max_bytes: usize,
     /// `state.cleanup.delay.ms`: unowned task directories older than this are
     /// deleted.
@@ -172,7 +173,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("replication.factor", "-1", "replication of topics the host creates"),
     ("max.poll.records", "1000", "records per poll loop"),
     ("max.task.idle.ms", "0", "wait for an empty input of a task before processing the others by timestamp (-1: never)"),
-    ("statestore.cache.max.bytes", "10485760", "uncommitted store writes before a forced commit"),
+    ("statestore.cache.max.bytes", "10485760", "per stream thread: uncommitted store writes before a forced commit; shared among the thread's tasks for their processors' record caches"),
     ("state.cleanup.delay.ms", "600000", "age before unowned task directories are deleted"),
     ("shutdown.timeout.ms", "30000", "grace period of the ordered shutdown"),
     ("rocksdb.block.cache.bytes", "67108864", "block cache shared by all stores"),

@@ -7,6 +7,7 @@
 //! Knows nothing of Kafka: outputs are collected here and sent by the task.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use crate::runtime::bindings::{OutgoingRecord, PunctuationType};
 use crate::store::{StateStore, StoreError};
@@ -75,6 +76,10 @@ pub struct TaskContext {
     /// Set for the `close` call: the task is past its last commit, so
     /// writes, outputs and schedules are refused (see the WIT's `close`).
     pub closing: bool,
+    /// The guest's record-cache budget: this task's share of
+    /// `statestore.cache.max.bytes`, kept current by the task manager
+    /// (0 until it says otherwise: nothing held back).
+    pub record_cache: Arc<AtomicUsize>,
 }
 
 /// Caps on what a guest can make the host hold, so it cannot make the host
@@ -129,6 +134,7 @@ impl TaskContext {
             open_handles: 0,
             dropped_records: 0,
             closing: false,
+            record_cache: Arc::default(),
         }
     }
 

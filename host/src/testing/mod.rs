@@ -117,7 +117,7 @@ impl TestDriver {
         let log = MemoryLog::default();
         let plan = plan(component.topology(), &options.application_id, partitions);
         let setup = TaskManagerSetup {
-            config: config(&options.application_id)?,
+            config: config(&options)?,
             thread: 0,
             tasks: TaskSetup {
                 application_id: options.application_id.clone(),
@@ -131,6 +131,7 @@ impl TestDriver {
                 queries: Arc::default(),
                 errors: options.processing_errors.clone(),
                 max_task_idle: options.max_task_idle,
+                record_cache: Default::default(),
             },
             lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),
         };
@@ -588,14 +589,18 @@ fn read(path: &Path) -> Result<(String, Vec<u8>), DriverError> {
 
 /// The settings the driver's task manager reads: at-least-once, and
 /// nothing that reaches a broker.
-fn config(application_id: &str) -> Result<Arc<Config>, DriverError> {
+fn config(options: &DriverOptions) -> Result<Arc<Config>, DriverError> {
     let raw = [
-        ("application.id", application_id),
-        ("bootstrap.servers", "offline:9092"),
-        ("processing.guarantee", "at_least_once"),
+        ("application.id", options.application_id.clone()),
+        ("bootstrap.servers", "offline:9092".into()),
+        ("processing.guarantee", "at_least_once".into()),
+        (
+            "statestore.cache.max.bytes",
+            options.statestore_cache_max_bytes.to_string(),
+        ),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
     let config = Config::from_map(raw, None).map_err(|e| DriverError::Runtime(e.to_string()))?;
     Ok(Arc::new(config))

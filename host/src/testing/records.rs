@@ -91,6 +91,10 @@ pub struct DriverOptions {
     /// task with several inputs wait for an empty one, on the driver's
     /// wall clock (`advance_wall_clock`).
     pub max_task_idle: Option<std::time::Duration>,
+    /// `statestore.cache.max.bytes` (default 10 MiB, as `weir run`): what
+    /// a processor's record cache may hold back until the commit that ends
+    /// each `pipe`; 0 forwards every update.
+    pub statestore_cache_max_bytes: usize,
 }
 
 impl Default for DriverOptions {
@@ -102,6 +106,7 @@ impl Default for DriverOptions {
             limits: WasmLimits::default(),
             processing_errors: Default::default(),
             max_task_idle: Some(std::time::Duration::ZERO),
+            statestore_cache_max_bytes: 10 << 20,
         }
     }
 }

@@ -58,4 +58,11 @@ context_impl!(context_v0_3, {
         let time = self.task.stream_time;
         Ok((time >= 0).then_some(time))
     }
+
+    fn record_cache_bytes(&mut self) -> wasmtime::Result<u64> {
+        Ok(self
+            .task
+            .record_cache
+            .load(std::sync::atomic::Ordering::Relaxed) as u64)
+    }
 });

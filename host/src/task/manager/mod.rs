@@ -125,7 +125,11 @@ impl TaskManager {
             restore_published: Instant::now(),
             config: setup.config,
             thread: setup.thread,
-            setup: setup.tasks,
+            setup: TaskSetup {
+                // This thread's tasks share this thread's budget.
+                record_cache: Arc::default(),
+                ..setup.tasks
+            },
             lifecycle: setup.lifecycle,
             tasks: BTreeMap::new(),
             collector,
@@ -173,8 +177,15 @@ impl TaskManager {
     }
 
     /// Publishes task states to metrics, the registry, interactive queries
-    /// and the lifecycle.
+    /// and the lifecycle, and gives each task its share of the record cache.
     pub(crate) fn report_status(&self) {
+        // At most a quarter of the call cap: a `flush` writes and forwards
+        // all a task's caches hold in one call.
+        let share = (self.config.statestore_cache_max_bytes / self.tasks.len().max(1))
+            .min(self.config.wasm_max_call_bytes / 4);
+        self.setup
+            .record_cache
+            .store(share, std::sync::atomic::Ordering::Relaxed);
         let restoring = self
             .tasks
             .values()

@@ -46,6 +46,10 @@ pub struct TaskSetup {
     pub errors: ProcessingErrors,
     /// `max.task.idle.ms` (`None`: -1).
     pub max_task_idle: Option<std::time::Duration>,
+    /// Each task's share of the thread's `statestore.cache.max.bytes` for
+    /// its processor's record cache; the thread's task manager keeps it
+    /// current (so a manager needs its own, not a clone of another's).
+    pub record_cache: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// `processing.exception.handler` and the dead-letter queue.
@@ -164,7 +168,7 @@ fn instantiate(
     stores: Vec<StateStore>,
     at: &str,
 ) -> Result<ProcessorInstance, TaskError> {
-    let ctx = TaskContext::new(
+    let mut ctx = TaskContext::new(
         id,
         &setup.application_id,
         &setup.component.label(),
@@ -172,6 +176,7 @@ fn instantiate(
         stores,
         setup.clock.clone(),
     );
+    ctx.record_cache = setup.record_cache.clone();
     ProcessorInstance::new(&setup.component, ctx).map_err(|source| TaskError::Guest {
         task: id,
         at: at.into(),
