@@ -22,6 +22,8 @@ pub struct Case {
     /// Needs a real host process (restart, state directory).
     pub live_only: bool,
     pub run: fn(&mut dyn Target, &Env) -> Result<(), String>,
+    /// The host's `max.task.idle.ms` for this case.
+    pub max_task_idle_ms: u64,
 }
 
 pub const CASES: &[Case] = &[
@@ -29,113 +31,144 @@ pub const CASES: &[Case] = &[
         name: "per-partition-order",
         live_only: false,
         run: order,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "read-your-writes",
         live_only: false,
         run: read_your_writes,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "task-isolation",
         live_only: false,
         run: isolation,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "range-and-prefix-scans",
         live_only: false,
         run: scans,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "sinks-headers-timestamps",
         live_only: false,
         run: sinks,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "stream-time-punctuation",
         live_only: false,
         run: stream_punctuation,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "wall-clock-punctuation",
         live_only: false,
         run: wall_punctuation,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "trap-fails-only-its-task",
         live_only: false,
         run: trap,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "memory-limit",
         live_only: false,
         run: memory,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "cpu-deadline",
         live_only: false,
         run: cpu,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "no-files-sockets-or-env",
         live_only: false,
         run: sandbox,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "no-ambient-clock-or-randomness",
         live_only: false,
         run: ambient,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "caps-on-handles",
         live_only: false,
         run: handle_cap,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "caps-on-schedules",
         live_only: false,
         run: schedule_cap,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "window-fetch-bounds",
         live_only: false,
         run: window_bounds,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "window-late-records-dropped",
         live_only: false,
         run: window_late,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "window-retention",
         live_only: false,
         run: window_retention,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "close-cannot-write",
         live_only: false,
         run: close_cannot_write,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "state-survives-restart",
         live_only: false,
         run: restart,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "stream-time-survives-restart",
         live_only: false,
         run: stream_time_restart,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "state-restored-from-changelog",
         live_only: false,
         run: wiped,
+        max_task_idle_ms: 0,
     },
     Case {
         name: "redeploy-keeps-state",
         live_only: false,
         run: redeploy,
+        max_task_idle_ms: 0,
+    },
+    Case {
+        name: "inputs-in-timestamp-order",
+        live_only: false,
+        run: timestamp_order,
+        max_task_idle_ms: IDLE.as_millis() as u64,
     },
 ];
+
+/// `max.task.idle.ms` of `inputs-in-timestamp-order`.
+const IDLE: Duration = Duration::from_secs(3);
 
 /// Results by key, in arrival order, once `total` results exist.
 fn results(t: &mut dyn Target, total: usize) -> Result<BTreeMap<String, Vec<String>>, String> {
@@ -584,4 +617,43 @@ fn redeploy(t: &mut dyn Target, env: &Env) -> Result<(), String> {
         &answer(&r, "get")?,
         "value:kept",
     )
+}
+
+/// A task's two co-partitioned inputs are processed in timestamp order,
+/// and while one has nothing fetched the other waits for it up to
+/// `max.task.idle.ms` (Kafka Streams' semantics). After a record on each
+/// input (so a live host is fetching both), l1 and l3 wait for `side`; r2
+/// goes between them; l3 then waits out the idle time. (Weir's wait is
+/// not lag-aware: an input with nothing fetched is waited for even if the
+/// broker has nothing for it either.)
+fn timestamp_order(t: &mut dyn Target, _: &Env) -> Result<(), String> {
+    t.send(&[Cmd::new("ts", "seq w0").at(100)])?;
+    t.send(&[Cmd::new("ts", "seq w1").at(200).to_side()])?;
+    // w1 waits for `commands`, empty once w0 is processed.
+    t.advance_wall_clock(IDLE)?;
+    results(t, 2)?;
+    t.send(&[
+        Cmd::new("ts", "seq l1").at(1_000),
+        Cmd::new("ts", "seq l3").at(3_000),
+    ])?;
+    t.advance_wall_clock(IDLE / 2)?;
+    let early: Vec<String> = t
+        .outputs("results", 0, Duration::ZERO)?
+        .into_iter()
+        .map(|o| o.value)
+        .skip(2)
+        .collect();
+    if !early.is_empty() {
+        return Err(format!(
+            "processed {early:?} without waiting for the empty input `side` \
+             (max.task.idle.ms = {} ms)",
+            IDLE.as_millis()
+        ));
+    }
+    t.send(&[Cmd::new("ts", "seq r2").at(2_000).to_side()])?;
+    t.advance_wall_clock(IDLE)?;
+    let r = results(t, 5)?;
+    let got = r.get("ts").cloned().unwrap_or_default();
+    let wanted = "seq w0, seq w1, seq l1, seq r2, seq l3";
+    expect("order across the inputs", &got.join(", "), wanted)
 }

@@ -14,7 +14,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::target::{Cmd, Out, Target};
+use crate::target::{Cmd, Out, Setup, Target};
 
 const TOKEN: &str = "conformance-token";
 const PARTITIONS: i32 = 2;
@@ -51,12 +51,12 @@ impl Live {
         weir: &Path,
         bootstrap: &str,
         component: &Path,
-        max_call: Duration,
+        setup: &Setup,
     ) -> Result<Self, String> {
         let id = unique("conformance");
         let dir = std::env::temp_dir().join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let topics: Vec<(String, String)> = ["commands", "results", "sink-a", "sink-b"]
+        let topics: Vec<(String, String)> = ["commands", "side", "results", "sink-a", "sink-b"]
             .iter()
             .map(|t| (t.to_string(), format!("{id}-{t}")))
             .collect();
@@ -81,9 +81,11 @@ impl Live {
         }
         let mut config = format!(
             "application.id = \"{id}\"\nbootstrap.servers = \"{bootstrap}\"\nstate.dir = \"{}\"\n\
-             commit.interval.ms = 100\nwasm.max.call.ms = {}\nadmin.listen = \"127.0.0.1:0\"\nadmin.token = \"{TOKEN}\"\n[topics]\n",
+             commit.interval.ms = 100\nwasm.max.call.ms = {}\nmax.task.idle.ms = {}\n\
+             admin.listen = \"127.0.0.1:0\"\nadmin.token = \"{TOKEN}\"\n[topics]\n",
             dir.join("state").display(),
-            max_call.as_millis()
+            setup.max_call.as_millis(),
+            setup.max_task_idle.as_millis()
         );
         for (declared, actual) in &topics {
             config.push_str(&format!("\"{declared}\" = \"{actual}\"\n"));
@@ -218,8 +220,8 @@ impl Drop for Live {
 
 impl Target for Live {
     fn send(&mut self, cmds: &[Cmd]) -> Result<(), String> {
-        let topic = self.topic("commands");
         for c in cmds {
+            let topic = self.topic(c.source);
             let mut headers = OwnedHeaders::new();
             for (k, v) in &c.headers {
                 headers = headers.insert(Header {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use cases::{CASES, Env};
-use target::{NOT_APPLICABLE, Target};
+use target::{NOT_APPLICABLE, Setup, Target};
 
 /// Calls into the probe may take this long; the CPU-deadline case waits it.
 const MAX_CALL: Duration = Duration::from_secs(1);
@@ -125,8 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 continue;
             }
             let started = std::time::Instant::now();
+            let setup = Setup {
+                max_call: MAX_CALL,
+                max_task_idle: Duration::from_millis(case.max_task_idle_ms),
+            };
             let mut target: Box<dyn Target> = match mode.split(' ').next() {
-                Some("offline") => match offline::Offline::start(probe, 2, MAX_CALL) {
+                Some("offline") => match offline::Offline::start(probe, 2, &setup) {
                     Ok(t) => Box::new(t),
                     Err(e) => return Err(anyhow::anyhow!("offline driver: {e}")),
                 },
@@ -134,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     &weir,
                     cli.bootstrap.as_deref().unwrap_or_default(),
                     probe,
-                    MAX_CALL,
+                    &setup,
                 ) {
                     Ok(t) => Box::new(t),
                     Err(e) => {

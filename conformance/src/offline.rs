@@ -7,7 +7,7 @@ use std::time::Duration;
 use weir::runtime::WasmLimits;
 use weir::testing::{DriverError, DriverOptions, TestDriver, TestRecord};
 
-use crate::target::{Cmd, Out, Target};
+use crate::target::{Cmd, Out, Setup, Target};
 
 pub struct Offline {
     driver: TestDriver,
@@ -16,12 +16,13 @@ pub struct Offline {
 }
 
 impl Offline {
-    pub fn start(component: &Path, partitions: i32, max_call: Duration) -> Result<Self, String> {
+    pub fn start(component: &Path, partitions: i32, setup: &Setup) -> Result<Self, String> {
         let options = DriverOptions {
             partitions,
+            max_task_idle: Some(setup.max_task_idle),
             limits: WasmLimits {
                 max_memory_bytes: 256 << 20,
-                max_call,
+                max_call: setup.max_call,
                 ..WasmLimits::default()
             },
             ..Default::default()
@@ -55,7 +56,7 @@ impl Target for Offline {
             for (k, v) in &c.headers {
                 record = record.header(k, v.clone());
             }
-            let result = self.driver.pipe("commands", record);
+            let result = self.driver.pipe(c.source, record);
             self.note(result)?;
         }
         Ok(())

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-/// A record to send: key, command (the value), partition, timestamp, headers.
+/// A record to send: source, key, command (the value), partition,
+/// timestamp, headers.
 #[derive(Debug, Clone)]
 pub struct Cmd {
+    /// The probe's source it goes to: `commands` unless [`Cmd::to`].
+    pub source: &'static str,
     pub key: String,
     pub command: String,
     pub partition: i32,
@@ -17,12 +20,19 @@ pub struct Cmd {
 impl Cmd {
     pub fn new(key: &str, command: &str) -> Self {
         Cmd {
+            source: "commands",
             key: key.into(),
             command: command.into(),
             partition: 0,
             timestamp: 1_000,
             headers: Vec::new(),
         }
+    }
+
+    /// To the probe's other source, `side`.
+    pub fn to_side(mut self) -> Self {
+        self.source = "side";
+        self
     }
 
     pub fn on(mut self, partition: i32) -> Self {
@@ -57,6 +67,15 @@ impl Out {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_slice())
     }
+}
+
+/// How a case's host is configured.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// `wasm.max.call.ms`.
+    pub max_call: Duration,
+    /// `max.task.idle.ms`.
+    pub max_task_idle: Duration,
 }
 
 /// Why a case could not run on a target (not a failure of the host).

@@ -235,11 +235,12 @@ fn host_side_buffers_are_capped_per_call_and_per_record() {
             "largest record Kafka accepts (1000000 bytes",
         ),
     ] {
-        let input = unique("flood-in");
+        let (input, side) = (unique("flood-in"), unique("flood-side"));
         create_topic(&input, 1);
+        create_topic(&side, 1);
         produce(&input, &[(Some(0), "k", command.as_bytes())]);
         let mut app = App::new(&unique("flood"));
-        let mut topics = format!("[topics]\ncommands = \"{input}\"\n");
+        let mut topics = format!("[topics]\ncommands = \"{input}\"\nside = \"{side}\"\n");
         for sink in ["results", "sink-a", "sink-b"] {
             topics.push_str(&format!("\"{sink}\" = \"{}\"\n", unique(sink)));
         }

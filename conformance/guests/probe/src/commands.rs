@@ -210,6 +210,8 @@ impl Processor for Probe {
     fn describe() -> Topology {
         Topology::new("probe")
             .source("commands")
+            // Co-partitioned with `commands`, for `inputs-in-timestamp-order`.
+            .source("side")
             .sink("results", "results")
             .sink("a", "sink-a")
             .sink("b", "sink-b")
