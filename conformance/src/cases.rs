@@ -628,7 +628,7 @@ fn redeploy(t: &mut dyn Target, env: &Env) -> Result<(), String> {
 /// broker has nothing for it either.)
 fn timestamp_order(t: &mut dyn Target, _: &Env) -> Result<(), String> {
     t.send(&[Cmd::new("ts", "seq w0").at(100)])?;
-    t.send(&[Cmd::new("ts", "seq w1").at(200).to_side()])?;
+    t.send(&[Cmd::new("ts", "seq w1").at(200).on_side()])?;
     // w1 waits for `commands`, empty once w0 is processed.
     t.advance_wall_clock(IDLE)?;
     results(t, 2)?;
@@ -650,7 +650,7 @@ fn timestamp_order(t: &mut dyn Target, _: &Env) -> Result<(), String> {
             IDLE.as_millis()
         ));
     }
-    t.send(&[Cmd::new("ts", "seq r2").at(2_000).to_side()])?;
+    t.send(&[Cmd::new("ts", "seq r2").at(2_000).on_side()])?;
     t.advance_wall_clock(IDLE)?;
     let r = results(t, 5)?;
     let got = r.get("ts").cloned().unwrap_or_default();

@@ -30,7 +30,7 @@ impl Cmd {
     }
 
     /// To the probe's other source, `side`.
-    pub fn to_side(mut self) -> Self {
+    pub fn on_side(mut self) -> Self {
         self.source = "side";
         self
     }
