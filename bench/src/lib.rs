@@ -19,6 +19,8 @@
 //! - [`redeploy`] (`--redeploy`, on its own): 14 new versions of word count
 //!   deployed to a running instance with input flowing: the processing
 //!   pause of each swap and the commit's share of it.
+//! - [`restore`] (`--restore`, on its own): word count's store restored
+//!   from a changelog loaded directly, against a bare read of it.
 //! - `--boundary` runs [`boundary`] on its own, without a broker.
 //!
 //! Must not be used to judge correctness (the tests do that): it only
@@ -29,6 +31,7 @@ mod failover;
 mod inprocess;
 mod rebalance;
 mod redeploy;
+mod restore;
 mod versus;
 mod workloads;
 
@@ -105,7 +108,8 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-fn machine() -> String {
+/// Cores, memory and CPU model of this machine, for a report's first line.
+pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -174,6 +178,24 @@ pub fn run_redeploy(opts: &BenchOptions) -> Result<RedeployFigure, BenchError> {
 /// The redeploy figure as a table.
 pub fn redeploy_table(figure: &RedeployFigure) -> String {
     redeploy::table(figure)
+}
+
+/// The restore scenario alone (`weir bench --restore`).
+pub fn run_restore(opts: &BenchOptions) -> Result<Vec<RestoreFigure>, BenchError> {
+    restore::run(opts)
+}
+
+/// Restore figures, one line each.
+pub fn restore_table(figures: &[RestoreFigure]) -> String {
+    let mut out = String::new();
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "restore of `{}` after wiping the state dir: {:<14} {:>10.0} records/s ({} records in {:.2} s)",
+            f.store, f.system, f.records_per_second, f.records, f.seconds
+        );
+    }
+    out
 }
 
 /// The failover scenario alone (`weir bench --failover`).
@@ -271,13 +293,7 @@ pub fn table(r: &Report) -> String {
                     .map_or(String::new(), |x| format!("{x:.2}")),
             );
         }
-        for f in &r.restore {
-            let _ = writeln!(
-                out,
-                "restore of `{}` after wiping the state dir: {:<14} {:>10.0} records/s ({} records in {:.2} s)",
-                f.store, f.system, f.records_per_second, f.records, f.seconds
-            );
-        }
+        out.push_str(&restore_table(&r.restore));
         out.push('\n');
     }
     let _ = writeln!(

@@ -65,6 +65,11 @@ struct Cli {
     /// versions deployed with input flowing; the processing pause of each.
     #[arg(long, conflicts_with_all = ["rebalance", "failover", "boundary"])]
     redeploy: bool,
+    /// Only the restore scenario: word count's store restored from a
+    /// changelog of --records records, against a bare read of it, --rounds
+    /// times.
+    #[arg(long, conflicts_with_all = ["rebalance", "failover", "boundary", "redeploy"])]
+    restore: bool,
     /// The `weir` binary the runs against Kafka Streams start (default:
     /// the one that started this, or `weir` next to this binary).
     #[arg(long, env = "WEIR_BIN")]
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         failover,
         boundary,
         redeploy,
+        restore,
         workload,
         processing_guarantee,
         ..
@@ -146,6 +152,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &weir_bench::run_redeploy(&opts)?,
             weir_bench::redeploy_table,
         );
+    }
+    if restore {
+        let figures = weir_bench::run_restore(&opts)?;
+        return report(json, figures.as_slice(), |f| {
+            format!(
+                "machine: {}\n{}",
+                weir_bench::machine(),
+                weir_bench::restore_table(f)
+            )
+        });
     }
     if failover {
         return report(

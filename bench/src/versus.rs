@@ -55,7 +55,7 @@ pub struct RestoreFigure {
     pub records_per_second: f64,
 }
 
-struct Usage {
+pub(crate) struct Usage {
     cpu_seconds: f64,
     peak_rss_mib: f64,
     success: bool,
@@ -125,16 +125,16 @@ fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T, 
 
 /// One run of one system: a workload on an input topic, as an application.
 #[derive(Clone, Copy)]
-struct Run<'a> {
-    w: &'a Workload,
-    app: &'a str,
-    input: &'a str,
-    state: &'a Path,
+pub(crate) struct Run<'a> {
+    pub w: &'a Workload,
+    pub app: &'a str,
+    pub input: &'a str,
+    pub state: &'a Path,
 }
 
 /// One `weir run` until `expected` records were processed (`None`: until
 /// ready, for a restore). Returns (seconds from ready to exit, usage, log).
-fn run_weir(
+pub(crate) fn run_weir(
     opts: &BenchOptions,
     run: &Run<'_>,
     expected: Option<u64>,
@@ -282,7 +282,7 @@ fn run_kafka_streams(
 }
 
 /// Sum of restored records and the longest restore, from Weir's log.
-fn weir_restore(log: &str) -> (u64, f64) {
+pub(crate) fn weir_restore(log: &str) -> (u64, f64) {
     let field = |line: &str, name: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(&format!("{name}=")))
@@ -421,7 +421,11 @@ fn record(
 /// Reads `topic` from the start to its end (`read_committed`) with the
 /// settings of Weir's restore consumer, applying nothing: the fetch rate a
 /// restore cannot beat. Returns (records, seconds).
-fn fetch_only(bootstrap: &str, topic: &str, partitions: i32) -> Result<(u64, f64), BenchError> {
+pub(crate) fn fetch_only(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(u64, f64), BenchError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -466,7 +470,7 @@ fn fetch_only(bootstrap: &str, topic: &str, partitions: i32) -> Result<(u64, f64
     Ok((records, started.elapsed().as_secs_f64()))
 }
 
-fn restore_figure(system: &'static str, records: u64, seconds: f64) -> RestoreFigure {
+pub(crate) fn restore_figure(system: &'static str, records: u64, seconds: f64) -> RestoreFigure {
     eprintln!("bench: word-count restore, {system}: {records} records in {seconds:.2} s");
     RestoreFigure {
         store: "counts",

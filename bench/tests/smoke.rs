@@ -124,6 +124,40 @@ fn bench_reports_every_figure() {
     assert_eq!(batches, [1, 16, 256]);
 }
 
+/// `--restore` alone: both the bare read and Weir's restore of a loaded
+/// changelog see every record.
+#[test]
+fn the_restore_scenario_reads_and_restores_every_record() {
+    let components = guests::component("word-count")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let (bench, weir) = binaries();
+    let out = Command::new(&bench)
+        .args(["--weir", weir.to_str().unwrap(), "--bootstrap", bootstrap()])
+        .args(["--components", components.to_str().unwrap()])
+        .args(["--restore", "--records", "2000", "--rounds", "1", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running weir-bench --restore");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{log}");
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"));
+    let figures: Vec<(&str, u64)> = figures
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["system"].as_str().unwrap(),
+                f["records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(figures, [("fetch only", 2000), ("weir", 2000)]);
+}
+
 #[test]
 fn weir_bench_is_reachable_as_a_weir_subcommand() {
     let (_, weir) = binaries();

@@ -3,13 +3,17 @@
 //! records are skipped; the end of a partition is reported once per
 //! position, as `enable.partition.eof` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 
 use super::{ChangelogConsumer, Fetched};
-use crate::commit::MemoryLog;
+use crate::commit::{MemoryLog, SentRecord};
+
+/// Records fetched from the log at once: a read per record would scan the
+/// whole log each time (a restore quadratic in its length).
+const FETCH: usize = 1024;
 
 pub struct MemoryChangelog {
     log: MemoryLog,
@@ -17,6 +21,9 @@ pub struct MemoryChangelog {
     /// Assigned partitions: the next offset, and whether the end at that
     /// offset was reported.
     positions: BTreeMap<i32, (i64, bool)>,
+    /// Fetched and not yet polled, per partition (all below the stable
+    /// offset when fetched, so never aborted later).
+    fetched: BTreeMap<i32, VecDeque<SentRecord>>,
 }
 
 impl MemoryChangelog {
@@ -25,6 +32,7 @@ impl MemoryChangelog {
             log,
             topic: topic.to_string(),
             positions: BTreeMap::new(),
+            fetched: BTreeMap::new(),
         }
     }
 }
@@ -36,33 +44,47 @@ impl ChangelogConsumer for MemoryChangelog {
 
     fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError> {
         self.positions = from.iter().map(|&(p, o)| (p, (o, false))).collect();
+        self.fetched.clear();
         Ok(())
     }
 
     fn poll(&mut self, _: Duration) -> Option<Result<Fetched, KafkaError>> {
         for (&partition, (next, end_reported)) in self.positions.iter_mut() {
-            let stable = self.log.last_stable_offset(&self.topic, partition);
-            if let Some(record) = self
-                .log
-                .next_record(&self.topic, partition, *next)
-                .filter(|r| r.offset < stable)
-            {
-                *next = record.offset + 1;
-                *end_reported = false;
-                return Some(Ok(Fetched::Record {
-                    partition,
-                    offset: record.offset,
-                    key: record.key,
-                    value: record.value,
-                }));
+            let fetched = self.fetched.entry(partition).or_default();
+            if fetched.is_empty() {
+                // At the end (an O(1) check) nothing is scanned for.
+                let stable = if *next >= self.log.end_offset(&self.topic, partition) {
+                    *next
+                } else {
+                    self.log.last_stable_offset(&self.topic, partition)
+                };
+                if *next < stable {
+                    fetched.extend(
+                        self.log
+                            .fetch(&self.topic, partition, (*next, stable), FETCH),
+                    );
+                }
+                if fetched.is_empty() {
+                    if !*end_reported {
+                        // Past aborted records (not into an open
+                        // transaction), as a read_committed consumer's
+                        // position is.
+                        *next = (*next).max(stable);
+                        *end_reported = true;
+                        return Some(Ok(Fetched::End { partition }));
+                    }
+                    continue;
+                }
             }
-            if !*end_reported {
-                // Past aborted records (not into an open transaction), as a
-                // read_committed consumer's position is.
-                *next = (*next).max(stable);
-                *end_reported = true;
-                return Some(Ok(Fetched::End { partition }));
-            }
+            let record = fetched.pop_front()?;
+            *next = record.offset + 1;
+            *end_reported = false;
+            return Some(Ok(Fetched::Record {
+                partition,
+                offset: record.offset,
+                key: record.key,
+                value: record.value,
+            }));
         }
         None
     }

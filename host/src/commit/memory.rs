@@ -119,6 +119,32 @@ impl MemoryLog {
             .map(|e| e.record.clone())
     }
 
+    /// Up to `max` visible records of `topic`/`partition` at or past
+    /// `from` and before `to`, in offset order: what one fetch returns.
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        (from, to): (i64, i64),
+        max: usize,
+    ) -> Vec<SentRecord> {
+        let mut out: Vec<SentRecord> = self
+            .lock()
+            .entries
+            .iter()
+            .filter(|e| {
+                e.visibility == Visibility::Visible
+                    && e.record.topic == topic
+                    && e.record.partition == partition
+                    && (from..to).contains(&e.record.offset)
+            })
+            .map(|e| e.record.clone())
+            .collect();
+        out.sort_by_key(|r| r.offset);
+        out.truncate(max);
+        out
+    }
+
     /// Where a `read_committed` consumer of `topic`/`partition` stops: the
     /// first offset of a transaction still open, else the end.
     pub fn last_stable_offset(&self, topic: &str, partition: i32) -> i64 {

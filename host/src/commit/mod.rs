@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 pub use kafka::RecordCollector;
-pub use memory::{Faults, MemoryCollector, MemoryLog};
+pub use memory::{Faults, MemoryCollector, MemoryLog, SentRecord};
 
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, SourceConsumer, TopicPartition};

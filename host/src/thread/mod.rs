@@ -32,6 +32,9 @@ use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long a restore step waits for changelog records when the loop has
+/// nothing else to do.
+const RESTORE_POLL: Duration = Duration::from_millis(10);
 
 /// Polled records by partition: `(topic, partition, records in offset order)`.
 pub(crate) type Batches = Vec<(String, i32, Vec<IncomingRecord>)>;
@@ -253,7 +256,15 @@ impl StreamThread {
         if self.tasks.has_failed() {
             return false;
         }
-        self.tasks.restore_step(&*self.fetcher, Duration::ZERO);
+        // With nothing else to do, wait for the changelog rather than spin:
+        // on a small machine a spinning loop takes the core the consumer's
+        // fetcher (and a co-located broker) needs.
+        let restore_wait = if batches.is_empty() {
+            RESTORE_POLL
+        } else {
+            Duration::ZERO
+        };
+        self.tasks.restore_step(&*self.fetcher, restore_wait);
         if self.tasks.standby_step() {
             self.group
                 .report_standbys(self.index, self.tasks.standby_offset_sums());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::state::ChangelogStart;
 use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState, stream_time};
-use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
+use crate::changelog::{ChangelogReader, RestoreStart, StorePosition};
 use crate::commit::{Collector, CommitParticipant, CommitProtocol};
 use crate::config::Config;
 use crate::group::{SourceConsumer, TopicPartition};
@@ -31,6 +31,7 @@ mod failures;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod rebalance;
+mod restore;
 mod standbys;
 #[cfg(test)]
 mod tests;
@@ -404,66 +405,6 @@ impl TaskManager {
             "swapped processor version (processing paused {:.1} ms)", pause.as_secs_f64() * 1000.0
         );
         self.report_status();
-    }
-
-    /// Reads a step of changelog records into restoring tasks and starts
-    /// tasks whose stores have caught up. Status is published when a task
-    /// starts or fails, and otherwise at most every `PUBLISH_EVERY`:
-    /// publishing opens store readers for queries, far too costly for
-    /// every step of a restore.
-    pub fn restore_step(&mut self, consumer: &dyn SourceConsumer, wait: Duration) {
-        if self.failure.is_some() || self.reader.is_idle() {
-            return;
-        }
-        let changed = match self.try_restore_step(consumer, wait) {
-            Ok(changed) => changed,
-            Err(e) => {
-                self.handle(e);
-                true
-            }
-        };
-        if changed || self.restore_published.elapsed() >= PUBLISH_EVERY {
-            self.restore_published = Instant::now();
-            self.report_status();
-        }
-    }
-
-    /// Returns whether a store finished restoring.
-    fn try_restore_step(
-        &mut self,
-        consumer: &dyn SourceConsumer,
-        wait: Duration,
-    ) -> Result<bool, TaskError> {
-        let mut changed = false;
-        let events = self.reader.poll(RESTORE_BATCH, wait)?;
-        for event in events {
-            match event {
-                RestoreEvent::Records {
-                    task,
-                    store,
-                    records,
-                    next_offset,
-                } => {
-                    if let Some(t) = self.tasks.get_mut(&task) {
-                        t.restore(store, records, next_offset)?;
-                    }
-                }
-                RestoreEvent::Done { task, store, .. } => {
-                    changed = true;
-                    let Some(t) = self.tasks.get_mut(&task) else {
-                        continue;
-                    };
-                    if t.store_restored(store, self.collector.as_mut())? {
-                        consumer.resume(&t.partitions()).map_err(|e| {
-                            TaskError::Consumer(format!("resuming partitions of task {task}: {e}"))
-                        })?;
-                    }
-                }
-                // Only tailed (standby) partitions report this.
-                RestoreEvent::CaughtUp { .. } => {}
-            }
-        }
-        Ok(changed)
     }
 
     /// Hands polled records, grouped by partition in offset order, to their

@@ -196,6 +196,47 @@ fn aborted_changelog_records_are_not_restored() {
     assert_eq!(outputs(&log)["x"], "1");
 }
 
+/// More changelog than one read (`RESTORE_BATCH`), for two tasks: each
+/// batch is written while the next is read, each task on its own thread,
+/// and every record arrives.
+#[test]
+fn a_restore_of_many_batches_for_several_tasks_keeps_every_record() {
+    let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
+    let mut a = instance(&log, "at_least_once");
+    a.assign(&[0, 1], &group);
+    let keys = |p: i32, n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("k{p}-{i}"), "v".to_string()))
+            .collect()
+    };
+    let sizes = [
+        (0, super::RESTORE_BATCH * 2 + 17),
+        (1, super::RESTORE_BATCH + 5),
+    ];
+    for (p, n) in sizes {
+        let records = keys(p, n);
+        let borrowed: Vec<(&str, &str)> = records
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        a.process(p, 0, &borrowed);
+        // Twice for the first key: a count of 2 must survive the restore.
+        a.process(p, n as i64, &borrowed[..1]);
+    }
+    a.manager.commit_all(&group).unwrap();
+    a.manager.on_revoked(&partitions(&[0, 1]), &group);
+
+    let mut b = instance(&log, "at_least_once");
+    b.assign(&[0, 1], &group);
+    for (p, n) in sizes {
+        assert_eq!(b.count(p, &format!("k{p}-0")), Some(2));
+        let restored = (1..n)
+            .filter(|i| b.count(p, &format!("k{p}-{i}")) == Some(1))
+            .count();
+        assert_eq!(restored, n - 1, "partition {p}");
+    }
+}
+
 #[test]
 fn a_swap_while_a_task_restores_restores_it_on_the_new_version() {
     let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
