@@ -15,15 +15,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Serialize;
 
 use super::rebalance::{
     Feeder, Reader, Scenario, append_times, longest_gaps, now_ms, output_reader,
     wait_for_every_partition,
 };
+use super::workloads::Loader;
 use super::{BenchError, BenchOptions, err, unique};
 
 const PARTITIONS: i32 = 4;
@@ -127,28 +126,16 @@ fn scenario(
 
 /// Lines of eight words never used before, `STORE_KEYS` words in all.
 fn load_distinct_words(bootstrap: &str, topic: &str) -> Result<(), BenchError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(err)?;
+    let loader = Loader::new(bootstrap)?;
     for line in 0..STORE_KEYS / 8 {
         let value: Vec<String> = (0..8).map(|w| format!("k{}", line * 8 + w)).collect();
-        let key = format!("load-{line}");
-        let value = value.join(" ");
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
+        loader.send(
+            topic,
+            format!("load-{line}").as_bytes(),
+            value.join(" ").as_bytes(),
+        );
     }
-    producer.flush(Duration::from_secs(60)).map_err(err)
+    loader.flush()
 }
 
 /// Waits until `topic` holds at least `n` records.

@@ -7,13 +7,8 @@
 //! settings, applying nothing, is the ceiling. No Kafka Streams needed
 //! (`--vs-kafka-streams` also times its restore, of its own changelog).
 
-use std::time::Duration;
-
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
 use super::versus::{RestoreFigure, Run, fetch_only, restore_figure, run_weir, weir_restore};
-use super::workloads::{WORKLOADS, create_topic, create_topic_with};
+use super::workloads::{Loader, WORKLOADS, create_topic, create_topic_with};
 use super::{BenchError, BenchOptions, err, unique};
 
 /// Restores word count's store `rounds` times, each after a bare read of
@@ -57,28 +52,12 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<RestoreFigure>, BenchError> {
 /// `records` count updates over `records / 10` words, spread over the
 /// partitions as the default partitioner spreads the words.
 fn load_changelog(bootstrap: &str, topic: &str, records: usize) -> Result<(), BenchError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(err)?;
+    let loader = Loader::new(bootstrap)?;
     let words = (records / 10).max(1);
     for i in 0..records {
         let word = format!("word-{:07}", i % words);
         let count = (i / words + 1) as u64;
-        let value = count.to_be_bytes();
-        let mut record = BaseRecord::to(topic).key(&word).payload(&value[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    record = back;
-                }
-            }
-        }
+        loader.send(topic, word.as_bytes(), &count.to_be_bytes());
     }
-    producer.flush(Duration::from_secs(120)).map_err(err)
+    loader.flush()
 }

@@ -237,28 +237,41 @@ pub(crate) fn load_input(
     key: fn(usize) -> String,
 ) -> Result<(), BenchError> {
     create_topic(bootstrap, partitions, topic)?;
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
-    let producer: BaseProducer = client
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(err)?;
+    let loader = Loader::new(bootstrap)?;
     for (i, line) in lines.iter().enumerate() {
-        let key = key(i);
-        let mut record = BaseRecord::to(topic).key(&key).payload(line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    record = back;
-                }
-            }
+        loader.send(topic, key(i).as_bytes(), line.as_bytes());
+    }
+    loader.flush()
+}
+
+/// A producer for loading topics in bulk: large batches, and a full local
+/// queue waited out rather than failed.
+pub(crate) struct Loader(BaseProducer);
+
+impl Loader {
+    pub(crate) fn new(bootstrap: &str) -> Result<Self, BenchError> {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .map_err(err)?;
+        Ok(Loader(producer))
+    }
+
+    pub(crate) fn send(&self, topic: &str, key: &[u8], value: &[u8]) {
+        let mut record = BaseRecord::to(topic).key(key).payload(value);
+        while let Err((_, back)) = self.0.send(record) {
+            self.0.poll(Duration::from_millis(20));
+            record = back;
         }
     }
-    producer.flush(Duration::from_secs(120)).map_err(err)
+
+    /// Waits until everything sent is acknowledged.
+    pub(crate) fn flush(&self) -> Result<(), BenchError> {
+        self.0.flush(Duration::from_secs(120)).map_err(err)
+    }
 }
 
 #[cfg(test)]

@@ -106,17 +106,7 @@ impl MemoryLog {
 
     /// The first visible record of `topic`/`partition` at or after `from`.
     pub fn next_record(&self, topic: &str, partition: i32, from: i64) -> Option<SentRecord> {
-        self.lock()
-            .entries
-            .iter()
-            .filter(|e| {
-                e.visibility == Visibility::Visible
-                    && e.record.topic == topic
-                    && e.record.partition == partition
-                    && e.record.offset >= from
-            })
-            .min_by_key(|e| e.record.offset)
-            .map(|e| e.record.clone())
+        self.fetch(topic, partition, (from, i64::MAX), 1).pop()
     }
 
     /// Up to `max` visible records of `topic`/`partition` at or past
