@@ -51,6 +51,9 @@ trait WriteOut {
     /// Writes and forwards (into `outputs`) the oldest entries until at
     /// most `keep` bytes are held, and every update made without a budget.
     fn write_out(&self, keep: usize, outputs: &mut Vec<Pending>) -> Result<(), Error>;
+    /// Drops the outputs of the current call's updates made without a
+    /// budget.
+    fn discard_call(&self);
 }
 
 /// At the end of every call: each cache down to its share of the budget
@@ -72,6 +75,20 @@ pub(crate) fn write_out_all(commit: bool, outputs: &mut Vec<Pending>) -> Result<
         cache.write_out(keep, outputs)?;
     }
     Ok(())
+}
+
+/// Forgets the outputs the current call's updates made without a budget:
+/// the call failed, its outputs are dropped and its store writes undone.
+/// (A cache with a budget holds updates across calls, so a host that runs
+/// a failed batch again gives it none: Weir's does under
+/// `processing.exception.handler = continue`.)
+pub(crate) fn discard_call() {
+    BUDGET.with(|b| b.set(None));
+    CACHES.with(|c| {
+        for cache in c.borrow().iter().filter_map(Weak::upgrade) {
+            cache.discard_call();
+        }
+    });
 }
 
 /// A key's latest update, not yet written or forwarded.
@@ -237,6 +254,10 @@ impl<K: Codec + 'static, A: Codec + 'static> WriteOut for RecordCache<K, A> {
             held.order.clear();
         }
         Ok(())
+    }
+
+    fn discard_call(&self) {
+        self.held.borrow_mut().through.clear();
     }
 }
 

@@ -84,7 +84,12 @@ fn install_panic_hook() {
     });
 }
 
+/// A failed call's error. Nothing of the call stays behind in the guest:
+/// the host drops its outputs, undoes its store writes and may run its
+/// batch again without the failing record.
 fn error(e: crate::Error, batch_index: Option<u32>) -> wit::ProcessingError {
+    crate::store::discard_all();
+    crate::cache::discard_call();
     wit::ProcessingError {
         message: e.message().to_string(),
         batch_index,

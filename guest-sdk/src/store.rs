@@ -150,6 +150,17 @@ pub(crate) fn flush_all() -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Forgets what the current call read and wrote, writing nothing: the call
+/// failed, the host undoes what it wrote and may run its batch again.
+pub(crate) fn discard_all() {
+    OPEN.with(|open| {
+        for store in open.borrow().iter().filter_map(Weak::upgrade) {
+            store.cache.borrow_mut().clear();
+            store.buffered.set(0);
+        }
+    });
+}
+
 pub(crate) fn set_closing(closing: bool) {
     CLOSING.with(|c| c.set(closing));
 }

@@ -5,6 +5,7 @@
 // under the record's key. Store keys in commands are hex, so tests can use
 // any bytes (0x00, 0xFF). Commands:
 //   put <hexkey> <value> | get <hexkey> | delete <hexkey>
+//   incr <hexkey>       adds one to a decimal count, answers the new count
 //   range <bound> <bound>   bounds: [hex (included), (hex (excluded), * (unbounded)
 //   prefix <hex> | seq <n> | multi | schedule stream|wall <ms> | version
 //   panic | alloc <MiB> | spin | read-file <path> | env | connect <host:port>
@@ -74,6 +75,14 @@ impl Probe {
             "put" => {
                 self.state.put(&unhex(arg(1)?)?, &arg(2)?.as_bytes().to_vec())?;
                 "ok".into()
+            }
+            "incr" => {
+                // Read, add one, write: a call run twice would count twice.
+                let key = unhex(arg(1)?)?;
+                let old = self.state.get(&key)?.unwrap_or_default();
+                let n = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0) + 1;
+                self.state.put(&key, &n.to_string().into_bytes())?;
+                n.to_string()
             }
             "get" => match self.state.get(&unhex(arg(1)?)?)? {
                 Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),

@@ -181,9 +181,15 @@ impl TaskManager {
     /// and the lifecycle, and gives each task its share of the record cache.
     pub(crate) fn report_status(&self) {
         // At most a quarter of the call cap: a `flush` writes and forwards
-        // all a task's caches hold in one call.
-        let share = (self.config.statestore_cache_max_bytes / self.tasks.len().max(1))
-            .min(self.config.wasm_max_call_bytes / 4);
+        // all a task's caches hold in one call. None under `continue`: an
+        // instance replaced after a trap would take the updates it held
+        // since the last commit with it.
+        let share = if self.setup.errors.skip_failing_records {
+            0
+        } else {
+            (self.config.statestore_cache_max_bytes / self.tasks.len().max(1))
+                .min(self.config.wasm_max_call_bytes / 4)
+        };
         self.setup
             .record_cache
             .store(share, std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,78 @@
+//! The offline test driver with the `continue` exception handler: a batch
+//! run again without its failing record counts its late window writes,
+//! and changes its stores, once, not once per run.
+
+mod support;
+
+use weir::task::ProcessingErrors;
+use weir::testing::{DriverOptions, TestDriver, TestRecord};
+
+fn driver() -> TestDriver {
+    let options = DriverOptions {
+        processing_errors: ProcessingErrors {
+            skip_failing_records: true,
+            dead_letter_queue: None,
+        },
+        ..Default::default()
+    };
+    TestDriver::new(&support::guests::component("probe"), options).unwrap()
+}
+
+/// The results `key` got, in order.
+fn results_of(driver: &mut TestDriver, key: &str) -> Vec<String> {
+    driver
+        .read_output("results")
+        .iter()
+        .filter(|o| o.key_str() == Some(key))
+        .map(|o| o.value_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_re_run_batch_counts_its_dropped_window_writes_once() {
+    let mut driver = driver();
+    driver
+        .pipe("commands", TestRecord::new("tick", "seq 1").at(100_000))
+        .unwrap();
+    // One batch: a write to a window closed long ago, then a command the
+    // probe answers with an error (the instance stays; a trap would
+    // replace it). The handler undoes the call, skips the failing record
+    // and runs the write again.
+    driver
+        .pipe_all(
+            "commands",
+            vec![
+                TestRecord::new("late", "wput 6b 0 x").at(100_000),
+                TestRecord::new("bad", "no-such-command").at(100_000),
+            ],
+        )
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "late"), ["dropped"]);
+    assert_eq!(driver.task_error(0), None, "the task goes on");
+    assert_eq!(driver.dropped_records(), 1);
+}
+
+/// The SDK keeps a call's store reads and writes in the guest: a call that
+/// fails must leave none of them behind for the batch's second run, which
+/// reads the store again.
+#[test]
+fn a_re_run_batch_reads_and_writes_its_store_once() {
+    let mut driver = driver();
+    driver
+        .pipe_all(
+            "commands",
+            vec![
+                TestRecord::new("n", "incr 6b"),
+                TestRecord::new("n", "incr 6b"),
+                TestRecord::new("bad", "no-such-command"),
+                TestRecord::new("n", "incr 6b"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "n"), ["1", "2", "3"]);
+    assert_eq!(driver.task_error(0), None, "the task goes on");
+    driver
+        .pipe("commands", TestRecord::new("n", "incr 6b"))
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "n"), ["4"]);
+}
