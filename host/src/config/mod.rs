@@ -173,7 +173,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("replication.factor", "-1", "replication of topics the host creates"),
     ("max.poll.records", "1000", "records per poll loop"),
     ("max.task.idle.ms", "0", "wait for an empty input of a task before processing the others by timestamp (-1: never)"),
-    ("statestore.cache.max.bytes", "10485760", "per stream thread: uncommitted store writes before a forced commit; shared among the thread's tasks for their processors' record caches"),
+    ("statestore.cache.max.bytes", "10485760", "per stream thread: shared among the thread's tasks for their processors' record caches (0: off); uncommitted store writes past it (at least 1 MiB) force a commit"),
     ("state.cleanup.delay.ms", "600000", "age before unowned task directories are deleted"),
     ("shutdown.timeout.ms", "30000", "grace period of the ordered shutdown"),
     ("rocksdb.block.cache.bytes", "67108864", "block cache shared by all stores"),

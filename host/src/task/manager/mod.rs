@@ -46,6 +46,9 @@ use failures::FailedTask;
 pub(super) const MAX_RESETS: u32 = 5;
 pub(super) const RESETS_FOR: Duration = Duration::from_secs(300);
 
+/// Store-buffer bytes below which no commit is forced before
+/// `commit.interval.ms`, whatever `statestore.cache.max.bytes` says.
+const MIN_FORCED_COMMIT_BYTES: usize = 1 << 20;
 /// Changelog records read per restore step, so polling stays responsive.
 pub(super) const RESTORE_BATCH: usize = 10_000;
 /// How often restore and standby progress reach status and metrics.
@@ -467,7 +470,8 @@ impl TaskManager {
     }
 
     /// Commits when `commit.interval.ms` has passed or the store buffers
-    /// exceed `statestore.cache.max.bytes`.
+    /// exceed `statestore.cache.max.bytes` (at least `MIN_FORCED_COMMIT_BYTES`:
+    /// 0 turns the record cache off, not into a commit every pass).
     pub fn maybe_commit(&mut self, consumer: &dyn SourceConsumer) {
         if self.failure.is_some() {
             return;
@@ -478,7 +482,10 @@ impl TaskManager {
                 .values()
                 .map(StreamTask::dirty_bytes)
                 .sum::<usize>()
-                > self.config.statestore_cache_max_bytes
+                > self
+                    .config
+                    .statestore_cache_max_bytes
+                    .max(MIN_FORCED_COMMIT_BYTES)
         };
         if (due || full())
             && let Err(e) = self.commit_all(consumer)
