@@ -1,15 +1,17 @@
 //! The record cache (Kafka Streams' `statestore.cache.max.bytes`): an
 //! aggregation's updates kept per key in the guest until the task's next
 //! commit, then written to its store and forwarded once, latest per key, so
-//! a hot key costs one store write, one changelog record and one output per
-//! commit instead of one per update.
+//! a hot key costs one output and one store write per commit instead of one
+//! per update (the host already sends one changelog record per key per
+//! commit).
 //!
 //! Must never hold an update across a commit: the host calls `flush` before
 //! each one and every cache empties there. Past its share of the task's
 //! budget (`context.record-cache-bytes`, divided among the task's caches) a
 //! cache writes out its least recently updated keys at the end of the call.
-//! With no budget (0, or contract 0.2.0, which has no `flush`) every update
-//! is written at once and forwarded at the end of its call.
+//! With no budget (0; contract 0.2.0, which has no `flush`; Weir under
+//! `processing.exception.handler = continue`) every update is written at
+//! once and forwarded at the end of its call.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
