@@ -28,6 +28,29 @@ fn binaries() -> (PathBuf, PathBuf) {
     (bench, weir)
 }
 
+/// Runs `weir-bench` with `args` on the test broker and the built guests
+/// (against the `weir` beside it) and returns what it printed as JSON:
+/// stdout carries the JSON only.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let components = guests::component("word-count")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let (bench, weir) = binaries();
+    let out = Command::new(&bench)
+        .args(["--weir", weir.to_str().unwrap(), "--bootstrap", bootstrap()])
+        .args(["--components", components.to_str().unwrap()])
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running weir-bench");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{log}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"))
+}
+
 #[test]
 fn bench_reports_every_figure() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,37 +65,16 @@ fn bench_reports_every_figure() {
         .expect("running mvn");
     assert!(built.success(), "building bench/kafka-streams failed");
 
-    let components = guests::component("word-count")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let (bench, weir) = binaries();
-    let out = Command::new(&bench)
-        .args([
-            "--weir",
-            weir.to_str().unwrap(),
-            "--bootstrap",
-            bootstrap(),
-            "--components",
-            components.to_str().unwrap(),
-            "--records",
-            "2000",
-            "--rounds",
-            "1",
-            "--commit-interval-ms",
-            "200",
-            "--vs-kafka-streams",
-            ks.to_str().unwrap(),
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running weir-bench");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{log}");
-    // stdout carries the JSON only.
-    let out: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"));
+    let out = bench_json(&[
+        "--records",
+        "2000",
+        "--rounds",
+        "1",
+        "--commit-interval-ms",
+        "200",
+        "--vs-kafka-streams",
+        ks.to_str().unwrap(),
+    ]);
 
     let in_process = out["in_process"].as_array().unwrap();
     let workloads: Vec<&str> = in_process
@@ -128,22 +130,7 @@ fn bench_reports_every_figure() {
 /// changelog see every record.
 #[test]
 fn the_restore_scenario_reads_and_restores_every_record() {
-    let components = guests::component("word-count")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let (bench, weir) = binaries();
-    let out = Command::new(&bench)
-        .args(["--weir", weir.to_str().unwrap(), "--bootstrap", bootstrap()])
-        .args(["--components", components.to_str().unwrap()])
-        .args(["--restore", "--records", "2000", "--rounds", "1", "--json"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running weir-bench --restore");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{log}");
-    let figures: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"));
+    let figures = bench_json(&["--restore", "--records", "2000", "--rounds", "1"]);
     let figures: Vec<(&str, u64)> = figures
         .as_array()
         .unwrap()

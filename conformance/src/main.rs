@@ -109,8 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         .iter()
         .flat_map(|m| probes.iter().map(move |p| (*m, p)))
     {
-        let mode = format!("{mode} {contract}");
-        let mode = mode.as_str();
+        let label = format!("{mode} {contract}");
         for case in CASES {
             if cli
                 .only
@@ -119,8 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             {
                 continue;
             }
-            if case.live_only && mode.starts_with("offline") {
-                println!("skip {:<32} [{mode}] needs a live host", case.name);
+            if case.live_only && mode == "offline" {
+                println!("skip {:<32} [{label}] needs a live host", case.name);
                 skipped += 1;
                 continue;
             }
@@ -129,8 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 max_call: MAX_CALL,
                 max_task_idle: Duration::from_millis(case.max_task_idle_ms),
             };
-            let mut target: Box<dyn Target> = match mode.split(' ').next() {
-                Some("offline") => match offline::Offline::start(probe, 2, &setup) {
+            let mut target: Box<dyn Target> = match mode {
+                "offline" => match offline::Offline::start(probe, 2, &setup) {
                     Ok(t) => Box::new(t),
                     Err(e) => return Err(anyhow::anyhow!("offline driver: {e}")),
                 },
@@ -143,7 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                     Ok(t) => Box::new(t),
                     Err(e) => {
                         println!(
-                            "FAIL {:<32} [{mode}] the host did not start: {e}",
+                            "FAIL {:<32} [{label}] the host did not start: {e}",
                             case.name
                         );
                         failed += 1;
@@ -154,18 +153,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             match (case.run)(target.as_mut(), &env) {
                 Ok(()) => {
                     println!(
-                        "ok   {:<32} [{mode}] {:.1}s",
+                        "ok   {:<32} [{label}] {:.1}s",
                         case.name,
                         started.elapsed().as_secs_f64()
                     );
                     passed += 1;
                 }
                 Err(e) if e == NOT_APPLICABLE => {
-                    println!("skip {:<32} [{mode}] {e}", case.name);
+                    println!("skip {:<32} [{label}] {e}", case.name);
                     skipped += 1;
                 }
                 Err(e) => {
-                    println!("FAIL {:<32} [{mode}] {e}", case.name);
+                    println!("FAIL {:<32} [{label}] {e}", case.name);
                     if let Some(d) = target.diagnostics() {
                         println!("{d}");
                     }

@@ -58,16 +58,21 @@ trait WriteOut {
     fn discard_call(&self);
 }
 
+/// The caches of this instance (forgetting dropped ones).
+fn live_caches() -> Vec<Rc<dyn WriteOut>> {
+    CACHES.with(|c| {
+        let mut c = c.borrow_mut();
+        c.retain(|w| w.strong_count() > 0);
+        c.iter().filter_map(Weak::upgrade).collect()
+    })
+}
+
 /// At the end of every call: each cache down to its share of the budget
 /// (`commit`: to nothing, before the host commits). The budget is asked
 /// again on the next call, as the task's share changes with the number of
 /// tasks on its thread.
 pub(crate) fn write_out_all(commit: bool, outputs: &mut Vec<Pending>) -> Result<(), Error> {
-    let caches: Vec<Rc<dyn WriteOut>> = CACHES.with(|c| {
-        let mut c = c.borrow_mut();
-        c.retain(|w| w.strong_count() > 0);
-        c.iter().filter_map(Weak::upgrade).collect()
-    });
+    let caches = live_caches();
     let keep = match (commit, caches.len()) {
         (true, _) | (_, 0) => 0,
         (false, n) => budget() / n,
@@ -86,11 +91,9 @@ pub(crate) fn write_out_all(commit: bool, outputs: &mut Vec<Pending>) -> Result<
 /// `processing.exception.handler = continue`.)
 pub(crate) fn discard_call() {
     BUDGET.with(|b| b.set(None));
-    CACHES.with(|c| {
-        for cache in c.borrow().iter().filter_map(Weak::upgrade) {
-            cache.discard_call();
-        }
-    });
+    for cache in live_caches() {
+        cache.discard_call();
+    }
 }
 
 /// A key's latest update, not yet written or forwarded.
@@ -195,7 +198,7 @@ impl<K: Codec + 'static, A: Codec + 'static> RecordCache<K, A> {
         if let Some(entry) = self.held.borrow().entries.get(&encoded) {
             return self.store.decode(&entry.value).map(Some);
         }
-        self.store.get(key)
+        self.store.get_encoded(encoded)
     }
 
     /// `key`'s new aggregate, made by `record`: held for the next write-out
@@ -205,7 +208,8 @@ impl<K: Codec + 'static, A: Codec + 'static> RecordCache<K, A> {
         let mut held = self.held.borrow_mut();
         if budget() == 0 {
             held.remove(&encoded);
-            self.store.put(key, value)?;
+            self.store
+                .write_encoded(encoded.clone(), Some(value.encode()))?;
             let output = self.output(encoded, value, record.timestamp, record.headers.clone());
             held.through.push(output);
             return Ok(());
@@ -249,7 +253,7 @@ impl<K: Codec + 'static, A: Codec + 'static> WriteOut for RecordCache<K, A> {
                 break;
             };
             let value: A = self.store.decode(&entry.value)?;
-            self.store.put_encoded(key.clone(), entry.value)?;
+            self.store.write_encoded(key.clone(), Some(entry.value))?;
             outputs.push(self.output(key, &value, entry.timestamp, entry.headers));
         }
         if held.entries.is_empty() {

@@ -45,8 +45,6 @@ pub(crate) fn declare_outputs(names: Vec<String>) {
     *OUTPUTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(names);
 }
 
-/// Where `name` is among the declared outputs (what the host is handed
-/// for it); an error naming them if it is not one.
 /// The declared output at `index`.
 #[cfg_attr(not(feature = "contract-0-2"), allow(dead_code))]
 pub(crate) fn output_name(index: u32) -> Result<String, crate::Error> {
@@ -57,6 +55,8 @@ pub(crate) fn output_name(index: u32) -> Result<String, crate::Error> {
         .ok_or_else(|| crate::Error::msg(format!("no output at index {index}")))
 }
 
+/// Where `name` is among the declared outputs (what the host is handed
+/// for it); an error naming them if it is not one.
 pub(crate) fn output_index(name: &str) -> Result<u32, crate::Error> {
     let outputs = OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
     let Some(declared) = outputs.as_ref() else {

@@ -137,28 +137,27 @@ thread_local! {
     static CLOSING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Writes every open store's buffered writes (at the end of each call).
-pub(crate) fn flush_all() -> Result<(), StoreError> {
-    let stores: Vec<Rc<HostStore>> = OPEN.with(|open| {
+/// The host stores this instance has open (forgetting dropped ones).
+fn open_stores() -> Vec<Rc<HostStore>> {
+    OPEN.with(|open| {
         let mut open = open.borrow_mut();
         open.retain(|s| s.strong_count() > 0);
         open.iter().filter_map(Weak::upgrade).collect()
-    });
-    for store in stores {
-        store.flush()?;
-    }
-    Ok(())
+    })
+}
+
+/// Writes every open store's buffered writes (at the end of each call).
+pub(crate) fn flush_all() -> Result<(), StoreError> {
+    open_stores().iter().try_for_each(|store| store.flush())
 }
 
 /// Forgets what the current call read and wrote, writing nothing: the call
 /// failed, the host undoes what it wrote and may run its batch again.
 pub(crate) fn discard_all() {
-    OPEN.with(|open| {
-        for store in open.borrow().iter().filter_map(Weak::upgrade) {
-            store.cache.borrow_mut().clear();
-            store.buffered.set(0);
-        }
-    });
+    for store in open_stores() {
+        store.cache.borrow_mut().clear();
+        store.buffered.set(0);
+    }
 }
 
 pub(crate) fn set_closing(closing: bool) {
@@ -221,9 +220,13 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
 
     /// The value for `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
+        self.get_encoded(key.encode())
+    }
+
+    /// The value for `key`, already encoded (a record cache that missed).
+    pub(crate) fn get_encoded(&self, key: Vec<u8>) -> Result<Option<V>, StoreError> {
         match &self.raw {
             Raw::Host(s) => {
-                let key = key.encode();
                 if let Some(cached) = s.cache.borrow().get(&key) {
                     return cached
                         .value
@@ -243,40 +246,38 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
             #[cfg(test)]
             Raw::Memory(m) => {
                 let map = m.borrow();
-                map.get(&key.encode())
-                    .map(|b| self.decode::<V>(b))
-                    .transpose()
+                map.get(&key).map(|b| self.decode::<V>(b)).transpose()
             }
         }
     }
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
-        self.put_encoded(key.encode(), value.encode())
-    }
-
-    /// Sets `key` to `value`, both already encoded (a record cache writing
-    /// out what it held).
-    pub(crate) fn put_encoded(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
-        self.refuse_in_close()?;
-        match &self.raw {
-            Raw::Host(s) => s.write(key, Some(value)),
-            #[cfg(test)]
-            Raw::Memory(m) => {
-                m.borrow_mut().insert(key, value);
-                Ok(())
-            }
-        }
+        self.write_encoded(key.encode(), Some(value.encode()))
     }
 
     /// Removes `key` (a tombstone in the changelog).
     pub fn delete(&self, key: &K) -> Result<(), StoreError> {
+        self.write_encoded(key.encode(), None)
+    }
+
+    /// Sets (`Some`) or removes (`None`) `key`, both already encoded (also
+    /// what a record cache writes out).
+    pub(crate) fn write_encoded(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         self.refuse_in_close()?;
         match &self.raw {
-            Raw::Host(s) => s.write(key.encode(), None),
+            Raw::Host(s) => s.write(key, value),
             #[cfg(test)]
             Raw::Memory(m) => {
-                m.borrow_mut().remove(&key.encode());
+                let mut map = m.borrow_mut();
+                match value {
+                    Some(value) => map.insert(key, value),
+                    None => map.remove(&key),
+                };
                 Ok(())
             }
         }

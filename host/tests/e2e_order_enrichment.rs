@@ -21,6 +21,15 @@ fn order(id: &str, amount: u64) -> Vec<u8> {
     format!(r#"{{"id":"{id}","amount":{amount}}}"#).into_bytes()
 }
 
+/// Produces `key -> value` records, partitioned by key.
+fn produce_keyed<K: AsRef<str>>(topic: &str, records: &[(K, Vec<u8>)]) {
+    let records: Vec<(Option<i32>, &str, &[u8])> = records
+        .iter()
+        .map(|(k, v)| (None, k.as_ref(), v.as_slice()))
+        .collect();
+    produce(topic, &records);
+}
+
 #[test]
 fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
     let name = |t: &str| unique(t);
@@ -39,15 +48,11 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
     weir.wait_running();
 
     let table = [("c1", "gold"), ("c2", "silver"), ("c3", "gold")];
-    let rows: Vec<(String, Vec<u8>)> = table
+    let rows: Vec<(&str, Vec<u8>)> = table
         .iter()
-        .map(|(id, tier)| (id.to_string(), customer(id, tier)))
+        .map(|(id, tier)| (*id, customer(id, tier)))
         .collect();
-    let records: Vec<(Option<i32>, &str, &[u8])> = rows
-        .iter()
-        .map(|(k, v)| (None, k.as_str(), v.as_slice()))
-        .collect();
-    produce(&customers, &records);
+    produce_keyed(&customers, &rows);
     // The table is loaded before the orders come (the join's order across
     // topics then no longer depends on fetch timing).
     std::thread::sleep(Duration::from_secs(2));
@@ -56,11 +61,7 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
         ("c2", order("o2", 3)),
         ("c9", order("o3", 7)),
     ];
-    let first: Vec<(Option<i32>, &str, &[u8])> = first
-        .iter()
-        .map(|(k, v)| (None, *k, v.as_slice()))
-        .collect();
-    produce(&orders, &first);
+    produce_keyed(&orders, &first);
     eventually(
         Duration::from_secs(60),
         "two enriched, one unmatched",
@@ -72,11 +73,7 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
     let mut weir = app.start(&component);
     weir.wait_running();
     let second = [("c3", order("o4", 5)), ("c1", order("o5", 1))];
-    let second: Vec<(Option<i32>, &str, &[u8])> = second
-        .iter()
-        .map(|(k, v)| (None, *k, v.as_slice()))
-        .collect();
-    produce(&orders, &second);
+    produce_keyed(&orders, &second);
     let reached = eventually(Duration::from_secs(60), "totals of every tier", || {
         let t = latest(&totals);
         (t.get("gold").map(String::as_str) == Some("16")).then_some(t)
@@ -94,14 +91,10 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
 
     // A burst of gold orders: the record cache sends gold's latest total
     // once per commit (200 ms here), not once per order.
-    let burst: Vec<(String, Vec<u8>)> = (0..200)
-        .map(|i| ("c1".to_string(), order(&format!("b{i}"), 1)))
+    let burst: Vec<(&str, Vec<u8>)> = (0..200)
+        .map(|i| ("c1", order(&format!("b{i}"), 1)))
         .collect();
-    let burst: Vec<(Option<i32>, &str, &[u8])> = burst
-        .iter()
-        .map(|(k, v)| (None, k.as_str(), v.as_slice()))
-        .collect();
-    produce(&orders, &burst);
+    produce_keyed(&orders, &burst);
     eventually(
         Duration::from_secs(60),
         "gold's total after the burst",

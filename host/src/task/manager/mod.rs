@@ -180,13 +180,13 @@ impl TaskManager {
         self.setup.queries.remove_task(id);
     }
 
-    /// Publishes task states to metrics, the registry, interactive queries
-    /// and the lifecycle, and gives each task its share of the record cache.
-    pub(crate) fn report_status(&self) {
-        // At most a quarter of the call cap: a `flush` writes and forwards
-        // all a task's caches hold in one call. None under `continue`: an
-        // instance replaced after a trap would take the updates it held
-        // since the last commit with it.
+    /// Gives each task of the thread its share of `statestore.cache.max.bytes`
+    /// for its processor's record cache (read by the guest every call). At
+    /// most a quarter of the call cap: a `flush` writes and forwards all a
+    /// task's caches hold in one call. None under `continue`: an instance
+    /// replaced after a trap would take the updates it held since the last
+    /// commit with it.
+    fn share_record_cache(&self) {
         let share = if self.setup.errors.skip_failing_records {
             0
         } else {
@@ -196,6 +196,13 @@ impl TaskManager {
         self.setup
             .record_cache
             .store(share, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Publishes task states to metrics, the registry, interactive queries
+    /// and the lifecycle. Runs after every change to the task set, so it
+    /// also reshares the record cache.
+    pub(crate) fn report_status(&self) {
+        self.share_record_cache();
         let restoring = self
             .tasks
             .values()

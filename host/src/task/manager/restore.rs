@@ -3,13 +3,14 @@
 //! the tasks whose stores have caught up.
 //!
 //! A step reads and writes at once: while one batch is written to RocksDB
-//! on a scoped worker thread, the stream thread reads the next from the
-//! changelog consumer (each is about half of a restore's CPU). A batch's
+//! on scoped threads (one per task), the stream thread reads the next from
+//! the changelog consumer (each is about half of a restore's CPU). A batch's
 //! records are written before any event that follows them in the read
 //! (a store's end) is acted on, and no batch read is ever dropped: an
 //! error is returned only after every batch read has been written.
 
 use std::collections::BTreeMap;
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use super::{PUBLISH_EVERY, RESTORE_BATCH, TaskManager};
@@ -66,12 +67,9 @@ impl TaskManager {
             let read_next = batch < BATCHES_PER_STEP && ends.is_empty();
             let (tasks, reader) = (&mut self.tasks, &mut self.reader);
             let (written, next) = std::thread::scope(|s| {
-                let writer = s.spawn(move || write_restored(tasks, writes, None));
+                let writers = spawn_writers(s, tasks, writes, None);
                 let next = read_next.then(|| reader.poll(RESTORE_BATCH, Duration::ZERO));
-                let written = writer
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (written, next)
+                (join_writers(writers), next)
             });
             if let Err(e) = written {
                 // Nothing read is lost to the other tasks: they get what
@@ -124,17 +122,20 @@ fn end_task(event: &RestoreEvent) -> Option<TaskId> {
     }
 }
 
-/// Writes changelog records into their tasks' stores, each task's in order
-/// and on a thread of its own (a task's stores are its own RocksDB
-/// instances); records of a task no longer here are dropped (its next
-/// owner restores them), and so are `skip`'s. Every other task gets all of
-/// its records even if one fails; the first failure is returned.
-fn write_restored(
-    tasks: &mut BTreeMap<TaskId, StreamTask>,
+/// What one task gets of a batch, in order: (store, records, next offset).
+type TaskWrites = Vec<(usize, Vec<Write>, i64)>;
+
+/// Starts writing changelog records into their tasks' stores, each task's
+/// in order and on a thread of its own (a task's stores are its own RocksDB
+/// instances). Records of a task no longer here are dropped (its next
+/// owner restores them), and so are `skip`'s.
+fn spawn_writers<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    tasks: &'scope mut BTreeMap<TaskId, StreamTask>,
     writes: Vec<RestoreEvent>,
     skip: Option<TaskId>,
-) -> Result<(), TaskError> {
-    let mut by_task: BTreeMap<TaskId, Vec<(usize, Vec<Write>, i64)>> = BTreeMap::new();
+) -> Vec<ScopedJoinHandle<'scope, Result<(), TaskError>>> {
+    let mut by_task: BTreeMap<TaskId, TaskWrites> = BTreeMap::new();
     for event in writes {
         if let RestoreEvent::Records {
             task,
@@ -150,26 +151,42 @@ fn write_restored(
                 .push((store, records, next_offset));
         }
     }
-    let write = |task: &mut StreamTask, writes: Vec<(usize, Vec<Write>, i64)>| {
-        writes
-            .into_iter()
-            .try_for_each(|(store, records, next)| task.restore(store, records, next))
-    };
-    std::thread::scope(|s| {
-        let writers: Vec<_> = tasks
-            .iter_mut()
-            .filter_map(|(id, task)| by_task.remove(id).map(|w| (task, w)))
-            .map(|(task, w)| s.spawn(move || write(task, w)))
-            .collect();
-        let mut failure = None;
-        for writer in writers {
-            let written = writer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if let Err(e) = written {
-                failure.get_or_insert(e);
-            }
+    tasks
+        .iter_mut()
+        .filter_map(|(id, task)| by_task.remove(id).map(|w| (task, w)))
+        .map(|(task, writes)| {
+            s.spawn(move || {
+                writes
+                    .into_iter()
+                    .try_for_each(|(store, records, next)| task.restore(store, records, next))
+            })
+        })
+        .collect()
+}
+
+/// Waits for every writer: each task gets all of its records even if
+/// another's fail; the first failure is returned.
+fn join_writers(
+    writers: Vec<ScopedJoinHandle<'_, Result<(), TaskError>>>,
+) -> Result<(), TaskError> {
+    let mut failure = None;
+    for writer in writers {
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Err(e) = written {
+            failure.get_or_insert(e);
         }
-        failure.map_or(Ok(()), Err)
-    })
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Writes changelog records into their tasks' stores and waits (see
+/// [`spawn_writers`], [`join_writers`]).
+fn write_restored(
+    tasks: &mut BTreeMap<TaskId, StreamTask>,
+    writes: Vec<RestoreEvent>,
+    skip: Option<TaskId>,
+) -> Result<(), TaskError> {
+    std::thread::scope(|s| join_writers(spawn_writers(s, tasks, writes, skip)))
 }
