@@ -165,7 +165,7 @@ macro_rules! __export_glue {
         struct __WeirExports;
 
         impl $crate::__private::handler::Guest for __WeirExports {
-            fn describe() -> $crate::__private::types::Topology {
+            fn describe() -> $crate::__private::WitTopology {
                 $crate::runtime::describe::<$processor>()
             }
             fn init(task: $crate::__private::types::TaskInfo) -> $crate::runtime::CallResult {

@@ -289,4 +289,5 @@ pub mod __private {
     pub use crate::bindings::exports::weir::streams::handler;
     pub use crate::bindings::weir::streams::types;
     pub use crate::contract;
+    pub use crate::topology::WitTopology;
 }

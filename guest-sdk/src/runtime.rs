@@ -120,7 +120,7 @@ where
     Ok(())
 }
 
-pub fn describe<P: Processor>() -> wit::Topology {
+pub fn describe<P: Processor>() -> crate::topology::WitTopology {
     install_panic_hook();
     P::describe().into_wit()
 }

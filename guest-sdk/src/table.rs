@@ -41,17 +41,24 @@ impl<K: Codec, V: Codec> Table<K, V> {
     /// If `record` comes from the table's source, applies it (a null value
     /// deletes its key; a null key is ignored, as Kafka Streams does) and
     /// returns true; otherwise leaves the table alone and returns false.
+    ///
+    /// The store keeps the record's own bytes once they decode as `K` and
+    /// `V` (a record that does not fails the call), so a table restored
+    /// from its source ([`StoreSpec::source_as_changelog`]) holds what a
+    /// running one does.
+    ///
+    /// [`StoreSpec::source_as_changelog`]: crate::StoreSpec::source_as_changelog
     pub fn update(&self, record: &Record) -> Result<bool, Error> {
         if record.source != self.source {
             return Ok(false);
         }
-        let Some(key) = record.key_as::<K>()? else {
+        let Some(key) = &record.key else {
             return Ok(true);
         };
-        match record.value_as::<V>()? {
-            Some(value) => self.store.put(&key, &value)?,
-            None => self.store.delete(&key)?,
-        }
+        record.key_as::<K>()?;
+        record.value_as::<V>()?;
+        self.store
+            .write_encoded(key.clone(), record.value.clone())?;
         Ok(true)
     }
 

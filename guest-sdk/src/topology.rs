@@ -6,6 +6,17 @@ use crate::bindings::weir::streams::types as wit;
 use crate::codec::{Codec, Format};
 use crate::window::TimeWindows;
 
+// 0.3.0 declares stores apart from `types` (their declaration grew a
+// source changelog); 0.2.0 keeps them there.
+#[cfg(not(feature = "contract-0-2"))]
+use crate::bindings::weir::streams::declarations as declared;
+#[cfg(feature = "contract-0-2")]
+use crate::bindings::weir::streams::types as declared;
+
+/// What `describe` hands the host.
+#[doc(hidden)]
+pub type WitTopology = declared::Topology;
+
 /// What a processor reads, writes and keeps.
 ///
 /// ```
@@ -67,7 +78,12 @@ impl Topology {
 
     /// A table read from `topic` into store `spec` (see
     /// [`Table`](crate::Table)): the source and the store in one line.
-    pub fn table(self, topic: &str, spec: StoreSpec) -> Self {
+    /// The store has a changelog topic of its own unless `spec` says
+    /// [`StoreSpec::source_as_changelog`].
+    pub fn table(self, topic: &str, mut spec: StoreSpec) -> Self {
+        if spec.source_as_changelog {
+            spec.source_changelog = Some(topic.to_string());
+        }
         self.source(topic).store(spec)
     }
 
@@ -80,8 +96,8 @@ impl Topology {
             .collect()
     }
 
-    pub(crate) fn into_wit(self) -> wit::Topology {
-        wit::Topology {
+    pub(crate) fn into_wit(self) -> WitTopology {
+        WitTopology {
             name: self.name,
             sources: self.sources,
             sinks: self
@@ -92,7 +108,7 @@ impl Topology {
             stores: self
                 .stores
                 .into_iter()
-                .map(|s| wit::StoreSpec {
+                .map(|s| declared::StoreSpec {
                     name: s.name,
                     kind: match s.window {
                         Some(_) => wit::StoreKind::Window,
@@ -103,6 +119,8 @@ impl Topology {
                     persistent: s.persistent,
                     key_format: s.key_format,
                     value_format: s.value_format,
+                    #[cfg(not(feature = "contract-0-2"))]
+                    source_changelog: s.source_changelog,
                 })
                 .collect(),
             repartitions: self.repartitions,
@@ -119,6 +137,9 @@ pub struct StoreSpec {
     persistent: bool,
     key_format: Format,
     value_format: Format,
+    source_as_changelog: bool,
+    /// The source it is restored from, once [`Topology::table`] knows it.
+    source_changelog: Option<String>,
 }
 
 impl StoreSpec {
@@ -132,6 +153,8 @@ impl StoreSpec {
             persistent: true,
             key_format: Format::Bytes,
             value_format: Format::Bytes,
+            source_as_changelog: false,
+            source_changelog: None,
         }
     }
 
@@ -179,6 +202,30 @@ impl StoreSpec {
     /// Keep the store in memory; with a changelog it is rebuilt on start.
     pub fn in_memory(mut self) -> Self {
         self.persistent = false;
+        self
+    }
+
+    /// For a [`Table`](crate::Table)'s store declared with
+    /// [`Topology::table`]: no changelog topic of its own; the host
+    /// restores it from the table's source topic, up to the input offset
+    /// the application committed (Kafka Streams'
+    /// `topology.optimization=reuse.ktable.source.topics`). It saves a
+    /// copy of the topic and the writes to it; the store must then hold
+    /// the source's records exactly as they arrive, which
+    /// [`Table::update`](crate::Table::update) does.
+    ///
+    /// ```
+    /// use weir_sdk::{StoreSpec, Topology};
+    /// let topology = Topology::new("enrich")
+    ///     .source("orders")
+    ///     .table("customers", StoreSpec::kv("customers").source_as_changelog());
+    /// # let _ = topology;
+    /// ```
+    ///
+    /// Built for contract 0.2.0 (feature `contract-0-2`), which cannot say
+    /// it, the store keeps a changelog topic of its own.
+    pub fn source_as_changelog(mut self) -> Self {
+        self.source_as_changelog = true;
         self
     }
 

@@ -68,8 +68,12 @@ pub struct TopicPlan {
     pub source_names: Vec<String>,
     /// Output topics by output index: sinks, then repartition topics.
     pub sinks: Vec<String>,
-    /// (store name, changelog topic) of each logged store.
+    /// (store name, changelog topic) of each logged store; for a store
+    /// restored from its source, that source's topic.
     pub changelogs: Vec<(String, String)>,
+    /// Stores whose changelog is their source topic: nothing is written
+    /// to it, and the offset they record is the input's.
+    pub source_changelogs: Vec<String>,
 }
 
 impl TopicPlan {
@@ -97,7 +101,11 @@ pub fn check_topics(config: &Config, topology: &Topology) -> Result<usize, Topic
     let admin = admin_client(config)?;
     let partitions = source_partitions(&admin, config, topology)?;
     check_sinks(config, topology)?;
-    for store in topology.stores.iter().filter(|s| s.logged) {
+    for store in topology
+        .stores
+        .iter()
+        .filter(|s| s.logged && s.source_changelog.is_none())
+    {
         let changelog = changelog_topic(&config.application_id, &store.name);
         if partition_count(&admin, config, &changelog)?.is_some() {
             check_compacted(&admin, &changelog, Role::Changelog)?;
@@ -187,22 +195,12 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
         .iter()
         .map(|s| config.topic(&s.topic).to_string())
         .collect();
-    let changelogs: Vec<(String, String)> = topology
-        .stores
-        .iter()
-        .filter(|s| s.logged)
-        .map(|s| {
-            (
-                s.name.clone(),
-                changelog_topic(&config.application_id, &s.name),
-            )
-        })
-        .collect();
+    let changelogs = changelogs(&config.application_id, topology, |t| config.topic(t));
     check_sinks(config, topology)?;
     for sink in sinks.iter().chain(&config.dead_letter_queue) {
         ensure(&admin, config, sink, partitions, Role::Sink)?;
     }
-    for (store, changelog) in &changelogs {
+    for (store, changelog) in own_changelogs(topology, &changelogs) {
         // A window store's changelog also expires by time, as Kafka
         // Streams': the store's retention plus a day.
         let role = match topology.store(store).and_then(|s| s.window) {
@@ -227,6 +225,51 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
         source_names,
         sinks,
         changelogs,
+        source_changelogs: source_changelogs(topology),
+    })
+}
+
+/// (store, changelog topic) of each logged store: its own
+/// `<application.id>-<store>-changelog`, or the topic of the source it is
+/// restored from (`topic` maps a declared topic to the actual one).
+pub fn changelogs<'a>(
+    application_id: &str,
+    topology: &'a Topology,
+    topic: impl Fn(&'a str) -> &'a str,
+) -> Vec<(String, String)> {
+    topology
+        .stores
+        .iter()
+        .filter(|s| s.logged)
+        .map(|s| {
+            let changelog = match &s.source_changelog {
+                Some(source) => topic(source).to_string(),
+                None => changelog_topic(application_id, &s.name),
+            };
+            (s.name.clone(), changelog)
+        })
+        .collect()
+}
+
+/// The stores of `topology` restored from their source.
+pub fn source_changelogs(topology: &Topology) -> Vec<String> {
+    topology
+        .stores
+        .iter()
+        .filter(|s| s.source_changelog.is_some())
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The changelogs the host creates and writes: not the sources.
+fn own_changelogs<'a>(
+    topology: &'a Topology,
+    changelogs: &'a [(String, String)],
+) -> impl Iterator<Item = &'a (String, String)> {
+    changelogs.iter().filter(|(store, _)| {
+        topology
+            .store(store)
+            .is_some_and(|s| s.source_changelog.is_none())
     })
 }
 

@@ -140,6 +140,11 @@ pub struct StoreSpec {
     /// For window stores only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// The declared source this table's store is restored from, instead
+    /// of a changelog topic of its own (Kafka Streams' source-topic
+    /// reuse): the store holds that source's records as they arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_changelog: Option<String>,
 }
 
 impl StoreSpec {
@@ -154,6 +159,27 @@ impl StoreSpec {
             key_format: DataFormat::default(),
             value_format: DataFormat::default(),
             window: None,
+            source_changelog: None,
+        }
+    }
+
+    /// What is wrong with this store's source changelog, if anything.
+    fn source_changelog_problem(&self, topology: &Topology) -> Option<String> {
+        let source = self.source_changelog.as_ref()?;
+        if !topology.sources.contains(source) {
+            Some(format!(
+                "its source changelog `{source}` is not one of the topology's sources"
+            ))
+        } else if !self.logged {
+            Some("a store restored from its source must be logged".into())
+        } else if self.kind != StoreKind::KeyValue {
+            Some("only a key-value store can be restored from its source".into())
+        } else {
+            let shared = topology
+                .stores
+                .iter()
+                .any(|s| s.name != self.name && s.source_changelog.as_ref() == Some(source));
+            shared.then(|| format!("source `{source}` is the changelog of another store too"))
         }
     }
 
@@ -250,7 +276,10 @@ impl Topology {
             });
         }
         for store in &self.stores {
-            if let Some(reason) = store.window_problem() {
+            let problem = store
+                .window_problem()
+                .or_else(|| store.source_changelog_problem(self));
+            if let Some(reason) = problem {
                 return Err(TopologyError::BadStore {
                     topology: topology(),
                     store: store.name.clone(),
@@ -412,6 +441,38 @@ mod tests {
         t.stores[0].name = ".process-id".into();
         let err = t.validate().unwrap_err().to_string();
         assert!(err.contains("must not start with `.`"), "{err}");
+    }
+
+    #[test]
+    fn a_source_changelog_must_be_a_logged_key_value_stores_own_source() {
+        let reuse = |source: &str| StoreSpec {
+            source_changelog: Some(source.into()),
+            ..StoreSpec::key_value("customers", true)
+        };
+        let mut t = topology();
+        t.stores.push(reuse("in"));
+        t.validate().unwrap();
+        let problem = |t: &Topology| t.validate().unwrap_err().to_string();
+
+        let mut bad = t.clone();
+        bad.stores[1] = reuse("words");
+        assert_eq!(
+            problem(&bad),
+            "topology `wc`: store `customers`: its source changelog `words` is not one of the topology's sources"
+        );
+        let mut bad = t.clone();
+        bad.stores[1].logged = false;
+        assert!(
+            problem(&bad).contains("must be logged"),
+            "{}",
+            problem(&bad)
+        );
+        let mut bad = t.clone();
+        bad.stores.push(StoreSpec {
+            name: "again".into(),
+            ..reuse("in")
+        });
+        assert!(problem(&bad).contains("the changelog of another store too"));
     }
 
     #[test]

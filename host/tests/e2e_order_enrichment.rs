@@ -1,15 +1,16 @@
 //! The order-enrichment example on the real broker: a customers table
 //! joined with orders, unmatched orders to their own topic, totals per tier
-//! through a repartition; then a restart, after which the table (restored
-//! from its changelog) still joins; then a burst of orders whose totals the
-//! record cache collapses.
+//! through a repartition; then a restart on an empty state directory,
+//! after which the table (restored from its source topic, having no
+//! changelog topic) still joins and the totals (restored from theirs) go
+//! on; then a burst of orders whose totals the record cache collapses.
 
 mod support;
 
 use std::time::Duration;
 
 use support::guests;
-use support::kafka::{create_topic, latest, produce, read_all};
+use support::kafka::{create_topic, latest, produce, read_all, topic_exists};
 use support::weir::App;
 use support::{eventually, unique};
 
@@ -70,6 +71,18 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
 
     let (status, log) = weir.terminate();
     assert!(status.success(), "{log}");
+    let changelog = |store: &str| format!("{}-{store}-changelog", app.application_id);
+    assert!(topic_exists(&changelog("tier-totals")));
+    assert!(
+        !topic_exists(&changelog("customer-table")),
+        "the table's source is its changelog"
+    );
+    // The local state is lost: both stores restore, the table from
+    // `customers` up to the committed offset.
+    let stores = app.state_dir().join(&app.application_id);
+    for store in ["customer-table", "tier-totals"] {
+        std::fs::remove_dir_all(stores.join(store)).unwrap();
+    }
     let mut weir = app.start(&component);
     weir.wait_running();
     let second = [("c3", order("o4", 5)), ("c1", order("o5", 1))];
@@ -111,4 +124,11 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
     let (status, log) = weir.terminate();
     assert!(status.success(), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("restoring store from changelog")
+                && l.contains("customer-table")
+                && l.contains(&customers)),
+        "the table restores from `{customers}`: {log}"
+    );
 }

@@ -39,7 +39,9 @@ impl Processor for OrderEnrichment {
             .source("orders")
             .table(
                 "customers",
-                StoreSpec::kv("customer-table").formats::<String, Json<Customer>>(),
+                StoreSpec::kv("customer-table")
+                    .formats::<String, Json<Customer>>()
+                    .source_as_changelog(),
             )
             .repartition("by-tier")
             .store(StoreSpec::kv("tier-totals").formats::<String, u64>())

@@ -145,6 +145,9 @@ struct Restoring {
     tail: bool,
     /// Tail mode: at the end since the last record.
     at_end: bool,
+    /// Where the restore stops short of the log's end (a store restored
+    /// from its source stops at the committed input offset).
+    until: Option<i64>,
 }
 
 struct TopicReader {
@@ -191,7 +194,20 @@ impl ChangelogReader {
         at: StorePosition<'_>,
         recorded: Option<i64>,
     ) -> Result<RestoreStart, RestoreError> {
-        self.register_as(at, recorded, false)
+        self.register_as(at, recorded, None, false)
+    }
+
+    /// As [`ChangelogReader::register`], but the restore stops before
+    /// offset `until` (a source topic restored up to the committed offset:
+    /// what follows is processed again). A store already past it is up to
+    /// date.
+    pub fn register_until(
+        &mut self,
+        at: StorePosition<'_>,
+        recorded: Option<i64>,
+        until: i64,
+    ) -> Result<RestoreStart, RestoreError> {
+        self.register_as(at, recorded, Some(until), false)
     }
 
     /// Starts tailing a standby's store from its changelog: as
@@ -202,13 +218,14 @@ impl ChangelogReader {
         at: StorePosition<'_>,
         recorded: Option<i64>,
     ) -> Result<RestoreStart, RestoreError> {
-        self.register_as(at, recorded, true)
+        self.register_as(at, recorded, None, true)
     }
 
     fn register_as(
         &mut self,
         at: StorePosition<'_>,
         recorded: Option<i64>,
+        until: Option<i64>,
         tail: bool,
     ) -> Result<RestoreStart, RestoreError> {
         let StorePosition {
@@ -231,6 +248,7 @@ impl ChangelogReader {
             Some(r) => r,
             None => low,
         };
+        let high = until.map_or(high, |until| until.min(high));
         if from >= high && !tail {
             return Ok(RestoreStart::UpToDate);
         }
@@ -259,6 +277,7 @@ impl ChangelogReader {
                 last_report: now,
                 tail,
                 at_end: false,
+                until,
             },
         );
         reader.assigned = false;
@@ -427,6 +446,12 @@ fn read_topic(
                 if offset < r.next {
                     continue;
                 }
+                if r.until.is_some_and(|until| offset >= until) {
+                    if !finished.contains(&partition) {
+                        finished.push(partition);
+                    }
+                    continue;
+                }
                 r.next = offset + 1;
                 r.end = r.end.max(r.next);
                 r.at_end = false;
@@ -434,6 +459,9 @@ fn read_topic(
                 read += 1;
                 if let Some(key) = key {
                     batches.entry(partition).or_default().push((key, value));
+                }
+                if r.until.is_some_and(|until| r.next >= until) && !finished.contains(&partition) {
+                    finished.push(partition);
                 }
             }
             Ok(Fetched::End { partition }) => {
@@ -444,7 +472,8 @@ fn read_topic(
                 if let (Some(r), Some(end)) = (
                     reader.partitions.get_mut(&partition),
                     reader.consumer.position(partition),
-                ) && end > r.next
+                ) && let end = r.until.map_or(end, |until| end.min(until))
+                    && end > r.next
                 {
                     r.next = end;
                     batches.entry(partition).or_default();
@@ -455,7 +484,9 @@ fn read_topic(
                         r.end = r.next;
                         caught_up.push((r.task, r.store));
                     }
-                    Some(r) if !r.tail => finished.push(partition),
+                    Some(r) if !r.tail && !finished.contains(&partition) => {
+                        finished.push(partition)
+                    }
                     _ => {}
                 }
             }

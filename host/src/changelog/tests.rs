@@ -162,3 +162,36 @@ fn an_unregistered_task_gets_nothing_more() {
     let (keys, _, _, _) = drain(&mut reader);
     assert_eq!(keys, vec!["b"]);
 }
+
+#[test]
+fn a_restore_until_an_offset_stops_there_and_records_it() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a", "b", "c", "d", "e", "f"], false, false);
+    let mut r = reader(&log);
+    assert_eq!(
+        r.register_until(at(0), None, 4).unwrap(),
+        RestoreStart::Restoring { from: 0, end: 4 }
+    );
+    let (keys, done, _, next) = drain(&mut r);
+    assert_eq!(keys, ["a", "b", "c", "d"], "nothing at or past offset 4");
+    assert!(done);
+    assert_eq!(next, 4);
+    assert!(r.is_idle());
+
+    // From a recorded offset, up to the limit; at or past it: up to date.
+    let mut r = reader(&log);
+    r.register_until(at(0), Some(2), 5).unwrap();
+    assert_eq!(drain(&mut r).0, ["c", "d", "e"]);
+    let mut r = reader(&log);
+    for recorded in [4, 6] {
+        assert_eq!(
+            r.register_until(at(0), Some(recorded), 4).unwrap(),
+            RestoreStart::UpToDate
+        );
+    }
+    // Nothing committed yet: nothing to restore.
+    assert_eq!(
+        r.register_until(at(0), None, 0).unwrap(),
+        RestoreStart::UpToDate
+    );
+}

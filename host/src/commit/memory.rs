@@ -171,6 +171,30 @@ impl MemoryLog {
             .unwrap_or_default()
     }
 
+    /// Appends `record` (its topic, partition, key, value, headers and
+    /// timestamp) as an outside producer would, visible at once; returns
+    /// the offset it got. What the offline driver pipes into a source a
+    /// store is restored from.
+    pub fn append(&self, mut record: SentRecord) -> i64 {
+        let mut log = self.lock();
+        let next = log
+            .next_offset
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(0);
+        record.offset = *next;
+        *next += 1;
+        record.seq = log.next_seq;
+        log.next_seq += 1;
+        let offset = record.offset;
+        log.entries.push(Entry {
+            record,
+            visibility: Visibility::Visible,
+            producer: 0,
+            changelog: false,
+        });
+        offset
+    }
+
     /// The offset the next acknowledged record of `topic`/`partition` gets
     /// (Kafka's high watermark; aborted records count, as in Kafka).
     pub fn end_offset(&self, topic: &str, partition: i32) -> i64 {

@@ -3,8 +3,9 @@
 //! Allowed: sinks added, removed or re-pointed; stores added; a store's
 //! declared key or value format changed (it only tells readers how to show
 //! the bytes). Refused unless the deploy says `allow_store_drop`: a store
-//! removed. Always refused: a store whose kind, persistence, changelog or
-//! windows (size, grace, retention: they fix its key layout) change (its
+//! removed. Always refused: a store whose kind, persistence, changelog
+//! (kept or not, a topic of its own or its source: its recorded offset
+//! means one or the other) or windows (size, grace, retention: they fix its key layout) change (its
 //! state could not carry over as is; give it a new name and drop the old
 //! one), and changed sources or repartitions (they define the
 //! application's tasks and consumer subscription: use a new
@@ -52,10 +53,10 @@ fn describe_store(s: &crate::topology::StoreSpec) -> String {
         } else {
             "in-memory"
         },
-        if s.logged {
-            "with changelog"
-        } else {
-            "without changelog"
+        match (&s.source_changelog, s.logged) {
+            (Some(source), _) => format!("restored from source `{source}`"),
+            (None, true) => "with changelog".into(),
+            (None, false) => "without changelog".into(),
         }
     )
 }
@@ -71,8 +72,19 @@ pub fn check(live: &Topology, new: &Topology, allow_store_drop: bool) -> Result<
                 });
             }
             Some(s)
-                if (s.kind, s.persistent, s.logged, s.window)
-                    != (old.kind, old.persistent, old.logged, old.window) =>
+                if (
+                    s.kind,
+                    s.persistent,
+                    s.logged,
+                    s.window,
+                    &s.source_changelog,
+                ) != (
+                    old.kind,
+                    old.persistent,
+                    old.logged,
+                    old.window,
+                    &old.source_changelog,
+                ) =>
             {
                 return Err(Incompatible::StoreChanged {
                     store: old.name.clone(),

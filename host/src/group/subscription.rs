@@ -58,6 +58,11 @@ pub(crate) fn fingerprint(topology: &Topology, plan: &TopicPlan) -> String {
         h.update(b"\0store\0");
         h.update(store.name.as_bytes());
         h.update(format!("{:?}/{}/{}", store.kind, store.logged, store.persistent).as_bytes());
+        // Only when set, so topologies without one keep their fingerprint.
+        if let Some(source) = &store.source_changelog {
+            h.update(b"\0restored-from\0");
+            h.update(source.as_bytes());
+        }
     }
     format!("{}:{}", topology.name, &hex::encode(h.finalize())[..16])
 }
@@ -237,6 +242,7 @@ mod tests {
             source_names: vec!["lines".into()],
             sinks: vec![],
             changelogs: vec![],
+            source_changelogs: vec![],
         };
         PlanView::new(&topology, Arc::new(plan))
     }

@@ -225,6 +225,7 @@ mod tests {
                 key_format: crate::topology::DataFormat::Utf8,
                 value_format: crate::topology::DataFormat::U64,
                 window: None,
+                source_changelog: None,
             }],
         );
         q.set_hosts(

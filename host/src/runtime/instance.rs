@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::LoadedComponent;
-use super::bindings::types::Topology as WitTopology;
 use super::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use super::task_context::TaskContext;
 use super::wasm::MemoryCapExceeded;
 use crate::store::StoreError;
+use crate::topology::Topology;
 
 /// A guest call that did not succeed, naming the component.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub(crate) trait Body: Send {
     }
     /// Shortens the CPU deadline of the calls that follow.
     fn limit_call_time(&mut self, _limit: Duration) {}
-    fn describe(&mut self, component: &str) -> Result<WitTopology, GuestError>;
+    fn describe(&mut self, component: &str) -> Result<Topology, GuestError>;
     fn init(&mut self, component: &str, info: &TaskInfo) -> Result<(), GuestError>;
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError>;
     /// As `process`, free to take the records' keys, values and headers
@@ -155,7 +155,7 @@ impl ProcessorInstance {
         self.body.limit_call_time(limit);
     }
 
-    pub fn describe(&mut self) -> Result<WitTopology, GuestError> {
+    pub fn describe(&mut self) -> Result<Topology, GuestError> {
         self.body.describe(&self.label)
     }
 

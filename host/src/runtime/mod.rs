@@ -6,6 +6,7 @@
 //! component; it never takes the process down.
 
 pub mod bindings;
+mod describe;
 mod host;
 mod instance;
 mod native;
@@ -27,7 +28,7 @@ pub use native::{NativeFactory, NativeProcessor};
 pub use task_context::{Clock, Forwarded, Schedules, SystemClock, TaskContext};
 pub use wasm::{HostState, MemoryCapExceeded};
 
-use crate::topology::{SinkSpec, StoreKind, StoreSpec, TaskId, Topology, TopologyError};
+use crate::topology::{TaskId, Topology, TopologyError};
 
 /// CPU deadline of `describe()` (or `wasm.max.call.ms` if shorter).
 const DESCRIBE_DEADLINE: Duration = Duration::from_secs(2);
@@ -373,40 +374,7 @@ impl LoadedComponent {
         let mut instance = ProcessorInstance::new(self, ctx)?;
         // describe() only builds a value: a slow one is a broken one.
         instance.limit_call_time(DESCRIBE_DEADLINE);
-        let wit = instance.describe()?;
-        Ok(Topology {
-            name: wit.name,
-            sources: wit.sources,
-            sinks: wit
-                .sinks
-                .into_iter()
-                .map(|s| SinkSpec {
-                    name: s.name,
-                    topic: s.topic,
-                })
-                .collect(),
-            stores: wit
-                .stores
-                .into_iter()
-                .map(|s| StoreSpec {
-                    name: s.name,
-                    kind: match s.kind {
-                        bindings::types::StoreKind::KeyValue => StoreKind::KeyValue,
-                        bindings::types::StoreKind::Window => StoreKind::Window,
-                    },
-                    logged: s.logged,
-                    persistent: s.persistent,
-                    key_format: data_format(s.key_format),
-                    value_format: data_format(s.value_format),
-                    window: s.window.map(|w| crate::topology::WindowSpec {
-                        size_ms: w.size_ms,
-                        grace_ms: w.grace_ms,
-                        retention_ms: w.retention_ms,
-                    }),
-                })
-                .collect(),
-            repartitions: wit.repartitions,
-        })
+        instance.describe()
     }
 }
 
@@ -417,22 +385,4 @@ fn contract_version(engine: &Engine, component: &Component) -> Option<String> {
         .exports(engine)
         .find_map(|(export, _)| export.strip_prefix("weir:streams/handler@"))
         .map(str::to_string)
-}
-
-fn data_format(f: bindings::types::DataFormat) -> crate::topology::DataFormat {
-    use crate::topology::DataFormat as D;
-    use bindings::types::DataFormat as W;
-    match f {
-        W::Bytes => D::Bytes,
-        W::Utf8 => D::Utf8,
-        W::Json => D::Json,
-        W::U8 => D::U8,
-        W::U16 => D::U16,
-        W::U32 => D::U32,
-        W::U64 => D::U64,
-        W::S8 => D::I8,
-        W::S16 => D::I16,
-        W::S32 => D::I32,
-        W::S64 => D::I64,
-    }
 }

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use super::LoadedComponent;
-use super::bindings::types::Topology as WitTopology;
 use super::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use super::instance::{Body, GuestError, ProcessorFactory};
 use super::task_context::TaskContext;
+use crate::topology::Topology;
 
 /// A processor in Rust, working on its task's context as a component's
 /// host calls do.
@@ -66,7 +66,7 @@ impl Body for NativeBody {
         &mut self.task
     }
 
-    fn describe(&mut self, component: &str) -> Result<WitTopology, GuestError> {
+    fn describe(&mut self, component: &str) -> Result<Topology, GuestError> {
         Err(failed(component, "describe")(
             "native processors are described by the host".into(),
         ))

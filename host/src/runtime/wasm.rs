@@ -10,7 +10,6 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::types::Topology as WitTopology;
 use super::bindings::v0_3::weir::streams::records::{InputBatch, InputRecord, Output};
 use super::bindings::{
     IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo, v0_2, v0_3,
@@ -18,6 +17,7 @@ use super::bindings::{
 use super::instance::{Body, GuestError, ProcessorFactory};
 use super::task_context::{BufferLimits, TaskContext};
 use super::{LoadedComponent, TICK};
+use crate::topology::Topology;
 
 /// A memory growth refused by the cap (a typed trap payload).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -270,10 +270,16 @@ impl Body for WasmBody {
         self.deadline_ticks = self.deadline_ticks.min(ticks);
     }
 
-    fn describe(&mut self, component: &str) -> Result<WitTopology, GuestError> {
+    fn describe(&mut self, component: &str) -> Result<Topology, GuestError> {
         self.call(component, "describe", |e, s| match e {
-            Exports::V0_2(p) => p.weir_streams_handler().call_describe(s).map(Ok),
-            Exports::V0_3(p) => p.weir_streams_handler().call_describe(s).map(Ok),
+            Exports::V0_2(p) => p
+                .weir_streams_handler()
+                .call_describe(s)
+                .map(|t| Ok(super::describe::from_v0_2(t))),
+            Exports::V0_3(p) => p
+                .weir_streams_handler()
+                .call_describe(s)
+                .map(|t| Ok(super::describe::from_v0_3(t))),
         })
     }
 

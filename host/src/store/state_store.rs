@@ -383,6 +383,7 @@ mod tests {
                 grace_ms: 5_000,
                 retention_ms: 120_000,
             }),
+            source_changelog: None,
         };
         StateStore::new(spec, TaskId::for_partition(0), Box::new(backend))
     }

@@ -25,6 +25,8 @@ pub struct ChangelogStart {
     pub name: String,
     pub topic: String,
     pub recorded: Option<i64>,
+    /// `topic` is the store's source: restored up to the committed offset.
+    pub from_source: bool,
 }
 
 /// Directory claims of a task's persistent stores, by store name.
@@ -124,6 +126,7 @@ pub(super) fn changelog_starts(
             name: store.name().to_string(),
             topic: topic.to_string(),
             recorded,
+            from_source: plan.source_changelogs.iter().any(|s| s == store.name()),
         });
     }
     Ok(out)

@@ -56,7 +56,7 @@ pub use build::build_component;
 pub use records::{DriverError, DriverOptions, ManualClock, TestOutput, TestRecord};
 pub use typed::{Codec, CodecError, Json};
 
-use crate::commit::{Faults, MemoryLog};
+use crate::commit::{Faults, MemoryLog, SentRecord};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{MemoryGroup, RebalanceListener, TopicPartition};
 use crate::lifecycle::Lifecycle;
@@ -65,7 +65,7 @@ use crate::runtime::bindings::{Header, IncomingRecord};
 use crate::runtime::{LoadedComponent, Runtime, read_component_file};
 use crate::store::{Entry, StateStore, StoreError};
 use crate::task::{Clients, TaskError, TaskManager, TaskManagerSetup, TaskRegistry, TaskSetup};
-use crate::topics::TopicPlan;
+use crate::topics::{self, TopicPlan};
 use crate::topology::{TaskId, Topology, changelog_topic};
 
 /// A component running offline: one task per partition, in-memory stores
@@ -236,6 +236,24 @@ impl TestDriver {
                     offset: *offset,
                 };
                 *offset += 1;
+                if self.restores_from(&source) {
+                    // A table's store restored from this source reads it
+                    // from the log, as from Kafka.
+                    let at = self.log.append(SentRecord {
+                        topic: source.clone(),
+                        partition,
+                        offset: incoming.offset,
+                        key: incoming.key.clone(),
+                        value: incoming.value.clone(),
+                        headers: (incoming.headers.iter())
+                            .map(|h| (h.key.clone(), h.value.clone()))
+                            .collect(),
+                        timestamp: Some(incoming.timestamp),
+                        task: TaskId::for_partition(partition),
+                        seq: 0,
+                    });
+                    debug_assert_eq!(at, incoming.offset, "only the driver writes `{source}`");
+                }
                 self.fetched
                     .entry((source, partition))
                     .or_default()
@@ -264,6 +282,12 @@ impl TestDriver {
                 return failure.map_or(Ok(()), Err);
             }
         }
+    }
+
+    /// Whether a store is restored from source `source` (so its records
+    /// must be in the log).
+    fn restores_from(&self, source: &str) -> bool {
+        (self.topology.stores.iter()).any(|s| s.source_changelog.as_deref() == Some(source))
     }
 
     /// What the partitions of re-created tasks hold past their committed
@@ -475,12 +499,14 @@ impl TestDriver {
 
     /// What store `store`'s changelog topic holds for the task of
     /// `partition`, in offset order: `(key, value)`, `None` for a delete.
+    /// Empty for a store without a changelog topic of its own (not logged,
+    /// or restored from its source).
     pub fn changelog(&self, store: &str, partition: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         if !self
             .topology
             .stores
             .iter()
-            .any(|s| s.name == store && s.logged)
+            .any(|s| s.name == store && s.logged && s.source_changelog.is_none())
         {
             return Vec::new();
         }
@@ -627,12 +653,8 @@ fn plan(topology: &Topology, application_id: &str, partitions: i32) -> Arc<Topic
         source_names: sources.clone(),
         sources,
         sinks: topology.output_names().map(str::to_string).collect(),
-        changelogs: topology
-            .stores
-            .iter()
-            .filter(|s| s.logged)
-            .map(|s| (s.name.clone(), changelog_topic(application_id, &s.name)))
-            .collect(),
+        changelogs: topics::changelogs(application_id, topology, |t| t),
+        source_changelogs: topics::source_changelogs(topology),
     })
 }
 

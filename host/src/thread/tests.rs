@@ -437,6 +437,7 @@ fn polled_records_are_grouped_by_partition_in_order_under_their_declared_source(
         source_names: vec!["orders".into(), "customers".into()],
         sinks: Vec::new(),
         changelogs: Vec::new(),
+        source_changelogs: Vec::new(),
     };
     let mut batches = BatchesBuilder::new(&plan);
     let record = |offset: i64| {

@@ -201,6 +201,16 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64>
     }
 }
 
+/// Whether the broker has `topic` (listing all topics, so asking never
+/// creates it).
+pub fn topic_exists(topic: &str) -> bool {
+    let consumer: BaseConsumer = client().create().unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    metadata.topics().iter().any(|t| t.name() == topic)
+}
+
 /// The sum of `topic`'s partitions' end offsets (0 if it does not exist).
 pub fn end_offsets(topic: &str) -> i64 {
     let consumer: BaseConsumer = client().create().unwrap();

@@ -9,3 +9,4 @@ pub mod window;
 
 impl super::bindings::v0_2::weir::streams::types::Host for super::HostState {}
 impl super::bindings::v0_3::weir::streams::records::Host for super::HostState {}
+impl super::bindings::v0_3::weir::streams::declarations::Host for super::HostState {}

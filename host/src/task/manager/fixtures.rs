@@ -104,6 +104,7 @@ pub(crate) fn plan() -> Arc<TopicPlan> {
         source_names: vec!["in".into()],
         sinks: vec!["out".into()],
         changelogs: vec![("counts".into(), CHANGELOG.into())],
+        source_changelogs: vec![],
     })
 }
 

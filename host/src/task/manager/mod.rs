@@ -313,6 +313,7 @@ impl TaskManager {
             name,
             topic,
             recorded,
+            from_source,
         } in task.changelog_starts()?
         {
             if only.is_some_and(|only| !only.contains(&store)) {
@@ -325,7 +326,14 @@ impl TaskManager {
                 topic: &topic,
                 partition: id.partition,
             };
-            let restore = |reader: &mut ChangelogReader, recorded| reader.register(at, recorded);
+            let until = match from_source {
+                true => Some(committed_offset(consumer, &topic, id)?),
+                false => None,
+            };
+            let restore = |reader: &mut ChangelogReader, recorded| match until {
+                Some(until) => reader.register_until(at, recorded, until),
+                None => reader.register(at, recorded),
+            };
             let mut start = restore(&mut self.reader, recorded)?;
             if let RestoreStart::Corrupted {
                 recorded,
@@ -585,4 +593,28 @@ impl TaskManager {
         self.close_standbys(|_| true);
         self.report_status();
     }
+}
+
+/// Where task `id` resumes its source `topic`: the group's committed offset,
+/// or 0 when nothing is committed (the source is read from its start, so
+/// nothing of a table restored from it is restored first).
+fn committed_offset(
+    consumer: &dyn SourceConsumer,
+    topic: &str,
+    id: TaskId,
+) -> Result<i64, TaskError> {
+    let partition = (topic.to_string(), id.partition);
+    let committed = consumer
+        .committed(std::slice::from_ref(&partition))
+        .map_err(|e| {
+            TaskError::Consumer(format!(
+                "reading the committed offset of `{topic}` partition {} for task {id}: {e}",
+                id.partition
+            ))
+        })?;
+    Ok(committed
+        .get(&partition)
+        .cloned()
+        .flatten()
+        .map_or(0, |c| c.offset))
 }

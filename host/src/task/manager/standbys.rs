@@ -68,6 +68,7 @@ impl TaskManager {
             name,
             topic,
             recorded,
+            from_source: _,
         } in standby.changelog_starts()?
         {
             let at = StorePosition {

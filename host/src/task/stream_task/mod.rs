@@ -244,6 +244,16 @@ impl StreamTask {
         state::changelog_of(&self.setup.plan, self.instance.task().stores[store].name())
     }
 
+    /// The changelog `store` writes to: none for a store restored from its
+    /// source (the input is its log).
+    fn written_changelog(&self, store: usize) -> Option<&str> {
+        let name = self.instance.task().stores[store].name();
+        if self.setup.plan.source_changelogs.iter().any(|s| s == name) {
+            return None;
+        }
+        self.changelog(store)
+    }
+
     pub fn begin_restore(&mut self, store: usize) {
         self.restoring.insert(store);
     }
@@ -597,7 +607,7 @@ impl CommitParticipant for StreamTask {
         let mut sent = 0;
         let partition = self.id.partition;
         for (i, store) in self.instance.task().stores.iter().enumerate() {
-            let Some(topic) = self.changelog(i) else {
+            let Some(topic) = self.written_changelog(i) else {
                 continue;
             };
             for (key, value) in store.pending_writes() {
@@ -628,8 +638,10 @@ impl CommitParticipant for StreamTask {
     fn apply_store_writes(&mut self, collector: &mut dyn Collector) -> Result<(), CommitError> {
         let partition = self.id.partition;
         for i in 0..self.instance.task().stores.len() {
-            let offset = match self.changelog(i) {
-                Some(topic) => {
+            let offset = match (self.written_changelog(i), self.changelog(i)) {
+                // Restored from its source: it holds what was consumed.
+                (None, Some(source)) => self.consumed.get(source).copied(),
+                (Some(topic), _) => {
                     let offset = collector.take_changelog_offset(topic, partition);
                     if offset.is_none() && self.instance.task().stores[i].has_pending_writes() {
                         return Err(CommitError::MissingChangelogOffset {
@@ -639,7 +651,7 @@ impl CommitParticipant for StreamTask {
                     }
                     offset
                 }
-                None => None,
+                (None, None) => None,
             };
             self.instance.task_mut().stores[i].commit(offset)?;
         }
