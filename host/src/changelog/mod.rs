@@ -148,6 +148,8 @@ struct Restoring {
     /// Where the restore stops short of the log's end (a store restored
     /// from its source stops at the committed input offset).
     until: Option<i64>,
+    /// Tail mode: held at `until`, so not fetched.
+    held: bool,
 }
 
 struct TopicReader {
@@ -221,6 +223,37 @@ impl ChangelogReader {
         self.register_as(at, recorded, None, true)
     }
 
+    /// As [`ChangelogReader::register_tail`], holding at offset `until`
+    /// (a standby of a store restored from its source goes no further than
+    /// the active has committed) until [`ChangelogReader::set_until`]
+    /// moves it on.
+    pub fn register_tail_until(
+        &mut self,
+        at: StorePosition<'_>,
+        recorded: Option<i64>,
+        until: i64,
+    ) -> Result<RestoreStart, RestoreError> {
+        self.register_as(at, recorded, Some(until), true)
+    }
+
+    /// Moves the limit of `task`'s `store` on to `until` (never back); a
+    /// tailed partition held at its old limit is read again.
+    pub fn set_until(&mut self, task: TaskId, store: usize, until: i64) {
+        for reader in self.topics.values_mut() {
+            for r in reader.partitions.values_mut() {
+                if r.task != task || r.store != store || r.until.is_none_or(|u| u >= until) {
+                    continue;
+                }
+                r.until = Some(until);
+                if r.held {
+                    r.held = false;
+                    r.at_end = false;
+                    reader.assigned = false;
+                }
+            }
+        }
+    }
+
     fn register_as(
         &mut self,
         at: StorePosition<'_>,
@@ -264,6 +297,8 @@ impl ChangelogReader {
             );
         }
         let now = Instant::now();
+        // A tail already at its limit waits for it to move, unfetched.
+        let held = tail && until.is_some_and(|until| from >= until);
         reader.partitions.insert(
             partition,
             Restoring {
@@ -276,8 +311,9 @@ impl ChangelogReader {
                 started: now,
                 last_report: now,
                 tail,
-                at_end: false,
+                at_end: held,
                 until,
+                held,
             },
         );
         reader.assigned = false;
@@ -358,6 +394,7 @@ impl ChangelogReader {
                 let from: Vec<(i32, i64)> = reader
                     .partitions
                     .iter()
+                    .filter(|(_, r)| !r.held)
                     .map(|(p, r)| (*p, r.next))
                     .collect();
                 reader
@@ -416,6 +453,33 @@ fn watermarks(
     }
 }
 
+/// `r` (of `partition`) reached its limit: a restore is finished; a tail
+/// is held there, caught up. Returns whether the topic must be assigned
+/// again (to stop fetching a newly held partition).
+fn at_limit(
+    r: &mut Restoring,
+    partition: i32,
+    finished: &mut Vec<i32>,
+    caught_up: &mut Vec<(TaskId, usize)>,
+) -> bool {
+    if !r.tail {
+        if !finished.contains(&partition) {
+            finished.push(partition);
+        }
+        return false;
+    }
+    if r.held {
+        return false;
+    }
+    r.held = true;
+    if !r.at_end {
+        r.at_end = true;
+        r.end = r.next;
+        caught_up.push((r.task, r.store));
+    }
+    true
+}
+
 fn read_topic(
     topic: &str,
     reader: &mut TopicReader,
@@ -426,6 +490,7 @@ fn read_topic(
     let mut batches: BTreeMap<i32, Vec<Write>> = BTreeMap::new();
     let mut finished = Vec::new();
     let mut caught_up = Vec::new();
+    let mut reassign = false;
     let mut timeout = wait;
     let mut read = 0;
     while read < max_records {
@@ -447,9 +512,7 @@ fn read_topic(
                     continue;
                 }
                 if r.until.is_some_and(|until| offset >= until) {
-                    if !finished.contains(&partition) {
-                        finished.push(partition);
-                    }
+                    reassign |= at_limit(r, partition, &mut finished, &mut caught_up);
                     continue;
                 }
                 r.next = offset + 1;
@@ -460,8 +523,8 @@ fn read_topic(
                 if let Some(key) = key {
                     batches.entry(partition).or_default().push((key, value));
                 }
-                if r.until.is_some_and(|until| r.next >= until) && !finished.contains(&partition) {
-                    finished.push(partition);
+                if r.until.is_some_and(|until| r.next >= until) {
+                    reassign |= at_limit(r, partition, &mut finished, &mut caught_up);
                 }
             }
             Ok(Fetched::End { partition }) => {
@@ -507,6 +570,10 @@ fn read_topic(
     if read > 0 {
         reader.backoff = None;
     }
+    if reassign {
+        // Held partitions are left out of the assignment.
+        reader.assigned = false;
+    }
     for (partition, records) in batches {
         let r = &reader.partitions[&partition];
         events.push(RestoreEvent::Records {
@@ -524,7 +591,7 @@ fn read_topic(
             && !r.at_end
             && let Some(high) = reader.consumer.cached_high_watermark(*partition)
         {
-            r.end = r.end.max(high);
+            r.end = r.end.max(r.until.map_or(high, |until| high.min(until)));
         }
     }
     for r in reader.partitions.values_mut() {

@@ -195,3 +195,33 @@ fn a_restore_until_an_offset_stops_there_and_records_it() {
         RestoreStart::UpToDate
     );
 }
+
+#[test]
+fn a_standby_held_at_a_limit_reads_on_only_when_it_moves() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a", "b", "c", "d", "e"], false, false);
+    let mut r = reader(&log);
+    r.register_tail_until(at(0), None, 2).unwrap();
+    let (keys, done, caught_up, next) = drain(&mut r);
+    assert_eq!(keys, ["a", "b"]);
+    assert!(caught_up && !done, "held at the limit, still registered");
+    assert_eq!(next, 2);
+    assert!(!r.is_behind());
+    assert_eq!(r.lag(TaskId::for_partition(0)), 0);
+
+    r.set_until(TaskId::for_partition(0), 0, 1);
+    assert!(drain(&mut r).0.is_empty(), "a limit never moves back");
+    r.set_until(TaskId::for_partition(0), 0, 4);
+    let (keys, _, caught_up, next) = drain(&mut r);
+    assert_eq!(keys, ["c", "d"]);
+    assert!(caught_up);
+    assert_eq!(next, 4);
+
+    // Registered at its limit: held from the start, nothing read.
+    let mut r = reader(&log);
+    r.register_tail_until(at(0), Some(3), 3).unwrap();
+    assert!(!r.is_behind());
+    assert!(drain(&mut r).0.is_empty());
+    r.set_until(TaskId::for_partition(0), 0, 10);
+    assert_eq!(drain(&mut r).0, ["d", "e"]);
+}

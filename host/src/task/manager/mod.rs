@@ -492,6 +492,9 @@ impl TaskManager {
             return;
         }
         let due = self.last_commit.elapsed() >= self.config.commit_interval;
+        if due {
+            self.refresh_standby_limits(consumer);
+        }
         let full = || {
             self.tasks
                 .values()

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::{PUBLISH_EVERY, RESTORE_BATCH, TaskManager};
-use crate::changelog::{RestoreEvent, RestoreStart, StorePosition};
+use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
+use crate::group::{SourceConsumer, TopicPartition};
 use crate::task::state::ChangelogStart;
 use crate::task::{StandbyTask, TaskError};
 use crate::topology::TaskId;
@@ -68,7 +69,7 @@ impl TaskManager {
             name,
             topic,
             recorded,
-            from_source: _,
+            from_source,
         } in standby.changelog_starts()?
         {
             let at = StorePosition {
@@ -78,22 +79,62 @@ impl TaskManager {
                 topic: &topic,
                 partition: id.partition,
             };
+            // A store restored from its source holds where it is until
+            // `refresh_standby_limits` learns what the active committed.
+            let tail = |reader: &mut ChangelogReader, recorded: Option<i64>| match from_source {
+                true => reader.register_tail_until(at, recorded, recorded.unwrap_or(0)),
+                false => reader.register_tail(at, recorded),
+            };
             if let RestoreStart::Corrupted {
                 recorded,
                 low,
                 high,
-            } = self.standby_reader.register_tail(at, recorded)?
+            } = tail(&mut self.standby_reader, recorded)?
             {
                 tracing::warn!(
                     task_id = %id, store = %name, recorded, low, high,
                     "standby state does not match changelog `{topic}`: wiping it and reading it in full"
                 );
                 standby.wipe_store(store)?;
-                self.standby_reader.register_tail(at, None)?;
+                tail(&mut self.standby_reader, None)?;
             }
         }
         self.standbys.insert(id, standby);
         Ok(())
+    }
+
+    /// Lets the standbys of stores restored from their source read on up
+    /// to the offsets the actives have committed (Kafka Streams keeps
+    /// them there too: a promoted task processes again what follows, and
+    /// a table ahead of it would join those records with later values).
+    /// One request for all of them; a broker that cannot answer leaves
+    /// them where they are until the next try.
+    pub(super) fn refresh_standby_limits(&mut self, consumer: &dyn SourceConsumer) {
+        let mut stores: Vec<(TaskId, usize, TopicPartition)> = Vec::new();
+        for (id, standby) in &self.standbys {
+            let Ok(starts) = standby.changelog_starts() else {
+                continue;
+            };
+            for start in starts.into_iter().filter(|s| s.from_source) {
+                stores.push((*id, start.store, (start.topic, id.partition)));
+            }
+        }
+        if stores.is_empty() {
+            return;
+        }
+        let partitions: Vec<TopicPartition> = stores.iter().map(|(_, _, tp)| tp.clone()).collect();
+        let committed = match consumer.committed(&partitions) {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the committed offsets standbys read up to; retrying");
+                return;
+            }
+        };
+        for (task, store, tp) in stores {
+            if let Some(Some(c)) = committed.get(&tp) {
+                self.standby_reader.set_until(task, store, c.offset);
+            }
+        }
     }
 
     /// Applies a step of the standbys' changelogs. Returns whether any
