@@ -5,6 +5,7 @@
 //! commit interval, a failed flush, and what a failing task costs its
 //! neighbours under each guarantee.
 
+use std::ops::Bound::Unbounded;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -276,4 +277,136 @@ fn repeated_commit_failures_during_an_outage_do_not_fail_the_thread_at_once() {
     a.process(0, 0, &[("x", "1")]);
     a.manager.commit_all(&group).unwrap();
     assert_eq!(outputs(&log)["x"], "1");
+}
+
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Keeps each record of `in` in store `table` as it is (a table).
+struct Table;
+
+impl crate::runtime::NativeProcessor for Table {
+    fn process(
+        &mut self,
+        ctx: &mut crate::runtime::TaskContext,
+        batch: &[IncomingRecord],
+    ) -> Result<(), String> {
+        for r in batch {
+            let Some(key) = r.key.clone() else { continue };
+            match r.value.clone() {
+                Some(value) => ctx.stores[0].put(key, value),
+                None => ctx.stores[0].delete(key),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A task manager running [`Table`], whose store `table` is restored from
+/// its source `in`, over `log` (which holds `in`).
+fn table_instance(log: &MemoryLog) -> Instance {
+    use std::sync::Arc;
+
+    use crate::runtime::LoadedComponent;
+    use crate::topics::TopicPlan;
+    use crate::topology::{StoreSpec, Topology};
+
+    let config = config("at_least_once", &[("commit.interval.ms", "0")]);
+    let mut setup = super::fixtures::setup(&config);
+    let topology = Topology {
+        name: "table".into(),
+        sources: vec!["in".into()],
+        sinks: Vec::new(),
+        stores: vec![StoreSpec {
+            source_changelog: Some("in".into()),
+            ..StoreSpec::key_value("table", false)
+        }],
+        repartitions: Vec::new(),
+    };
+    setup.tasks.component = LoadedComponent::native(topology, Arc::new(|| Box::new(Table)));
+    setup.tasks.plan = Arc::new(TopicPlan {
+        sinks: Vec::new(),
+        changelogs: vec![("table".into(), "in".into())],
+        source_changelogs: vec!["table".into()],
+        ..(*plan()).clone()
+    });
+    let faults = Faults::default();
+    let clients = super::Clients::memory(log, config.processing_guarantee, 1, faults.clone());
+    Instance {
+        manager: TaskManager::with_clients(setup, clients).unwrap(),
+        faults,
+    }
+}
+
+#[test]
+fn a_table_restores_from_its_source_up_to_the_committed_offset_and_so_do_its_standbys() {
+    let log = MemoryLog::default();
+    let group = MemoryGroup::joined_on(&log, "app");
+    let rows = [("a", "1"), ("b", "2"), ("c", "3"), ("a", "4")];
+    for (k, v) in rows {
+        log.append(crate::commit::SentRecord {
+            topic: "in".into(),
+            partition: 0,
+            offset: 0,
+            key: Some(k.into()),
+            value: Some(v.into()),
+            headers: Vec::new(),
+            timestamp: Some(1),
+            task: TaskId::for_partition(0),
+            seq: 0,
+        });
+    }
+    let get = |i: &Instance, key: &str| {
+        let task = i.manager.tasks.get(&TaskId::for_partition(0)).unwrap();
+        let value = task.store("table").unwrap().get(key.as_bytes()).unwrap();
+        value.map(utf8)
+    };
+
+    let mut a = table_instance(&log);
+    a.assign(&[0], &group);
+    a.process(0, 0, &rows[..2]);
+    a.manager.commit_all(&group).unwrap();
+    assert_eq!(committed(&group, 0), Some(2));
+    assert!(
+        log.records("app-table-changelog").is_empty(),
+        "no changelog topic"
+    );
+    assert_eq!(log.records("in").len(), 4, "nothing written to the source");
+
+    // A standby reads `in` only as far as the committed offset.
+    let mut standby = table_instance(&log);
+    standby
+        .manager
+        .set_standby_target([TaskId::for_partition(0)].into());
+    standby.manager.apply_standbys();
+    // Its keys (memory stores record no offset), after a few passes.
+    let tail = |s: &mut Instance| {
+        for _ in 0..10 {
+            s.manager.maybe_commit(&group);
+            s.manager.standby_step();
+        }
+        let standby = &s.manager.standbys[&TaskId::for_partition(0)];
+        let (_, table) = standby.readers().pop().unwrap();
+        let entries = table.scan(Unbounded, Unbounded, 10).unwrap();
+        (entries.into_iter())
+            .map(|(k, v)| format!("{}={}", utf8(k), utf8(v)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tail(&mut standby), ["a=1", "b=2"]);
+
+    // A new owner restores `a` and `b`, not what follows the commit.
+    a.manager.on_revoked(&partitions(&[0]), &group);
+    let mut b = table_instance(&log);
+    b.assign(&[0], &group);
+    assert_eq!(get(&b, "a").as_deref(), Some("1"));
+    assert_eq!(get(&b, "c"), None, "past the committed offset");
+    b.process(0, 2, &rows[2..]);
+    b.manager.commit_all(&group).unwrap();
+    assert_eq!(get(&b, "a").as_deref(), Some("4"));
+    assert_eq!(
+        tail(&mut standby),
+        ["a=4", "b=2", "c=3"],
+        "the standby follows the commit"
+    );
 }
