@@ -2,7 +2,7 @@
 //! filter-map`): multiples of 3 doubled with their key, everything else
 //! dropped.
 
-use weir::testing::{TestDriver, TestRecord, build_component};
+use weir_test_driver::{TestDriver, TestRecord, build_component};
 
 #[test]
 fn keeps_multiples_of_three_doubled_and_drops_the_rest() {

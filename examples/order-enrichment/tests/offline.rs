@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use order_enrichment::{Customer, Enriched, Order};
-use weir::testing::{DriverOptions, Json, TestDriver, TestRecord, build_component};
+use weir_test_driver::{DriverOptions, Json, TestDriver, TestRecord, build_component};
 
 fn driver() -> TestDriver {
     driver_with(DriverOptions {
@@ -41,7 +41,7 @@ fn order(customer: &str, id: &str, amount: u64, at: i64) -> TestRecord {
 }
 
 /// The values `sink` received since the last read.
-fn values<V: weir::testing::Codec>(driver: &mut TestDriver, sink: &str) -> Vec<V> {
+fn values<V: weir_test_driver::Codec>(driver: &mut TestDriver, sink: &str) -> Vec<V> {
     let read = driver.read_kv::<String, V>(sink).unwrap();
     read.into_iter().map(|(_, v)| v.unwrap()).collect()
 }

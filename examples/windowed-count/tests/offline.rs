@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use weir::testing::{DriverOptions, TestDriver, TestRecord, build_component};
+use weir_test_driver::{DriverOptions, TestDriver, TestRecord, build_component};
 
 const SIZE: i64 = 60_000;
 const GRACE: i64 = 10_000;

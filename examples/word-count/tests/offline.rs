@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use weir::testing::{DriverOptions, TestDriver, TestRecord, build_component};
+use weir_test_driver::{DriverOptions, TestDriver, TestRecord, build_component};
 
 fn component() -> &'static std::path::Path {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();

@@ -9,6 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{ChangelogConsumer, Fetched};
+use crate::client::ClientError;
 use crate::config::Config;
 use crate::kafka::EndOfPartitionExpected;
 
@@ -29,20 +30,21 @@ impl KafkaChangelog {
 }
 
 impl ChangelogConsumer for KafkaChangelog {
-    fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), KafkaError> {
-        self.consumer
-            .fetch_watermarks(&self.topic, partition, timeout)
+    fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), ClientError> {
+        Ok(self
+            .consumer
+            .fetch_watermarks(&self.topic, partition, timeout)?)
     }
 
-    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError> {
+    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), ClientError> {
         let mut tpl = TopicPartitionList::new();
         for (partition, offset) in from {
             tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))?;
         }
-        self.consumer.assign(&tpl)
+        Ok(self.consumer.assign(&tpl)?)
     }
 
-    fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, KafkaError>> {
+    fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, ClientError>> {
         Some(match self.consumer.poll(timeout)? {
             Ok(message) => Ok(Fetched::Record {
                 partition: message.partition(),
@@ -51,7 +53,7 @@ impl ChangelogConsumer for KafkaChangelog {
                 value: message.payload().map(<[u8]>::to_vec),
             }),
             Err(KafkaError::PartitionEOF(partition)) => Ok(Fetched::End { partition }),
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         })
     }
 

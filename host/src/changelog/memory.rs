@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
+use crate::client::ClientError;
 
 use super::{ChangelogConsumer, Fetched};
 use crate::commit::{MemoryLog, SentRecord};
@@ -38,17 +38,17 @@ impl MemoryChangelog {
 }
 
 impl ChangelogConsumer for MemoryChangelog {
-    fn watermarks(&self, partition: i32, _: Duration) -> Result<(i64, i64), KafkaError> {
+    fn watermarks(&self, partition: i32, _: Duration) -> Result<(i64, i64), ClientError> {
         Ok((0, self.log.end_offset(&self.topic, partition)))
     }
 
-    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError> {
+    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), ClientError> {
         self.positions = from.iter().map(|&(p, o)| (p, (o, false))).collect();
         self.fetched.clear();
         Ok(())
     }
 
-    fn poll(&mut self, _: Duration) -> Option<Result<Fetched, KafkaError>> {
+    fn poll(&mut self, _: Duration) -> Option<Result<Fetched, ClientError>> {
         for (&partition, (next, end_reported)) in self.positions.iter_mut() {
             let fetched = self.fetched.entry(partition).or_default();
             if fetched.is_empty() {

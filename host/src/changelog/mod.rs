@@ -23,6 +23,7 @@
 //! is logged and that topic is polled again after a backoff; finding a
 //! changelog's offsets is retried for up to `WATERMARK_RETRY_FOR`.
 
+#[cfg(feature = "server")]
 mod kafka;
 mod memory;
 #[cfg(test)]
@@ -32,11 +33,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use crate::client::ClientError;
 
+#[cfg(feature = "server")]
 pub use kafka::KafkaChangelog;
 pub use memory::MemoryChangelog;
 
+#[cfg(feature = "server")]
 use crate::config::Config;
 use crate::store::Write;
 use crate::topology::TaskId;
@@ -59,10 +62,10 @@ pub enum Fetched {
 /// `read_committed`, reporting partition ends.
 pub trait ChangelogConsumer: Send {
     /// The partition's low and high offsets (a broker request).
-    fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), KafkaError>;
+    fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), ClientError>;
     /// Reads exactly these partitions from these offsets from now on.
-    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), KafkaError>;
-    fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, KafkaError>>;
+    fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), ClientError>;
+    fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, ClientError>>;
     /// Where the consumer reads `partition` next (no broker request).
     fn position(&self, partition: i32) -> Option<i64>;
     /// The high offset as last seen in a fetch answer (no broker request).
@@ -74,6 +77,7 @@ pub type ChangelogConsumers =
     Arc<dyn Fn(&str) -> Result<Box<dyn ChangelogConsumer>, RestoreError> + Send + Sync>;
 
 /// Changelog consumers on the Kafka cluster of `config`.
+#[cfg(feature = "server")]
 pub fn kafka_consumers(config: &Config, thread: usize) -> ChangelogConsumers {
     let config = config.clone();
     Arc::new(move |topic: &str| {
@@ -81,7 +85,7 @@ pub fn kafka_consumers(config: &Config, thread: usize) -> ChangelogConsumers {
             .map(|c| Box::new(c) as Box<dyn ChangelogConsumer>)
             .map_err(|source| RestoreError::Create {
                 topic: topic.to_string(),
-                source,
+                source: source.into(),
             })
     })
 }
@@ -99,10 +103,10 @@ pub enum RestoreError {
     Kafka {
         topic: String,
         partition: i32,
-        source: KafkaError,
+        source: ClientError,
     },
     #[error("cannot create the restore consumer for `{topic}`: {source}")]
-    Create { topic: String, source: KafkaError },
+    Create { topic: String, source: ClientError },
 }
 
 /// How a store's restoration begins.

@@ -64,14 +64,14 @@ impl RecordCollector {
     pub fn new(config: &Config, thread: usize) -> Result<Self, CommitError> {
         let producer: BaseProducer<DeliveryTracker> = crate::kafka::producer(config, thread)
             .create_with_context(DeliveryTracker::default())
-            .map_err(CommitError::Create)?;
+            .map_err(|e| CommitError::Create(e.into()))?;
         let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         if exactly_once {
             producer
                 .init_transactions(TXN_TIMEOUT)
                 .map_err(|source| CommitError::Transaction {
                     step: "init_transactions",
-                    source,
+                    source: source.into(),
                 })?;
         }
         Ok(RecordCollector {
@@ -89,7 +89,7 @@ impl RecordCollector {
                 .begin_transaction()
                 .map_err(|source| CommitError::Transaction {
                     step: "begin_transaction",
-                    source,
+                    source: source.into(),
                 })?;
             self.in_transaction = true;
         }
@@ -258,7 +258,8 @@ impl Collector for RecordCollector {
 
     /// Waits for every sent record to be acknowledged.
     fn flush(&mut self) -> Result<(), CommitError> {
-        crate::kafka::flush(&self.producer, FLUSH_TIMEOUT).map_err(CommitError::Flush)?;
+        crate::kafka::flush(&self.producer, FLUSH_TIMEOUT)
+            .map_err(|e| CommitError::Flush(e.into()))?;
         self.check_failures()
     }
 
@@ -287,14 +288,14 @@ impl Collector for RecordCollector {
         self.maybe_begin_transaction()?;
         if !offsets.is_empty() {
             let group = group.ok_or(CommitError::NoGroupMetadata)?;
-            let tpl = offset_list(offsets).map_err(CommitError::OffsetList)?;
+            let tpl = offset_list(offsets).map_err(|e| CommitError::OffsetList(e.into()))?;
             self.send_offsets(&tpl, &group)?;
         }
         self.producer
             .commit_transaction(TXN_TIMEOUT)
             .map_err(|source| CommitError::Transaction {
                 step: "commit_transaction",
-                source,
+                source: source.into(),
             })?;
         self.in_transaction = false;
         self.check_failures()

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{Collector, CommitError, Outgoing, RecordSink};
 use crate::config::ProcessingGuarantee;
 use crate::group::{GroupMetadata, TopicPartition};
-use crate::kafka::partition_for_key;
 use crate::member::OffsetAndMetadata;
+use crate::partitioner::partition_for_key;
 use crate::topology::TaskId;
 
 /// A record as it sits in a topic partition.

@@ -18,6 +18,7 @@
 //! production, [`MemoryCollector`] (`memory.rs`) where no broker is wanted.
 //! This module never talks to Kafka itself.
 
+#[cfg(feature = "server")]
 mod kafka;
 mod memory;
 #[cfg(test)]
@@ -25,8 +26,9 @@ mod tests;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
+use crate::client::ClientError;
 
+#[cfg(feature = "server")]
 pub use kafka::RecordCollector;
 pub use memory::{Faults, MemoryCollector, MemoryLog, SentRecord};
 
@@ -40,24 +42,24 @@ pub enum CommitError {
     #[error("producing to `{topic}` failed: {reason}")]
     Produce { topic: String, reason: String },
     #[error("flushing the producer failed: {0}")]
-    Flush(KafkaError),
+    Flush(ClientError),
     #[error("committing input offsets failed: {0}")]
     Offsets(Box<MembershipError>),
     #[error("input offsets: {0}")]
-    OffsetList(KafkaError),
+    OffsetList(ClientError),
     #[error("sending offsets to the transaction of group `{group}` failed: {reason}")]
     SendOffsets { group: String, reason: String },
     #[error("transaction failed in {step}: {source}")]
     Transaction {
         step: &'static str,
-        source: KafkaError,
+        source: ClientError,
     },
     #[error("no consumer group metadata for the transaction (not yet joined)")]
     NoGroupMetadata,
     #[error("changelog `{topic}` partition {partition}: no acknowledged offset after flush")]
     MissingChangelogOffset { topic: String, partition: i32 },
     #[error("cannot create the producer: {0}")]
-    Create(KafkaError),
+    Create(ClientError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }

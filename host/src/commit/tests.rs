@@ -106,7 +106,7 @@ fn output(collector: &mut MemoryCollector, value: &str) {
 }
 
 fn flush_failure() -> CommitError {
-    CommitError::Flush(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut))
+    CommitError::Flush(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut).into())
 }
 
 #[test]
@@ -314,7 +314,10 @@ fn records_without_a_partition_are_spread_by_key_as_kafka_does() {
     assert!(used.len() > 1, "all on one partition: {used:?}");
     for record in records {
         let key = record.key.as_deref().unwrap();
-        assert_eq!(record.partition, crate::kafka::partition_for_key(key, 4));
+        assert_eq!(
+            record.partition,
+            crate::partitioner::partition_for_key(key, 4)
+        );
         assert_eq!(record.headers, vec![("h".to_string(), b"v".to_vec())]);
     }
 }

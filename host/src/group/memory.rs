@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use rdkafka::error::KafkaError;
+use crate::client::ClientError;
 
 use super::{GroupMetadata, SourceConsumer, TopicPartition};
 use crate::commit::MemoryLog;
@@ -92,11 +92,11 @@ impl SourceConsumer for MemoryGroup {
         self.metadata.clone()
     }
 
-    fn pause(&self, _: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn pause(&self, _: &[TopicPartition]) -> Result<(), ClientError> {
         Ok(())
     }
 
-    fn resume(&self, _: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn resume(&self, _: &[TopicPartition]) -> Result<(), ClientError> {
         Ok(())
     }
 }

@@ -13,18 +13,29 @@
 //! they start and stop.
 
 mod memory;
+#[cfg(feature = "server")]
 mod source;
+#[cfg(feature = "server")]
 mod stall;
+#[cfg(feature = "server")]
 mod streams;
+#[cfg(feature = "server")]
 mod subscription;
 
 pub use memory::MemoryGroup;
+#[cfg(feature = "server")]
 pub use source::{GroupSource, SourceContext};
+#[cfg(feature = "server")]
 pub use stall::{FetchWatch, QuietPartition, STALL_AFTER, stalled};
+#[cfg(feature = "server")]
 pub use streams::{StreamsGroup, StreamsGroupSetup, ThreadUpdate};
 
+#[cfg(feature = "server")]
 use rdkafka::error::KafkaError;
+#[cfg(feature = "server")]
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::client::ClientError;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +45,8 @@ use crate::member::{MembershipError, OffsetAndMetadata};
 pub type TopicPartition = (String, i32);
 
 /// What the task manager hears about its thread's share of the assignment.
+/// (The offline driver only assigns.)
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 pub trait RebalanceListener: Send {
     /// Partitions are now this thread's (their fetch has been assigned).
     fn on_assigned(&mut self, partitions: &[TopicPartition], consumer: &dyn SourceConsumer);
@@ -70,10 +83,11 @@ pub trait SourceConsumer {
     ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, MembershipError>;
     /// `None` until the process has joined the group.
     fn group_metadata(&self) -> Option<GroupMetadata>;
-    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError>;
-    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError>;
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), ClientError>;
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), ClientError>;
 }
 
+#[cfg(feature = "server")]
 pub(crate) fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for (topic, partition) in partitions {
@@ -82,6 +96,7 @@ pub(crate) fn partition_list(partitions: &[TopicPartition]) -> TopicPartitionLis
     tpl
 }
 
+#[cfg(feature = "server")]
 pub(crate) fn offset_list(
     offsets: &[(TopicPartition, OffsetAndMetadata)],
 ) -> Result<TopicPartitionList, KafkaError> {

@@ -8,6 +8,8 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+
+use crate::client::ClientError;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{GroupMetadata, SourceConsumer, StreamsGroup, TopicPartition, partition_list};
@@ -84,17 +86,20 @@ impl<C: ConsumerContext> SourceConsumer for GroupSource<'_, C> {
         self.group.metadata()
     }
 
-    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
         if partitions.is_empty() {
             return Ok(());
         }
-        Consumer::pause(self.consumer, &partition_list(partitions))
+        Ok(Consumer::pause(self.consumer, &partition_list(partitions))?)
     }
 
-    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
         if partitions.is_empty() {
             return Ok(());
         }
-        Consumer::resume(self.consumer, &partition_list(partitions))
+        Ok(Consumer::resume(
+            self.consumer,
+            &partition_list(partitions),
+        )?)
     }
 }

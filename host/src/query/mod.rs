@@ -13,14 +13,20 @@
 //! (readers share RocksDB handles, whose reads are thread-safe), or answer
 //! from a task that is restoring or moving (that is a 503).
 
+// The HTTP side is the server's.
+#[cfg(feature = "server")]
 mod format;
+#[cfg(feature = "server")]
 pub(crate) mod http;
+#[cfg(feature = "server")]
 mod range;
+#[cfg(feature = "server")]
 mod windows;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+#[cfg(feature = "server")]
 pub use format::KeyFormat;
 
 use crate::assign::HostTasks;
@@ -139,7 +145,7 @@ impl QueryableStores {
     /// The partition `key` belongs to: Kafka's default partitioner, as the
     /// processor's forwards through a repartition topic use.
     pub fn partition_of(&self, key: &[u8]) -> i32 {
-        crate::kafka::partition_for_key(key, self.partitions())
+        crate::partitioner::partition_for_key(key, self.partitions())
     }
 
     /// The local reader of `store`'s `partition`, with its role.

@@ -11,12 +11,14 @@
 
 mod directory;
 mod memory;
+#[cfg(feature = "server")]
 mod rocks;
 mod state_store;
 pub mod window;
 
 pub use directory::{StateDirectory, TaskDirGuard};
 pub use memory::MemoryBackend;
+#[cfg(feature = "server")]
 pub use rocks::{RocksBackend, RocksResources};
 pub use state_store::StateStore;
 
@@ -150,6 +152,7 @@ pub(crate) fn bounds_are_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
 }
 
 /// Whether `key` lies before the end bound.
+#[cfg(feature = "server")]
 pub(crate) fn before_end(key: &[u8], end: Bound<&[u8]>) -> bool {
     match end {
         Bound::Unbounded => true,

@@ -175,21 +175,21 @@ mod tests {
             },
         };
         assert_eq!(gone.recovery(), TaskRecovery::Fatal);
-        let unflushed = TaskError::Commit(CommitError::Flush(KafkaError::Flush(
-            RDKafkaErrorCode::MessageTimedOut,
-        )));
+        let unflushed = TaskError::Commit(CommitError::Flush(
+            KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut).into(),
+        ));
         assert_eq!(unflushed.recovery(), TaskRecovery::RestartFromLastCommit);
         assert_eq!(
-            TaskError::Commit(CommitError::Create(KafkaError::ClientCreation(
-                "bad".into()
-            )))
+            TaskError::Commit(CommitError::Create(
+                KafkaError::ClientCreation("bad".into()).into()
+            ))
             .recovery(),
             TaskRecovery::Fatal
         );
         let unreadable = TaskError::Restore(RestoreError::Kafka {
             topic: "app-counts-changelog".into(),
             partition: 3,
-            source: KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
+            source: KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure).into(),
         });
         assert_eq!(unreadable.recovery(), TaskRecovery::RestartFromLastCommit);
         assert_eq!(

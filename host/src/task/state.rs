@@ -10,11 +10,12 @@
 
 use std::collections::BTreeMap;
 
+use super::DiskStores;
 use super::{TaskError, TaskSetup};
-use crate::store::{
-    KeyValueBackend, MemoryBackend, RocksBackend, RocksResources, StateStore, StoreError,
-    StoreReader, TaskDirGuard, Write,
-};
+use crate::store::KeyValueBackend;
+#[cfg(feature = "server")]
+use crate::store::RocksBackend;
+use crate::store::{MemoryBackend, StateStore, StoreError, StoreReader, TaskDirGuard, Write};
 use crate::topics::TopicPlan;
 use crate::topology::{StoreSpec, TaskId};
 
@@ -66,36 +67,38 @@ pub(super) fn wipe(id: TaskId, setup: &TaskSetup, only: Option<&str>) -> Result<
 }
 
 /// Opens one store: RocksDB under the state directory for a persistent
-/// store (its WAL is replayed here), memory otherwise or without a disk.
+/// store (its WAL is replayed here), memory otherwise, without a disk or
+/// without the `server` feature.
 pub(super) fn open_store(
     spec: &StoreSpec,
     task: TaskId,
     setup: &TaskSetup,
 ) -> Result<(StateStore, Option<TaskDirGuard>), StoreError> {
-    let disk = match &setup.disk {
-        Some(disk) if spec.persistent => disk,
-        _ => {
-            let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
-            return Ok((store, None));
-        }
-    };
-    let guard = disk.dirs.claim(&spec.name, task)?;
-    disk.dirs.clear_checkpoint(&guard);
-    let backend = open_rocks(spec, task, &guard, &disk.rocks)?;
-    Ok((StateStore::new(spec.clone(), task, backend), Some(guard)))
+    if cfg!(feature = "server")
+        && let Some(disk) = setup.disk.as_ref().filter(|_| spec.persistent)
+    {
+        let guard = disk.dirs.claim(&spec.name, task)?;
+        disk.dirs.clear_checkpoint(&guard);
+        let backend = open_rocks(spec, task, &guard, disk)?;
+        return Ok((StateStore::new(spec.clone(), task, backend), Some(guard)));
+    }
+    let store = StateStore::new(spec.clone(), task, Box::new(MemoryBackend::new()));
+    Ok((store, None))
 }
 
+#[cfg(feature = "server")]
 fn open_rocks(
     spec: &StoreSpec,
     task: TaskId,
     guard: &TaskDirGuard,
-    rocks: &RocksResources,
+    disk: &DiskStores,
 ) -> Result<Box<dyn KeyValueBackend>, StoreError> {
-    let backend = RocksBackend::open(&guard.path, rocks).map_err(|source| StoreError::Backend {
-        store: spec.name.clone(),
-        task: task.to_string(),
-        source,
-    })?;
+    let backend =
+        RocksBackend::open(&guard.path, &disk.rocks).map_err(|source| StoreError::Backend {
+            store: spec.name.clone(),
+            task: task.to_string(),
+            source,
+        })?;
     Ok(Box::new(backend))
 }
 
@@ -166,6 +169,21 @@ pub(super) fn apply_changelog(
         .map_err(|source| TaskError::Store { task: id, source })
 }
 
+/// Without RocksDB no store is opened on disk, so none is reopened.
+#[cfg(not(feature = "server"))]
+fn open_rocks(
+    spec: &StoreSpec,
+    task: TaskId,
+    _guard: &TaskDirGuard,
+    _disk: &DiskStores,
+) -> Result<Box<dyn KeyValueBackend>, StoreError> {
+    Err(StoreError::Backend {
+        store: spec.name.clone(),
+        task: task.to_string(),
+        source: crate::store::BackendError::new("RocksDB is not built in (feature `server`)"),
+    })
+}
+
 /// Drops the local copy of store `index` so it restores from scratch.
 pub(super) fn wipe_store(
     id: TaskId,
@@ -185,7 +203,7 @@ pub(super) fn wipe_store(
     let placeholder = StateStore::new(spec.clone(), id, Box::new(MemoryBackend::new()));
     drop(std::mem::replace(&mut stores[index], placeholder));
     disk.dirs.wipe(guard).map_err(err)?;
-    let backend = open_rocks(&spec, id, guard, &disk.rocks).map_err(err)?;
+    let backend = open_rocks(&spec, id, guard, disk).map_err(err)?;
     stores[index] = StateStore::new(spec, id, backend);
     Ok(())
 }

@@ -166,7 +166,7 @@ impl TestDriver {
     fn partition_of(&self, record: &TestRecord) -> Result<i32, DriverError> {
         let p = match (record.partition, &record.key) {
             (Some(p), _) => p,
-            (None, Some(key)) => crate::kafka::partition_for_key(key, self.partitions),
+            (None, Some(key)) => crate::partitioner::partition_for_key(key, self.partitions),
             (None, None) => 0,
         };
         if p < 0 || p >= self.partitions {

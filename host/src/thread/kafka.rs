@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{Batches, BatchesBuilder, Fetcher};
+use crate::client::ClientError;
 use crate::config::Config;
 use crate::group::{
     FetchWatch, GroupMetadata, GroupSource, QuietPartition, STALL_AFTER, SourceConsumer,
@@ -184,11 +184,11 @@ impl SourceConsumer for KafkaFetcher {
         self.source().group_metadata()
     }
 
-    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
         self.source().pause(partitions)
     }
 
-    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
         self.source().resume(partitions)
     }
 }

@@ -66,12 +66,12 @@ impl SourceConsumer for MemoryFetcher {
         self.group.group_metadata()
     }
 
-    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn pause(&self, partitions: &[TopicPartition]) -> Result<(), crate::client::ClientError> {
         lock(&self.state).paused.extend(partitions.iter().cloned());
         Ok(())
     }
 
-    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    fn resume(&self, partitions: &[TopicPartition]) -> Result<(), crate::client::ClientError> {
         let mut state = lock(&self.state);
         for tp in partitions {
             state.paused.remove(tp);
@@ -356,10 +356,9 @@ fn a_failed_commit_fetches_the_thread_s_partitions_again_from_the_last_commit() 
     h.pass();
     assert_eq!(h.committed(0), Some(1));
     h.produce(0, "x", "b");
-    h.faults
-        .fail_next_flush(CommitError::Flush(KafkaError::Flush(
-            RDKafkaErrorCode::MessageTimedOut,
-        )));
+    h.faults.fail_next_flush(CommitError::Flush(
+        KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut).into(),
+    ));
     h.pass();
     assert_eq!(h.committed(0), Some(1), "the failed commit left nothing");
     assert_eq!(h.fetched(), vec![0]);

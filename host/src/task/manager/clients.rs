@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::changelog::{ChangelogConsumer, ChangelogConsumers, MemoryChangelog, kafka_consumers};
-use crate::commit::{Collector, CommitError, Faults, MemoryCollector, MemoryLog, RecordCollector};
-use crate::config::{Config, ProcessingGuarantee};
+use crate::changelog::{ChangelogConsumer, ChangelogConsumers, MemoryChangelog};
+use crate::commit::{Collector, CommitError, Faults, MemoryCollector, MemoryLog};
+use crate::config::ProcessingGuarantee;
 
 /// Makes a stream thread's producer: at start, and again after a reset
 /// under exactly-once.
@@ -22,8 +22,10 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn kafka(config: &Arc<Config>, thread: usize) -> Self {
-        let changelogs = kafka_consumers(config, thread);
+    #[cfg(feature = "server")]
+    pub fn kafka(config: &Arc<crate::config::Config>, thread: usize) -> Self {
+        use crate::commit::RecordCollector;
+        let changelogs = crate::changelog::kafka_consumers(config, thread);
         let config = config.clone();
         Clients {
             collectors: Box::new(move || {

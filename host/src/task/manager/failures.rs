@@ -209,6 +209,7 @@ impl TaskManager {
     }
 
     /// The tasks in `ids` are no longer this thread's: forget their failures.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(super) fn drop_failed(&mut self, ids: &BTreeSet<TaskId>) {
         for id in ids {
             if self.failed.remove(id).is_some() {

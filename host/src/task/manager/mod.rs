@@ -104,6 +104,7 @@ pub struct TaskManager {
 
 impl TaskManager {
     /// A task manager on the Kafka cluster of its configuration.
+    #[cfg(feature = "server")]
     pub fn new(setup: TaskManagerSetup) -> Result<Self, TaskError> {
         let clients = Clients::kafka(&setup.config, setup.thread);
         Self::with_clients(setup, clients)

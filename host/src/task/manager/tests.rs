@@ -75,7 +75,7 @@ impl Instance {
 }
 
 fn flush_failure() -> CommitError {
-    CommitError::Flush(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut))
+    CommitError::Flush(KafkaError::Flush(RDKafkaErrorCode::MessageTimedOut).into())
 }
 
 #[test]

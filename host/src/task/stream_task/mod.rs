@@ -13,7 +13,9 @@ use crate::member::OffsetAndMetadata;
 use crate::metrics::{Metrics, add};
 use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use crate::runtime::{Clock, GuestError, LoadedComponent, ProcessorInstance, TaskContext};
-use crate::store::{RocksResources, StateDirectory, StateStore, Write};
+#[cfg(feature = "server")]
+use crate::store::RocksResources;
+use crate::store::{StateDirectory, StateStore, Write};
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
@@ -62,10 +64,12 @@ pub struct ProcessingErrors {
     pub dead_letter_queue: Option<String>,
 }
 
-/// The state directory and RocksDB budget persistent stores use.
+/// The state directory and RocksDB budget persistent stores use (without
+/// the `server` feature there is no RocksDB: every store is in memory).
 #[derive(Clone)]
 pub struct DiskStores {
     pub dirs: Arc<StateDirectory>,
+    #[cfg(feature = "server")]
     pub rocks: Arc<RocksResources>,
 }
 

@@ -1,4 +1,4 @@
-//! The topics a topology needs: checks that sources exist and are
+//! Topics on the cluster: checks that sources exist and are
 //! co-partitioned, and creates missing sink and changelog topics with the
 //! sources' partition count (changelogs compacted), and the deployment log's
 //! internal topic. Runs before a release's stream threads start or swap,
@@ -10,6 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+use super::{TopicPlan, changelogs, source_changelogs};
 use crate::config::Config;
 use crate::topology::{Topology, changelog_topic, repartition_topic};
 
@@ -55,33 +56,6 @@ pub enum TopicError {
         policy: String,
         what: &'static str,
     },
-}
-
-/// The actual topics a topology runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicPlan {
-    /// Partitions of every source, so tasks `0_0` .. `0_{n-1}`.
-    pub partitions: usize,
-    /// Topics to subscribe to: sources, then repartition topics.
-    pub sources: Vec<String>,
-    /// The declared name of each of `sources`, in the same order.
-    pub source_names: Vec<String>,
-    /// Output topics by output index: sinks, then repartition topics.
-    pub sinks: Vec<String>,
-    /// (store name, changelog topic) of each logged store; for a store
-    /// restored from its source, that source's topic.
-    pub changelogs: Vec<(String, String)>,
-    /// Stores whose changelog is their source topic: nothing is written
-    /// to it, and the offset they record is the input's.
-    pub source_changelogs: Vec<String>,
-}
-
-impl TopicPlan {
-    /// The declared source name of subscribed topic `topic`.
-    pub fn source_name(&self, topic: &str) -> Option<&str> {
-        let i = self.sources.iter().position(|t| t == topic)?;
-        Some(&self.source_names[i])
-    }
 }
 
 fn admin_client(config: &Config) -> Result<AdminClient<DefaultClientContext>, TopicError> {
@@ -227,38 +201,6 @@ pub fn prepare(config: &Config, topology: &Topology) -> Result<TopicPlan, TopicE
         changelogs,
         source_changelogs: source_changelogs(topology),
     })
-}
-
-/// (store, changelog topic) of each logged store: its own
-/// `<application.id>-<store>-changelog`, or the topic of the source it is
-/// restored from (`topic` maps a declared topic to the actual one).
-pub fn changelogs<'a>(
-    application_id: &str,
-    topology: &'a Topology,
-    topic: impl Fn(&'a str) -> &'a str,
-) -> Vec<(String, String)> {
-    topology
-        .stores
-        .iter()
-        .filter(|s| s.logged)
-        .map(|s| {
-            let changelog = match &s.source_changelog {
-                Some(source) => topic(source).to_string(),
-                None => changelog_topic(application_id, &s.name),
-            };
-            (s.name.clone(), changelog)
-        })
-        .collect()
-}
-
-/// The stores of `topology` restored from their source.
-pub fn source_changelogs(topology: &Topology) -> Vec<String> {
-    topology
-        .stores
-        .iter()
-        .filter(|s| s.source_changelog.is_some())
-        .map(|s| s.name.clone())
-        .collect()
 }
 
 /// The changelogs the host creates and writes: not the sources.
