@@ -69,15 +69,16 @@
 //!
 //! ## Testing a processor without a broker
 //!
-//! The host crate's offline test driver (`weir::testing`, like Kafka
-//! Streams' `TopologyTestDriver`) runs the real component in-process with
+//! The offline test driver (crate `weir-test-driver`, like Kafka Streams'
+//! `TopologyTestDriver`) runs the real component in-process with
 //! in-memory stores: the same WIT bindings, store code and limits as
-//! `weir run`, no Kafka. Add `weir-host` as a dev-dependency and write
+//! `weir run`, no Kafka, and it builds without the host's RocksDB and
+//! librdkafka. Add `weir-test-driver` as a dev-dependency and write
 //! ordinary tests; `examples/word-count/tests/offline.rs` is this one:
 //!
 //! ```ignore
 //! // tests/offline.rs of the word-count crate; run with `cargo test --release`.
-//! use weir::testing::{DriverOptions, TestDriver, TestRecord, build_component};
+//! use weir_test_driver::{DriverOptions, TestDriver, TestRecord, build_component};
 //!
 //! #[test]
 //! fn counts_words_across_lines_and_partitions() {

@@ -195,6 +195,15 @@ mod tests {
         v2.stores[0].logged = false;
         let err = check(&wc(), &v2, true).unwrap_err();
         assert!(err.to_string().contains("store `counts` changes from KeyValue persistent with changelog to KeyValue persistent without changelog"), "{err}");
+        // Its recorded offset would mean the source's, not the changelog's.
+        let mut v2 = wc();
+        v2.stores[0].source_changelog = Some("lines".into());
+        let err = check(&wc(), &v2, true).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("to KeyValue persistent restored from source `lines`"),
+            "{err}"
+        );
         let mut v2 = wc();
         v2.sources = vec!["other".into()];
         let err = check(&wc(), &v2, false).unwrap_err();
