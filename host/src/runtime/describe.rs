@@ -5,51 +5,39 @@ use super::bindings::types::{DataFormat as WitFormat, SinkSpec as WitSink, Store
 use super::bindings::{v0_2, v0_3};
 use crate::topology::{DataFormat, SinkSpec, StoreKind, StoreSpec, Topology, WindowSpec};
 
+/// The host's topology from either version's, whose store declarations
+/// differ only in the source changelog (`$source`, from store `$s`).
+macro_rules! topology {
+    ($wit:expr, |$s:ident| $source:expr) => {{
+        let wit = $wit;
+        Topology {
+            name: wit.name,
+            sources: wit.sources,
+            sinks: sinks(wit.sinks),
+            stores: (wit.stores.into_iter())
+                .map(|$s| StoreSpec {
+                    kind: kind($s.kind),
+                    logged: $s.logged,
+                    persistent: $s.persistent,
+                    key_format: data_format($s.key_format),
+                    value_format: data_format($s.value_format),
+                    window: $s.window.map(window),
+                    source_changelog: $source,
+                    name: $s.name,
+                })
+                .collect(),
+            repartitions: wit.repartitions,
+        }
+    }};
+}
+
 /// Contract 0.2.0: no store is restored from its source.
 pub(super) fn from_v0_2(wit: v0_2::weir::streams::types::Topology) -> Topology {
-    Topology {
-        name: wit.name,
-        sources: wit.sources,
-        sinks: sinks(wit.sinks),
-        stores: wit
-            .stores
-            .into_iter()
-            .map(|s| StoreSpec {
-                kind: kind(s.kind),
-                logged: s.logged,
-                persistent: s.persistent,
-                key_format: data_format(s.key_format),
-                value_format: data_format(s.value_format),
-                window: s.window.map(window),
-                source_changelog: None,
-                name: s.name,
-            })
-            .collect(),
-        repartitions: wit.repartitions,
-    }
+    topology!(wit, |s| None)
 }
 
 pub(super) fn from_v0_3(wit: v0_3::weir::streams::declarations::Topology) -> Topology {
-    Topology {
-        name: wit.name,
-        sources: wit.sources,
-        sinks: sinks(wit.sinks),
-        stores: wit
-            .stores
-            .into_iter()
-            .map(|s| StoreSpec {
-                kind: kind(s.kind),
-                logged: s.logged,
-                persistent: s.persistent,
-                key_format: data_format(s.key_format),
-                value_format: data_format(s.value_format),
-                window: s.window.map(window),
-                source_changelog: s.source_changelog,
-                name: s.name,
-            })
-            .collect(),
-        repartitions: wit.repartitions,
-    }
+    topology!(wit, |s| s.source_changelog)
 }
 
 fn sinks(sinks: Vec<WitSink>) -> Vec<SinkSpec> {

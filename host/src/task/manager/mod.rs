@@ -53,6 +53,9 @@ const MIN_FORCED_COMMIT_BYTES: usize = 1 << 20;
 pub(super) const RESTORE_BATCH: usize = 10_000;
 /// How often restore and standby progress reach status and metrics.
 pub(super) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// The least time between two reads of the committed offsets standbys of
+/// stores restored from their source read up to.
+const STANDBY_LIMITS_EVERY: Duration = Duration::from_secs(1);
 
 /// What a task manager is built from.
 #[derive(Clone)]
@@ -82,6 +85,9 @@ pub struct TaskManager {
     standby_target: BTreeSet<TaskId>,
     /// When standby progress was last published.
     standbys_published: Instant,
+    /// When the standbys' limits on their source topics were last read
+    /// from the group's committed offsets.
+    standby_limits_read: Instant,
     /// When restore progress was last published.
     restore_published: Instant,
     last_commit: Instant,
@@ -127,6 +133,7 @@ impl TaskManager {
             standby_reader: ChangelogReader::new(changelogs),
             standby_target: BTreeSet::new(),
             standbys_published: Instant::now(),
+            standby_limits_read: Instant::now(),
             restore_published: Instant::now(),
             config: setup.config,
             thread: setup.thread,
@@ -493,7 +500,11 @@ impl TaskManager {
             return;
         }
         let due = self.last_commit.elapsed() >= self.config.commit_interval;
-        if due {
+        // Committed offsets move at the actives' commits: read them as
+        // often, but not more than once a second.
+        let limits_every = self.config.commit_interval.max(STANDBY_LIMITS_EVERY);
+        if self.standby_limits_read.elapsed() >= limits_every {
+            self.standby_limits_read = Instant::now();
             self.refresh_standby_limits(consumer);
         }
         let full = || {

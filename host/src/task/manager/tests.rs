@@ -383,7 +383,7 @@ fn a_table_restores_from_its_source_up_to_the_committed_offset_and_so_do_its_sta
     // Its keys (memory stores record no offset), after a few passes.
     let tail = |s: &mut Instance| {
         for _ in 0..10 {
-            s.manager.maybe_commit(&group);
+            s.manager.refresh_standby_limits(&group);
             s.manager.standby_step();
         }
         let standby = &s.manager.standbys[&TaskId::for_partition(0)];
