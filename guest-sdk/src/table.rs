@@ -2,7 +2,10 @@
 //! `builder.table(topic)`): the latest value per key in a key-value store,
 //! a tombstone deleting the key, and stream-table joins against it.
 //! Co-partition the stream with the table's topic, as Kafka Streams
-//! requires: a task sees only its own partition of both.
+//! requires: a task sees only its own partition of both. Declared with
+//! [`StoreSpec::source_as_changelog`](crate::StoreSpec::source_as_changelog),
+//! the table's store has no changelog topic: the host restores it from the
+//! table's topic.
 
 use crate::codec::Codec;
 use crate::context::Record;
