@@ -18,7 +18,11 @@ const PARTITIONS: i32 = 4;
 const CUSTOMERS: usize = 200;
 
 fn customer(i: usize) -> Vec<u8> {
-    let tier = if i.is_multiple_of(2) { "gold" } else { "silver" };
+    let tier = if i.is_multiple_of(2) {
+        "gold"
+    } else {
+        "silver"
+    };
     format!(r#"{{"name":"n{i}","tier":"{tier}"}}"#).into_bytes()
 }
 

@@ -13,9 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::state::ChangelogStart;
 use super::{StandbyTask, StreamTask, TaskError, TaskSetup, TaskState, stream_time};
-use crate::changelog::{ChangelogReader, RestoreStart, StorePosition};
+use crate::changelog::ChangelogReader;
 use crate::commit::{Collector, CommitParticipant, CommitProtocol};
 use crate::config::Config;
 use crate::group::{SourceConsumer, TopicPartition};
@@ -31,6 +30,7 @@ mod failures;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod rebalance;
+mod registration;
 mod restore;
 mod standbys;
 #[cfg(test)]
@@ -305,76 +305,6 @@ impl TaskManager {
         }
     }
 
-    /// Registers the restore of `task`'s logged stores (all, or `only`
-    /// these indices) and pauses its partitions while any is behind its
-    /// changelog; starts the task if none is.
-    fn restore_or_start(
-        &mut self,
-        task: &mut StreamTask,
-        only: Option<&[usize]>,
-        consumer: &dyn SourceConsumer,
-    ) -> Result<(), TaskError> {
-        let id = task.id();
-        let mut restoring = false;
-        for ChangelogStart {
-            store,
-            name,
-            topic,
-            recorded,
-            from_source,
-        } in task.changelog_starts()?
-        {
-            if only.is_some_and(|only| !only.contains(&store)) {
-                continue;
-            }
-            let at = StorePosition {
-                task: id,
-                store,
-                store_name: &name,
-                topic: &topic,
-                partition: id.partition,
-            };
-            let until = match from_source {
-                true => Some(committed_offset(consumer, &topic, id)?),
-                false => None,
-            };
-            let restore = |reader: &mut ChangelogReader, recorded| match until {
-                Some(until) => reader.register_until(at, recorded, until),
-                None => reader.register(at, recorded),
-            };
-            let mut start = restore(&mut self.reader, recorded)?;
-            if let RestoreStart::Corrupted {
-                recorded,
-                low,
-                high,
-            } = start
-            {
-                tracing::warn!(
-                    task_id = %id, store = %name, recorded, low, high,
-                    "local state does not match changelog `{topic}`: wiping it and restoring in full"
-                );
-                task.wipe_store(store)?;
-                start = restore(&mut self.reader, None)?;
-            }
-            if let RestoreStart::Restoring { .. } = start {
-                task.begin_restore(store);
-                restoring = true;
-            }
-        }
-        if restoring {
-            consumer.pause(&task.partitions()).map_err(|e| {
-                TaskError::Consumer(format!("pausing partitions of task {id}: {e}"))
-            })?;
-        } else {
-            // Paused if it was restoring before a swap; a no-op otherwise.
-            consumer.resume(&task.partitions()).map_err(|e| {
-                TaskError::Consumer(format!("resuming partitions of task {id}: {e}"))
-            })?;
-            task.start(self.collector.as_mut())?;
-        }
-        Ok(())
-    }
-
     /// Switches every task to a new release at this commit boundary: commit,
     /// swap each task's processor on its stores, restore stores the new
     /// version added, start. Logs and records the processing pause.
@@ -608,28 +538,4 @@ impl TaskManager {
         self.close_standbys(|_| true);
         self.report_status();
     }
-}
-
-/// Where task `id` resumes its source `topic`: the group's committed offset,
-/// or 0 when nothing is committed (the source is read from its start, so
-/// nothing of a table restored from it is restored first).
-fn committed_offset(
-    consumer: &dyn SourceConsumer,
-    topic: &str,
-    id: TaskId,
-) -> Result<i64, TaskError> {
-    let partition = (topic.to_string(), id.partition);
-    let committed = consumer
-        .committed(std::slice::from_ref(&partition))
-        .map_err(|e| {
-            TaskError::Consumer(format!(
-                "reading the committed offset of `{topic}` partition {} for task {id}: {e}",
-                id.partition
-            ))
-        })?;
-    Ok(committed
-        .get(&partition)
-        .cloned()
-        .flatten()
-        .map_or(0, |c| c.offset))
 }
