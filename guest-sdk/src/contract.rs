@@ -25,9 +25,10 @@ mod imp {
             source,
             topic,
             partition,
-            records,
+            count,
+            encoded,
         } = batch;
-        records.into_iter().map(move |r| Record {
+        crate::encoded::Records::new(encoded, count).map(move |r| Record {
             source: source.clone(),
             key: r.key,
             value: r.value,

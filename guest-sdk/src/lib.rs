@@ -161,6 +161,8 @@ mod codec;
 mod context;
 #[doc(hidden)]
 pub mod contract;
+#[cfg(not(feature = "contract-0-2"))]
+mod encoded;
 mod error;
 pub mod log;
 #[doc(hidden)]

@@ -99,15 +99,6 @@ pub(crate) trait Body: Send {
     fn describe(&mut self, component: &str) -> Result<Topology, GuestError>;
     fn init(&mut self, component: &str, info: &TaskInfo) -> Result<(), GuestError>;
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError>;
-    /// As `process`, free to take the records' keys, values and headers
-    /// (moved into the guest's batch rather than copied).
-    fn process_taking(
-        &mut self,
-        component: &str,
-        batch: &mut [IncomingRecord],
-    ) -> Result<(), GuestError> {
-        self.process(component, batch)
-    }
     fn punctuate(
         &mut self,
         component: &str,
@@ -165,13 +156,6 @@ impl ProcessorInstance {
 
     pub fn process(&mut self, batch: &[IncomingRecord]) -> Result<(), GuestError> {
         self.body.process(&self.label, batch)
-    }
-
-    /// As [`ProcessorInstance::process`], but the records' keys, values and
-    /// headers may be gone afterwards (their offsets and timestamps stay):
-    /// for a caller that will not send the batch again.
-    pub fn process_taking(&mut self, batch: &mut [IncomingRecord]) -> Result<(), GuestError> {
-        self.body.process_taking(&self.label, batch)
     }
 
     pub fn punctuate(

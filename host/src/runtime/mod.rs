@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod describe;
+mod encoded;
 mod host;
 mod instance;
 mod native;

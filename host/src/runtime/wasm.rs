@@ -10,7 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_3::weir::streams::records::{InputBatch, InputRecord, Output};
+use super::bindings::v0_3::weir::streams::records::{InputBatch, Output};
 use super::bindings::{
     IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo, v0_2, v0_3,
 };
@@ -292,19 +292,13 @@ impl Body for WasmBody {
     }
 
     fn process(&mut self, component: &str, batch: &[IncomingRecord]) -> Result<(), GuestError> {
-        self.process_shaped(component, batch, None)
-    }
-
-    fn process_taking(
-        &mut self,
-        component: &str,
-        batch: &mut [IncomingRecord],
-    ) -> Result<(), GuestError> {
-        let shaped = match self.exports {
-            Exports::V0_3(_) => Some(taken_batch(batch)),
-            Exports::V0_2(_) => None,
-        };
-        self.process_shaped(component, batch, shaped)
+        let outputs = self.call(component, "process", |e, s| match e {
+            Exports::V0_2(p) => p.weir_streams_handler().call_process(s, batch).map(none),
+            Exports::V0_3(p) => p
+                .weir_streams_handler()
+                .call_process(s, &input_batch(batch)),
+        })?;
+        self.deliver(component, "process", outputs)
     }
 
     fn punctuate(
@@ -348,8 +342,8 @@ fn none(result: Result<(), ProcessingError>) -> Result<Vec<Output>, ProcessingEr
 }
 
 /// A batch of one partition of one input (as the task makes them), in
-/// 0.3.0's shape: where it came from once, then each record's payload.
-fn input_batch(batch: &[IncomingRecord], records: Vec<InputRecord>) -> InputBatch {
+/// 0.3.0's shape: where it came from once, then the records encoded.
+fn input_batch(batch: &[IncomingRecord]) -> InputBatch {
     let (source, topic, partition) = batch
         .first()
         .map(|r| (r.source.clone(), r.topic.clone(), r.partition))
@@ -358,59 +352,12 @@ fn input_batch(batch: &[IncomingRecord], records: Vec<InputRecord>) -> InputBatc
         source,
         topic,
         partition,
-        records,
+        count: batch.len() as u32,
+        encoded: super::encoded::encode(batch),
     }
-}
-
-/// `batch` in 0.3.0's shape, its payloads copied.
-fn copied_batch(batch: &[IncomingRecord]) -> InputBatch {
-    let records = batch
-        .iter()
-        .map(|r| InputRecord {
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: r.headers.clone(),
-            timestamp: r.timestamp,
-            offset: r.offset,
-        })
-        .collect();
-    input_batch(batch, records)
-}
-
-/// `batch` in 0.3.0's shape, its payloads moved out of it.
-fn taken_batch(batch: &mut [IncomingRecord]) -> InputBatch {
-    let records = batch
-        .iter_mut()
-        .map(|r| InputRecord {
-            key: r.key.take(),
-            value: r.value.take(),
-            headers: std::mem::take(&mut r.headers),
-            timestamp: r.timestamp,
-            offset: r.offset,
-        })
-        .collect();
-    input_batch(batch, records)
 }
 
 impl WasmBody {
-    /// `process` of `batch`; a 0.3.0 instance gets `shaped` (the batch in
-    /// its shape, payloads already taken) or else a copy.
-    fn process_shaped(
-        &mut self,
-        component: &str,
-        batch: &[IncomingRecord],
-        shaped: Option<InputBatch>,
-    ) -> Result<(), GuestError> {
-        let outputs = self.call(component, "process", |e, s| match e {
-            Exports::V0_2(p) => p.weir_streams_handler().call_process(s, batch).map(none),
-            Exports::V0_3(p) => {
-                let shaped = shaped.unwrap_or_else(|| copied_batch(batch));
-                p.weir_streams_handler().call_process(s, &shaped)
-            }
-        })?;
-        self.deliver(component, "process", outputs)
-    }
-
     /// Buffers the outputs a 0.3.0 call returned, as 0.2.0's `forward`
     /// would have one by one: an output to no declared sink, or over a
     /// cap, fails the call.

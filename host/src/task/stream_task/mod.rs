@@ -363,7 +363,7 @@ impl StreamTask {
     fn process_batch(
         &mut self,
         topic: &str,
-        mut records: Vec<IncomingRecord>,
+        records: Vec<IncomingRecord>,
         collector: &mut dyn RecordSink,
     ) -> Result<(), TaskError> {
         let Some(last) = records.last() else {
@@ -377,7 +377,7 @@ impl StreamTask {
         ctx.stream_time = ctx.stream_time.max(newest);
         if self.setup.errors.skip_failing_records {
             self.process_skipping_failures(topic, &records, collector)?;
-        } else if let Err(e) = self.instance.process_taking(&mut records) {
+        } else if let Err(e) = self.instance.process(&records) {
             let at = failure_site(topic, self.id.partition, &records, &e);
             return Err(self.guest_error(at, e));
         }
