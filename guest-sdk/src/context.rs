@@ -8,7 +8,14 @@ use crate::bindings::weir::streams::types;
 use crate::codec::Codec;
 use crate::error::Error;
 
-pub use types::Header;
+/// A Kafka record header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The header's name.
+    pub key: String,
+    /// Its value bytes.
+    pub value: Vec<u8>,
+}
 
 /// Whether a schedule follows record timestamps or the host's clock.
 pub use types::PunctuationType;

@@ -18,7 +18,7 @@ mod imp {
     /// What `process` is given.
     pub type Batch = records::InputBatch;
     /// What a call hands back when it succeeds.
-    pub type Outputs = Vec<records::Output>;
+    pub type Outputs = records::Outputs;
 
     pub(crate) fn records(batch: Batch) -> impl Iterator<Item = Record> {
         let records::InputBatch {
@@ -41,16 +41,10 @@ mod imp {
     }
 
     pub(crate) fn hand_over(outputs: Vec<Pending>) -> Result<Outputs, crate::Error> {
-        Ok(outputs
-            .into_iter()
-            .map(|o| records::Output {
-                sink: o.sink,
-                key: o.key,
-                value: o.value,
-                headers: o.headers,
-                timestamp: o.timestamp,
-            })
-            .collect())
+        Ok(records::Outputs {
+            count: outputs.len() as u32,
+            encoded: crate::encoded::encode_outputs(&outputs),
+        })
     }
 
     pub(crate) fn stream_time() -> i64 {
@@ -103,7 +97,12 @@ mod imp {
             source: r.source,
             key: r.key,
             value: r.value,
-            headers: r.headers,
+            headers: (r.headers.into_iter())
+                .map(|h| crate::Header {
+                    key: h.key,
+                    value: h.value,
+                })
+                .collect(),
             timestamp: r.timestamp,
             topic: r.topic,
             partition: r.partition,
@@ -117,7 +116,12 @@ mod imp {
             let record = types::OutgoingRecord {
                 key: o.key,
                 value: o.value,
-                headers: o.headers,
+                headers: (o.headers.into_iter())
+                    .map(|h| types::Header {
+                        key: h.key,
+                        value: h.value,
+                    })
+                    .collect(),
                 timestamp: o.timestamp,
             };
             wit_context::forward(&sink, &record).map_err(crate::Error::msg)?;

@@ -1,11 +1,11 @@
-//! Reads 0.3.0's encoded batch (`records.input-batch.encoded`), which the
-//! host writes: the records of one input partition back to back, each its
-//! timestamp, offset, key, value and headers (layout in the WIT). One copy
-//! crosses into the guest per batch; each record's parts are copied out
-//! of it here. A buffer that does not follow the layout is a host bug and
-//! panics (the call traps, naming it).
+//! 0.3.0's encoded records: a batch (`records.input-batch.encoded`, which
+//! the host writes: the records of one input partition back to back) read
+//! here, and a call's outputs (`records.outputs`) written here. One copy
+//! crosses the boundary each way per call (layouts in the WIT). A batch
+//! that does not follow the layout is a host bug and panics (the call
+//! traps, naming it).
 
-use crate::bindings::weir::streams::types::Header;
+use crate::context::{Header, Pending};
 
 /// The length that stands for a null key or value.
 const NULL: u32 = u32::MAX;
@@ -103,6 +103,53 @@ impl Iterator for Records {
     }
 }
 
+/// `outputs`, encoded for the host.
+pub(crate) fn encode_outputs(outputs: &[Pending]) -> Vec<u8> {
+    let size: usize = outputs
+        .iter()
+        .map(|o| {
+            let headers: usize = o
+                .headers
+                .iter()
+                .map(|h| 8 + h.key.len() + h.value.len())
+                .sum();
+            let part = |b: &Option<Vec<u8>>| 4 + b.as_ref().map_or(0, Vec::len);
+            let timestamp = if o.timestamp.is_some() { 9 } else { 1 };
+            4 + timestamp + part(&o.key) + part(&o.value) + 4 + headers
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for o in outputs {
+        out.extend_from_slice(&o.sink.to_le_bytes());
+        match o.timestamp {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        part(&mut out, o.key.as_deref());
+        part(&mut out, o.value.as_deref());
+        out.extend_from_slice(&(o.headers.len() as u32).to_le_bytes());
+        for h in &o.headers {
+            part(&mut out, Some(h.key.as_bytes()));
+            part(&mut out, Some(&h.value));
+        }
+    }
+    out
+}
+
+/// A length and the bytes, or the null length.
+fn part(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        None => out.extend_from_slice(&NULL.to_le_bytes()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +188,39 @@ mod tests {
     #[should_panic(expected = "ends at byte 3")]
     fn a_short_buffer_is_named() {
         Records::new(vec![1, 2, 3], 1).next();
+    }
+
+    #[test]
+    fn outputs_are_written_as_the_host_reads_them() {
+        let outputs = [
+            Pending {
+                sink: 2,
+                key: Some(b"k".to_vec()),
+                value: None,
+                headers: vec![Header {
+                    key: "h".into(),
+                    value: b"xy".to_vec(),
+                }],
+                timestamp: Some(5),
+            },
+            Pending {
+                sink: 0,
+                key: None,
+                value: Some(Vec::new()),
+                headers: Vec::new(),
+                timestamp: None,
+            },
+        ];
+        // The bytes the host's decoder test reads.
+        let mut want: Vec<u8> = Vec::new();
+        want.extend([2, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend([1, 0, 0, 0, b'k', 0xff, 0xff, 0xff, 0xff]);
+        want.extend([1, 0, 0, 0, 1, 0, 0, 0, b'h', 2, 0, 0, 0, b'x', b'y']);
+        want.extend([
+            0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        let encoded = encode_outputs(&outputs);
+        assert_eq!(encoded, want);
+        assert_eq!(encoded.capacity(), want.len(), "sized up front");
     }
 }

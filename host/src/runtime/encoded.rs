@@ -1,9 +1,11 @@
-//! 0.3.0's encoded batch (`records.input-batch.encoded`): the records of
-//! one input partition back to back in one buffer, so a batch is one copy
-//! into the guest instead of one guest allocation per key, value and
-//! header. The layout is the WIT's; the SDK reads it. Writes only.
+//! 0.3.0's encoded records: a batch's (`records.input-batch`), written
+//! here, and a call's outputs (`records.outputs`), read here. Each is one
+//! buffer, one copy across the boundary, instead of one guest allocation
+//! per key, value and header list. The layouts are the WIT's; the SDK
+//! writes outputs and reads batches. Outputs come from the guest: any
+//! layout error is an `Err` naming it, never a panic.
 
-use super::bindings::IncomingRecord;
+use super::bindings::{Header, IncomingRecord, OutgoingRecord};
 
 /// The length that stands for a null key or value.
 const NULL: u32 = u32::MAX;
@@ -47,10 +49,105 @@ fn encoded_len(r: &IncomingRecord) -> usize {
     16 + bytes(&r.key) + bytes(&r.value) + 4 + headers
 }
 
+/// The outputs `count` records in `bytes` hold: `(sink index, record)`.
+pub(super) fn outputs(bytes: &[u8], count: u32) -> Outputs<'_> {
+    Outputs {
+        bytes,
+        at: 0,
+        left: count,
+    }
+}
+
+/// A call's outputs, decoded one at a time.
+pub(super) struct Outputs<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    left: u32,
+}
+
+impl<'a> Outputs<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let bytes = self.bytes;
+        match self.at.checked_add(n).filter(|&end| end <= bytes.len()) {
+            Some(end) => {
+                let part = &bytes[self.at..end];
+                self.at = end;
+                Ok(part)
+            }
+            None => Err(format!(
+                "encoded outputs end at byte {} where {n} more were due",
+                bytes.len()
+            )),
+        }
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn part(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self.u32()? {
+            NULL => Ok(None),
+            len => Ok(Some(self.take(len as usize)?.to_vec())),
+        }
+    }
+
+    fn output(&mut self) -> Result<(u32, OutgoingRecord), String> {
+        let sink = self.u32()?;
+        let timestamp = match self.take(1)?[0] {
+            0 => None,
+            1 => Some(i64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
+            flag => return Err(format!("timestamp flag {flag} is neither 0 nor 1")),
+        };
+        let key = self.part()?;
+        let value = self.part()?;
+        let headers = (0..self.u32()?)
+            .map(|_| {
+                let key = self.part()?.unwrap_or_default();
+                let key = String::from_utf8(key).map_err(|_| "a header key is not UTF-8")?;
+                let value = self.part()?.unwrap_or_default();
+                Ok(Header { key, value })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let record = OutgoingRecord {
+            key,
+            value,
+            headers,
+            timestamp,
+        };
+        Ok((sink, record))
+    }
+}
+
+impl Iterator for Outputs<'_> {
+    type Item = Result<(u32, OutgoingRecord), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return (self.at != self.bytes.len()).then(|| {
+                Err(format!(
+                    "{} bytes follow the last encoded output",
+                    self.bytes.len() - self.at
+                ))
+            });
+        }
+        self.left -= 1;
+        let output = self.output();
+        if output.is_err() {
+            self.left = 0;
+            self.at = self.bytes.len();
+        }
+        Some(output)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::Header;
 
     #[test]
     fn records_are_written_back_to_back_as_the_wit_says() {
@@ -81,5 +178,47 @@ mod tests {
         let encoded = encode(&batch);
         assert_eq!(encoded, want);
         assert_eq!(encoded.len(), batch.iter().map(encoded_len).sum::<usize>());
+    }
+
+    #[test]
+    fn outputs_are_read_as_the_wit_says_and_bad_ones_are_named() {
+        let mut bytes: Vec<u8> = Vec::new();
+        // Sink 2, timestamp 5, key "k", null value, header h: xy.
+        bytes.extend([2, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0]);
+        bytes.extend([1, 0, 0, 0, b'k', 0xff, 0xff, 0xff, 0xff]);
+        bytes.extend([1, 0, 0, 0, 1, 0, 0, 0, b'h', 2, 0, 0, 0, b'x', b'y']);
+        // Sink 0, no timestamp, null key, empty value, no headers.
+        bytes.extend([
+            0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
+        let read: Vec<(u32, OutgoingRecord)> = outputs(&bytes, 2).map(Result::unwrap).collect();
+        assert_eq!(read.len(), 2);
+        let (sink, first) = &read[0];
+        assert_eq!((*sink, first.timestamp), (2, Some(5)));
+        assert_eq!(
+            (first.key.as_deref(), first.value.as_deref()),
+            (Some(&b"k"[..]), None)
+        );
+        assert_eq!(
+            (first.headers[0].key.as_str(), &first.headers[0].value[..]),
+            ("h", &b"xy"[..])
+        );
+        let (sink, second) = &read[1];
+        assert_eq!(
+            (*sink, second.timestamp, second.key.as_deref()),
+            (0, None, None)
+        );
+        assert_eq!(second.value.as_deref(), Some(&b""[..]));
+
+        let errors = |bytes: &[u8], count| outputs(bytes, count).find_map(Result::err);
+        assert!(errors(&bytes[..20], 1).unwrap().contains("end at byte 20"));
+        assert!(
+            errors(&bytes, 1)
+                .unwrap()
+                .contains("bytes follow the last encoded output")
+        );
+        let mut bad = bytes.clone();
+        bad[4] = 7;
+        assert!(errors(&bad, 2).unwrap().contains("timestamp flag 7"));
     }
 }

@@ -10,10 +10,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::v0_3::weir::streams::records::{InputBatch, Output};
-use super::bindings::{
-    IncomingRecord, OutgoingRecord, ProcessingError, PunctuationType, TaskInfo, v0_2, v0_3,
-};
+use super::bindings::v0_3::weir::streams::records::{InputBatch, Outputs};
+use super::bindings::{IncomingRecord, ProcessingError, PunctuationType, TaskInfo, v0_2, v0_3};
 use super::instance::{Body, GuestError, ProcessorFactory};
 use super::task_context::{BufferLimits, TaskContext};
 use super::{LoadedComponent, TICK};
@@ -322,7 +320,7 @@ impl Body for WasmBody {
 
     fn flush(&mut self, component: &str) -> Result<(), GuestError> {
         let outputs = self.call(component, "flush", |e, s| match e {
-            Exports::V0_2(_) => Ok(Ok(Vec::new())),
+            Exports::V0_2(_) => Ok(Ok(no_outputs())),
             Exports::V0_3(p) => p.weir_streams_handler().call_flush(s),
         })?;
         self.deliver(component, "flush", outputs)
@@ -337,8 +335,15 @@ impl Body for WasmBody {
 }
 
 /// A 0.2.0 call's result: it forwarded as it went, and returns no outputs.
-fn none(result: Result<(), ProcessingError>) -> Result<Vec<Output>, ProcessingError> {
-    result.map(|()| Vec::new())
+fn none(result: Result<(), ProcessingError>) -> Result<Outputs, ProcessingError> {
+    result.map(|()| no_outputs())
+}
+
+fn no_outputs() -> Outputs {
+    Outputs {
+        count: 0,
+        encoded: Vec::new(),
+    }
 }
 
 /// A batch of one partition of one input (as the task makes them), in
@@ -359,23 +364,19 @@ fn input_batch(batch: &[IncomingRecord]) -> InputBatch {
 
 impl WasmBody {
     /// Buffers the outputs a 0.3.0 call returned, as 0.2.0's `forward`
-    /// would have one by one: an output to no declared sink, or over a
-    /// cap, fails the call.
+    /// would have one by one: outputs that do not decode, an output to no
+    /// declared sink, or one over a cap, fail the call.
     fn deliver(
         &mut self,
         component: &str,
         call: &'static str,
-        outputs: Vec<Output>,
+        outputs: Outputs,
     ) -> Result<(), GuestError> {
         let task = &mut self.store.data_mut().task;
-        for output in outputs {
-            let record = OutgoingRecord {
-                key: output.key,
-                value: output.value,
-                headers: output.headers,
-                timestamp: output.timestamp,
-            };
-            if let Err(message) = task.forward_to(output.sink as usize, record) {
+        for output in super::encoded::outputs(&outputs.encoded, outputs.count) {
+            let forwarded =
+                output.and_then(|(sink, record)| task.forward_to(sink as usize, record));
+            if let Err(message) = forwarded {
                 return Err(match task.limit_failure.take() {
                     Some(limit) => GuestError::Limit {
                         component: component.to_string(),
