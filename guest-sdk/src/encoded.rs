@@ -3,12 +3,10 @@
 //! here, and a call's outputs (`records.outputs`) written here. One copy
 //! crosses the boundary each way per call (layouts in the WIT). A batch
 //! that does not follow the layout is a host bug and panics (the call
-//! traps, naming it).
+//! traps, naming it). The layout itself is [`crate::wire`]'s.
 
 use crate::context::{Header, Pending};
-
-/// The length that stands for a null key or value.
-const NULL: u32 = u32::MAX;
+use crate::wire::{self, Reader};
 
 /// One record's payload, as decoded.
 pub(crate) struct Decoded {
@@ -35,35 +33,23 @@ impl Records {
         }
     }
 
-    fn take(&mut self, n: usize) -> &[u8] {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len());
-        let Some(end) = end else {
-            panic!(
-                "the host's encoded batch ends at byte {} where {n} more were due",
-                self.bytes.len()
-            );
-        };
-        let part = &self.bytes[self.at..end];
-        self.at = end;
-        part
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
-    }
-
-    fn i64(&mut self) -> i64 {
-        i64::from_le_bytes(self.take(8).try_into().expect("8 bytes"))
-    }
-
-    fn part(&mut self) -> Option<Vec<u8>> {
-        match self.u32() {
-            NULL => None,
-            len => Some(self.take(len as usize).to_vec()),
-        }
+    fn read(&mut self) -> Result<Decoded, wire::WireError> {
+        let mut r = Reader::new(&self.bytes[self.at..]);
+        let timestamp = r.i64()?;
+        let offset = r.i64()?;
+        let key = r.part()?.map(<[u8]>::to_vec);
+        let value = r.part()?.map(<[u8]>::to_vec);
+        let headers = (r.headers()?.into_iter())
+            .map(|(key, value)| Header { key, value })
+            .collect();
+        self.at = self.bytes.len() - r.left();
+        Ok(Decoded {
+            key,
+            value,
+            headers,
+            timestamp,
+            offset,
+        })
     }
 }
 
@@ -75,27 +61,10 @@ impl Iterator for Records {
             return None;
         }
         self.left -= 1;
-        let timestamp = self.i64();
-        let offset = self.i64();
-        let key = self.part();
-        let value = self.part();
-        let headers = (0..self.u32())
-            .map(|_| {
-                let key = self.part().unwrap_or_default();
-                Header {
-                    key: String::from_utf8(key)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                    value: self.part().unwrap_or_default(),
-                }
-            })
-            .collect();
-        Some(Decoded {
-            key,
-            value,
-            headers,
-            timestamp,
-            offset,
-        })
+        match self.read() {
+            Ok(decoded) => Some(decoded),
+            Err(e) => panic!("the host's encoded batch: {e}"),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -103,19 +72,19 @@ impl Iterator for Records {
     }
 }
 
+fn header_pairs(o: &Pending) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
+    (o.headers.iter()).map(|h| (h.key.as_str(), h.value.as_slice()))
+}
+
 /// `outputs`, encoded for the host.
 pub(crate) fn encode_outputs(outputs: &[Pending]) -> Vec<u8> {
-    let size: usize = outputs
-        .iter()
+    let size: usize = (outputs.iter())
         .map(|o| {
-            let headers: usize = o
-                .headers
-                .iter()
-                .map(|h| 8 + h.key.len() + h.value.len())
-                .sum();
-            let part = |b: &Option<Vec<u8>>| 4 + b.as_ref().map_or(0, Vec::len);
             let timestamp = if o.timestamp.is_some() { 9 } else { 1 };
-            4 + timestamp + part(&o.key) + part(&o.value) + 4 + headers
+            4 + timestamp
+                + wire::part_len(o.key.as_deref())
+                + wire::part_len(o.value.as_deref())
+                + wire::headers_len(header_pairs(o))
         })
         .sum();
     let mut out = Vec::with_capacity(size);
@@ -128,26 +97,11 @@ pub(crate) fn encode_outputs(outputs: &[Pending]) -> Vec<u8> {
             }
             None => out.push(0),
         }
-        part(&mut out, o.key.as_deref());
-        part(&mut out, o.value.as_deref());
-        out.extend_from_slice(&(o.headers.len() as u32).to_le_bytes());
-        for h in &o.headers {
-            part(&mut out, Some(h.key.as_bytes()));
-            part(&mut out, Some(&h.value));
-        }
+        wire::put_part(&mut out, o.key.as_deref());
+        wire::put_part(&mut out, o.value.as_deref());
+        wire::put_headers(&mut out, header_pairs(o));
     }
     out
-}
-
-/// A length and the bytes, or the null length.
-fn part(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        Some(bytes) => {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        None => out.extend_from_slice(&NULL.to_le_bytes()),
-    }
 }
 
 #[cfg(test)]
@@ -185,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "ends at byte 3")]
+    #[should_panic(expected = "the host's encoded batch: the encoded records end at byte 3")]
     fn a_short_buffer_is_named() {
         Records::new(vec![1, 2, 3], 1).next();
     }

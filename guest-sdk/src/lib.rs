@@ -172,6 +172,8 @@ mod store;
 mod table;
 mod topology;
 mod window;
+#[doc(hidden)]
+pub mod wire;
 
 pub use aggregate::Aggregation;
 pub use codec::{Codec, CodecError, Format, Json};

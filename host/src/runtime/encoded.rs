@@ -3,12 +3,12 @@
 //! buffer, one copy across the boundary, instead of one guest allocation
 //! per key, value and header list. The layouts are the WIT's; the SDK
 //! writes outputs and reads batches. Outputs come from the guest: any
-//! layout error is an `Err` naming it, never a panic.
+//! layout error is an `Err` naming it, never a panic. The layout itself
+//! is `weir_sdk::wire`'s, shared with the SDK.
+
+use weir_sdk::wire::{self, Reader, WireError};
 
 use super::bindings::{Header, IncomingRecord, OutgoingRecord};
-
-/// The length that stands for a null key or value.
-const NULL: u32 = u32::MAX;
 
 /// `batch`'s records, encoded.
 pub(super) fn encode(batch: &[IncomingRecord]) -> Vec<u8> {
@@ -16,103 +16,52 @@ pub(super) fn encode(batch: &[IncomingRecord]) -> Vec<u8> {
     for r in batch {
         out.extend_from_slice(&r.timestamp.to_le_bytes());
         out.extend_from_slice(&r.offset.to_le_bytes());
-        part(&mut out, r.key.as_deref());
-        part(&mut out, r.value.as_deref());
-        out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
-        for h in &r.headers {
-            part(&mut out, Some(h.key.as_bytes()));
-            part(&mut out, Some(&h.value));
-        }
+        wire::put_part(&mut out, r.key.as_deref());
+        wire::put_part(&mut out, r.value.as_deref());
+        wire::put_headers(&mut out, header_pairs(&r.headers));
     }
     out
 }
 
-/// A length and the bytes, or the null length. Kafka bounds a record far
-/// below 4 GiB, so every length fits.
-fn part(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        Some(bytes) => {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        None => out.extend_from_slice(&NULL.to_le_bytes()),
-    }
+fn header_pairs(headers: &[Header]) -> impl ExactSizeIterator<Item = (&str, &[u8])> {
+    headers.iter().map(|h| (h.key.as_str(), h.value.as_slice()))
 }
 
 fn encoded_len(r: &IncomingRecord) -> usize {
-    let headers: usize = r
-        .headers
-        .iter()
-        .map(|h| 8 + h.key.len() + h.value.len())
-        .sum();
-    let bytes = |b: &Option<Vec<u8>>| 4 + b.as_ref().map_or(0, Vec::len);
-    16 + bytes(&r.key) + bytes(&r.value) + 4 + headers
+    16 + wire::part_len(r.key.as_deref())
+        + wire::part_len(r.value.as_deref())
+        + wire::headers_len(header_pairs(&r.headers))
 }
 
-/// The outputs `count` records in `bytes` hold: `(sink index, record)`.
+/// The `count` outputs encoded in `bytes`, `(sink index, record)` each; a
+/// layout error ends them.
 pub(super) fn outputs(bytes: &[u8], count: u32) -> Outputs<'_> {
     Outputs {
-        bytes,
-        at: 0,
+        reader: Reader::new(bytes),
         left: count,
     }
 }
 
 /// A call's outputs, decoded one at a time.
 pub(super) struct Outputs<'a> {
-    bytes: &'a [u8],
-    at: usize,
+    reader: Reader<'a>,
     left: u32,
 }
 
-impl<'a> Outputs<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let bytes = self.bytes;
-        match self.at.checked_add(n).filter(|&end| end <= bytes.len()) {
-            Some(end) => {
-                let part = &bytes[self.at..end];
-                self.at = end;
-                Ok(part)
-            }
-            None => Err(format!(
-                "encoded outputs end at byte {} where {n} more were due",
-                bytes.len()
-            )),
-        }
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-
-    fn part(&mut self) -> Result<Option<Vec<u8>>, String> {
-        match self.u32()? {
-            NULL => Ok(None),
-            len => Ok(Some(self.take(len as usize)?.to_vec())),
-        }
-    }
-
-    fn output(&mut self) -> Result<(u32, OutgoingRecord), String> {
-        let sink = self.u32()?;
-        let timestamp = match self.take(1)?[0] {
+impl Outputs<'_> {
+    fn output(&mut self) -> Result<(u32, OutgoingRecord), WireError> {
+        let r = &mut self.reader;
+        let sink = r.u32()?;
+        let timestamp = match r.u8()? {
             0 => None,
-            1 => Some(i64::from_le_bytes(
-                self.take(8)?.try_into().expect("8 bytes"),
-            )),
-            flag => return Err(format!("timestamp flag {flag} is neither 0 nor 1")),
+            1 => Some(r.i64()?),
+            flag => return Err(WireError::TimestampFlag(flag)),
         };
-        let key = self.part()?;
-        let value = self.part()?;
-        let headers = (0..self.u32()?)
-            .map(|_| {
-                let key = self.part()?.unwrap_or_default();
-                let key = String::from_utf8(key).map_err(|_| "a header key is not UTF-8")?;
-                let value = self.part()?.unwrap_or_default();
-                Ok(Header { key, value })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let key = r.part()?.map(<[u8]>::to_vec);
+        let value = r.part()?.map(<[u8]>::to_vec);
+        let headers = (r.headers()?.into_iter())
+            .map(|(key, value)| Header { key, value })
+            .collect();
         let record = OutgoingRecord {
             key,
             value,
@@ -128,18 +77,15 @@ impl Iterator for Outputs<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
-            return (self.at != self.bytes.len()).then(|| {
-                Err(format!(
-                    "{} bytes follow the last encoded output",
-                    self.bytes.len() - self.at
-                ))
-            });
+            let left = self.reader.left();
+            return (left > 0).then(|| Err(format!("{left} bytes follow the last encoded output")));
         }
         self.left -= 1;
-        let output = self.output();
+        let output = self.output().map_err(|e| format!("encoded outputs: {e}"));
         if output.is_err() {
             self.left = 0;
-            self.at = self.bytes.len();
+            let rest = self.reader.left();
+            let _ = self.reader.take(rest);
         }
         Some(output)
     }
