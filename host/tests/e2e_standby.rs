@@ -91,26 +91,6 @@ fn metric(admin: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
-/// Per task, the records restored by "restore complete" lines of `log`
-/// after its first `after` bytes.
-fn restored_per_task(log: &str, after: usize) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for line in log[after.min(log.len())..].lines() {
-        if !line.contains("restore complete") {
-            continue;
-        }
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        if let (Some(task), Some(n)) = (field("task_id="), field("restored=")) {
-            *out.entry(task).or_default() += n.parse::<u64>().unwrap();
-        }
-    }
-    out
-}
-
 /// Task ids named in `log` lines containing `what`, after byte `after`.
 fn tasks_logged(log: &str, after: usize, what: &str) -> BTreeSet<String> {
     log[after.min(log.len())..]
@@ -196,7 +176,7 @@ fn standbys_take_over_a_killed_instance(hosts: &[&str]) {
     for ((w, _), mark) in instances.iter().zip(&marks) {
         let log = w.log();
         promoted.extend(tasks_logged(&log, *mark, "promoted to active"));
-        for (task, n) in restored_per_task(&log, *mark) {
+        for (task, n) in support::restored_per_task(&log, *mark, None) {
             *restored.entry(task).or_default() += n;
         }
         logs.push_str(&log);
@@ -235,7 +215,7 @@ fn assert_only_warm_actives(name: &str, weir: &Weir, admin: &str, ends: &BTreeMa
         running.is_subset(&promoted),
         "{name} runs {running:?} but only {promoted:?} came from warm copies:\n{log}"
     );
-    for (task, n) in restored_per_task(&log, 0) {
+    for (task, n) in support::restored_per_task(&log, 0, None) {
         assert!(
             n * 10 <= ends[&task] as u64,
             "{name} restored {n} of task {task}'s {} changelog records as active: it started cold\n{log}",

@@ -68,26 +68,6 @@ fn wait_placed(admins: &[String]) -> Vec<BTreeMap<String, String>> {
     })
 }
 
-/// Records of customer-table restored per task, from "restore complete"
-/// lines of `log` past byte `after`.
-fn table_restored(log: &str, after: usize) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for line in log[after.min(log.len())..].lines() {
-        if !line.contains("restore complete") || !line.contains("store=customer-table") {
-            continue;
-        }
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        if let (Some(task), Some(n)) = (field("task_id="), field("restored=")) {
-            *out.entry(task).or_default() += n.parse::<u64>().unwrap();
-        }
-    }
-    out
-}
-
 #[test]
 fn a_table_restored_from_its_source_survives_a_killed_instance_on_its_standbys() {
     let name = |t: &str| unique(t);
@@ -162,7 +142,7 @@ fn a_table_restored_from_its_source_survives_a_killed_instance_on_its_standbys()
     );
 
     let log = a.log();
-    let restored = table_restored(&log, mark);
+    let restored = support::restored_per_task(&log, mark, Some("customer-table"));
     for task in &victims {
         let promoted = log[mark..]
             .lines()

@@ -39,3 +39,28 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Per task, the records restored by "restore complete" lines of `log`
+/// after its first `after` bytes (only store `store`'s, if given).
+pub fn restored_per_task(
+    log: &str,
+    after: usize,
+    store: Option<&str>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let store = store.map(|s| format!("store={s}"));
+    for line in log[after.min(log.len())..].lines() {
+        if !line.contains("restore complete") || store.as_ref().is_some_and(|s| !line.contains(s)) {
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if let (Some(task), Some(n)) = (field("task_id="), field("restored=")) {
+            *out.entry(task).or_default() += n.parse::<u64>().unwrap();
+        }
+    }
+    out
+}

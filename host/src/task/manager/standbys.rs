@@ -110,15 +110,19 @@ impl TaskManager {
     /// One request for all of them; a broker that cannot answer leaves
     /// them where they are until the next try.
     pub(super) fn refresh_standby_limits(&mut self, consumer: &dyn SourceConsumer) {
-        let mut stores: Vec<(TaskId, usize, TopicPartition)> = Vec::new();
-        for (id, standby) in &self.standbys {
-            let Ok(starts) = standby.changelog_starts() else {
-                continue;
-            };
-            for start in starts.into_iter().filter(|s| s.from_source) {
-                stores.push((*id, start.store, (start.topic, id.partition)));
-            }
-        }
+        // From the declarations: no store is read for it.
+        let plan = &self.setup.plan;
+        let sourced: Vec<(usize, &str)> = (self.setup.component.topology().stores.iter())
+            .enumerate()
+            .filter(|(_, s)| plan.source_changelogs.contains(&s.name))
+            .filter_map(|(i, s)| Some((i, crate::task::state::changelog_of(plan, &s.name)?)))
+            .collect();
+        let stores: Vec<(TaskId, usize, TopicPartition)> = (self.standbys.keys())
+            .flat_map(|id| {
+                (sourced.iter())
+                    .map(|(store, topic)| (*id, *store, (topic.to_string(), id.partition)))
+            })
+            .collect();
         if stores.is_empty() {
             return;
         }
