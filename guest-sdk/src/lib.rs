@@ -116,7 +116,8 @@
 //! On top of [`Processor`], the building blocks of Kafka Streams' DSL:
 //! - [`Table`]: a table fed from a source topic (a tombstone deletes), with
 //!   stream-table [`Table::join`] and [`Table::left_join`];
-//!   [`Topology::table`] declares its source and store in one line.
+//!   [`Topology::table`] declares its source and store in one line, and
+//!   [`Topology::source_table`] a table restored from its own topic.
 //! - [`Sink`]: a typed output resolved in `init` (a misspelt name fails
 //!   `init`, not a record mid-stream); [`Branches`] sends a record to the
 //!   first sink whose predicate holds.
@@ -125,7 +126,10 @@
 //!   ([`Aggregation::aggregate`], [`Aggregation::count`],
 //!   [`Aggregation::reduce`]); with [`Aggregation::emit_to`] it forwards
 //!   the aggregates itself through a record cache, the latest per key per
-//!   commit (the host's `statestore.cache.max.bytes`).
+//!   commit (the host's `statestore.cache.max.bytes`);
+//!   [`Topology::aggregation`] declares its repartition and store.
+//!
+//! `use weir_sdk::prelude::*;` imports the types most processors use.
 //!
 //! `examples/order-enrichment` uses all of them: orders joined with a
 //! customers table, unmatched orders to a second sink, totals per customer
@@ -169,6 +173,7 @@ pub mod log;
 pub mod runtime;
 mod sink;
 mod store;
+mod store_cache;
 mod table;
 mod topology;
 mod window;
@@ -191,6 +196,13 @@ pub use window::{TimeWindows, WindowIter, WindowStore};
 /// Who an instance is: application, task id (`<subtopology>_<partition>`),
 /// partition and topology name.
 pub use bindings::weir::streams::types::TaskInfo;
+
+/// What most processors use, in one import: `use weir_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Aggregation, Branches, Codec, Context, Error, Json, KvStore, Output};
+    pub use crate::{Processor, PunctuationType, Record, Sink, StoreSpec, Table, TaskInfo};
+    pub use crate::{TimeWindows, Topology, WindowStore};
+}
 
 /// A stream processor. One value is built per task by [`Processor::init`].
 pub trait Processor: Sized + 'static {

@@ -5,23 +5,22 @@
 //! `weir:streams/state` interface. Writes are visible to the same task at once
 //! and become durable at the host's next commit.
 //!
-//! Within one call from the host (a batch, a punctuation) a store keeps the
-//! keys it read and wrote: a read of a key already read or written this call
-//! does not cross to the host, and the writes go to the host in one
-//! `write-all` when the call ends (or before a range scan, which the host
-//! answers). Nothing is kept between calls, so the host's state is the truth
-//! at every call's start.
+//! A store keeps the keys it read and wrote (see `store_cache`): a read of
+//! a known key does not cross to the host, and the writes go to the host in
+//! one `write-all` when the call ends (or before a range scan, which the
+//! host answers). What it knows is kept across calls within a budget, and
+//! forgotten when a call fails.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::rc::{Rc, Weak};
 
 use crate::bindings::weir::streams::state as wit;
 use crate::codec::{Codec, CodecError};
+use crate::store_cache::StoreCache;
 
 /// How many entries an iterator asks the host for at a time.
 const PAGE: u32 = 256;
@@ -77,52 +76,27 @@ pub(crate) fn from_wit(store: &str, e: wit::StoreError) -> StoreError {
 /// per-call cap only at the end.
 const MAX_BUFFERED_BYTES: usize = 1 << 20;
 
-/// A key read or written during the current call.
-struct Cached {
-    value: Option<Vec<u8>>,
-    /// Written this call: sent to the host when the call ends.
-    dirty: bool,
-}
-
-/// Fixed keys: a `RandomState` would draw from (and advance) the guest's
-/// seeded randomness, so what the processor's own hash maps compute would
-/// depend on how many calls the instance had.
-type Keys = BuildHasherDefault<std::hash::DefaultHasher>;
-
-/// A host store and what the current call read and wrote of it.
+/// A host store and what the guest keeps of it.
 struct HostStore {
     name: String,
     handle: wit::KvStore,
-    cache: RefCell<HashMap<Vec<u8>, Cached, Keys>>,
-    /// Bytes of the writes buffered (an overwrite counts again).
-    buffered: Cell<usize>,
+    cache: RefCell<StoreCache>,
 }
 
 impl HostStore {
     /// Buffers a write of `key` (`None`: a delete); past
     /// [`MAX_BUFFERED_BYTES`] the buffered writes go out now.
     fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StoreError> {
-        let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
-        let cached = Cached { value, dirty: true };
-        self.cache.borrow_mut().insert(key, cached);
-        self.buffered.set(self.buffered.get() + bytes);
-        if self.buffered.get() > MAX_BUFFERED_BYTES {
+        let pending = self.cache.borrow_mut().write(key, value);
+        if pending > MAX_BUFFERED_BYTES {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Sends this call's writes to the host and forgets what it read.
+    /// Sends the buffered writes to the host.
     fn flush(&self) -> Result<(), StoreError> {
-        self.buffered.set(0);
-        // Drained, not replaced: the map keeps its capacity for the next call.
-        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
-            .cache
-            .borrow_mut()
-            .drain()
-            .filter(|(_, c)| c.dirty)
-            .map(|(key, c)| (key, c.value))
-            .collect();
+        let writes = self.cache.borrow_mut().take_writes();
         if writes.is_empty() {
             return Ok(());
         }
@@ -146,9 +120,14 @@ fn open_stores() -> Vec<Rc<HostStore>> {
     })
 }
 
-/// Writes every open store's buffered writes (at the end of each call).
+/// Writes every open store's buffered writes (at the end of each call),
+/// keeping what they read and wrote within their budget.
 pub(crate) fn flush_all() -> Result<(), StoreError> {
-    open_stores().iter().try_for_each(|store| store.flush())
+    for store in open_stores() {
+        store.flush()?;
+        store.cache.borrow_mut().trim();
+    }
+    Ok(())
 }
 
 /// Forgets what the current call read and wrote, writing nothing: the call
@@ -156,7 +135,6 @@ pub(crate) fn flush_all() -> Result<(), StoreError> {
 pub(crate) fn discard_all() {
     for store in open_stores() {
         store.cache.borrow_mut().clear();
-        store.buffered.set(0);
     }
 }
 
@@ -176,6 +154,10 @@ enum Raw {
 ///
 /// Keys sort by their encoded bytes, which for the SDK's codecs is the natural
 /// order of strings, byte strings and integers.
+///
+/// The handle keeps what it read and wrote (up to 4 MiB of keys and values
+/// between calls): reading a known key again does not call the host, and
+/// a call's writes reach the host together when the call ends.
 ///
 /// ```no_run
 /// # use weir_sdk::{KvStore, Error};
@@ -202,8 +184,7 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
         let store = Rc::new(HostStore {
             name: name.to_string(),
             handle,
-            cache: RefCell::new(HashMap::default()),
-            buffered: Cell::new(0),
+            cache: RefCell::new(StoreCache::default()),
         });
         OPEN.with(|open| open.borrow_mut().push(Rc::downgrade(&store)));
         Ok(KvStore {
@@ -227,20 +208,12 @@ impl<K: Codec, V: Codec> KvStore<K, V> {
     pub(crate) fn get_encoded(&self, key: Vec<u8>) -> Result<Option<V>, StoreError> {
         match &self.raw {
             Raw::Host(s) => {
-                if let Some(cached) = s.cache.borrow().get(&key) {
-                    return cached
-                        .value
-                        .as_deref()
-                        .map(|b| self.decode::<V>(b))
-                        .transpose();
+                if let Some(known) = s.cache.borrow().get(&key) {
+                    return known.map(|b| self.decode::<V>(b)).transpose();
                 }
                 let value = s.handle.get(&key).map_err(|e| from_wit(&self.name, e))?;
                 let decoded = value.as_deref().map(|b| self.decode::<V>(b)).transpose();
-                let cached = Cached {
-                    value,
-                    dirty: false,
-                };
-                s.cache.borrow_mut().insert(key, cached);
+                s.cache.borrow_mut().remember(key, value);
                 decoded
             }
             #[cfg(test)]

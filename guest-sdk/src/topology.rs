@@ -87,6 +87,41 @@ impl Topology {
         self.source(topic).store(spec)
     }
 
+    /// A [`Table`](crate::Table) of `K` to `V` read from `topic` into
+    /// key-value store `store`, restored from `topic` itself
+    /// ([`StoreSpec::source_as_changelog`]): Kafka Streams'
+    /// `builder.table(topic, Materialized.as(store))` with
+    /// `reuse.ktable.source.topics`. Open it with
+    /// `Table::open(topic, store)`.
+    ///
+    /// ```
+    /// use weir_sdk::{Json, Topology};
+    /// let topology = Topology::new("enrich")
+    ///     .source("orders")
+    ///     .source_table::<String, Json<Vec<String>>>("customers", "customer-table");
+    /// # let _ = topology;
+    /// ```
+    pub fn source_table<K: Codec, V: Codec>(self, topic: &str, store: &str) -> Self {
+        let spec = StoreSpec::kv(store).formats::<K, V>().source_as_changelog();
+        self.table(topic, spec)
+    }
+
+    /// What an [`Aggregation`](crate::Aggregation) of `K` to aggregates `A`
+    /// needs: repartition `repartition` and a logged key-value store
+    /// `store`. Open it with `Aggregation::open(repartition, store)`.
+    ///
+    /// ```
+    /// use weir_sdk::Topology;
+    /// let topology = Topology::new("totals")
+    ///     .source("orders")
+    ///     .aggregation::<String, u64>("by-tier", "tier-totals");
+    /// # let _ = topology;
+    /// ```
+    pub fn aggregation<K: Codec, A: Codec>(self, repartition: &str, store: &str) -> Self {
+        let spec = StoreSpec::kv(store).formats::<K, A>();
+        self.repartition(repartition).store(spec)
+    }
+
     /// Sink and repartition names: what a processor may forward to.
     pub(crate) fn output_names(&self) -> Vec<String> {
         self.sinks

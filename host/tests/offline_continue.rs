@@ -76,3 +76,42 @@ fn a_re_run_batch_reads_and_writes_its_store_once() {
         .unwrap();
     assert_eq!(results_of(&mut driver, "n"), ["4"]);
 }
+
+/// The SDK keeps what it read and wrote of a store across calls. A call
+/// the guest returned from without error but the host refused (here an
+/// output over `max_record_bytes`, found when the host takes the call's
+/// outputs) is undone by the host alone: the instance is replaced, so the
+/// batch's second run reads the undone store, not what the guest kept.
+#[test]
+fn a_call_the_host_refuses_after_it_returned_leaves_no_stale_reads() {
+    let mut options = DriverOptions {
+        processing_errors: ProcessingErrors {
+            skip_failing_records: true,
+            dead_letter_queue: None,
+        },
+        ..Default::default()
+    };
+    options.limits.max_record_bytes = 1_000;
+    let mut driver = TestDriver::new(&support::guests::component("probe"), options).unwrap();
+    driver
+        .pipe("commands", TestRecord::new("n", "incr 6b"))
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "n"), ["1"]);
+    let oversized = format!("seq {}", "x".repeat(2_000));
+    driver
+        .pipe_all(
+            "commands",
+            vec![
+                TestRecord::new("n", "incr 6b"),
+                TestRecord::new("big", oversized),
+            ],
+        )
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "n"), ["2"], "counted once");
+    assert_eq!(results_of(&mut driver, "big"), Vec::<String>::new());
+    assert_eq!(driver.task_error(0), None, "the task goes on");
+    driver
+        .pipe("commands", TestRecord::new("n", "incr 6b"))
+        .unwrap();
+    assert_eq!(results_of(&mut driver, "n"), ["3"]);
+}

@@ -7,9 +7,7 @@
 //! Lines that are not UTF-8 are skipped with a warning (Kafka Streams'
 //! log-and-continue), so one bad record does not stop the application.
 
-use weir_sdk::{
-    Aggregation, Context, Error, Processor, Record, Sink, StoreSpec, TaskInfo, Topology,
-};
+use weir_sdk::prelude::*;
 
 pub struct WordCount {
     words: Aggregation<String, String, u64>,
@@ -20,9 +18,8 @@ impl Processor for WordCount {
     fn describe() -> Topology {
         Topology::new("word-count")
             .source("text-lines")
-            .repartition("words")
+            .aggregation::<String, u64>("words", "counts")
             .sink("counts", "word-counts")
-            .store(StoreSpec::kv("counts").formats::<String, u64>())
     }
 
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {

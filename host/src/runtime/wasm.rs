@@ -377,6 +377,9 @@ impl WasmBody {
             let forwarded =
                 output.and_then(|(sink, record)| task.forward_to(sink as usize, record));
             if let Err(message) = forwarded {
+                // The guest's call succeeded as far as it knows: what it
+                // keeps of its stores would outlive the undo of this call.
+                self.poisoned = true;
                 return Err(match task.limit_failure.take() {
                     Some(limit) => GuestError::Limit {
                         component: component.to_string(),

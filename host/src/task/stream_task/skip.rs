@@ -48,7 +48,11 @@ impl StreamTask {
             return Err(self.guest_error(at, error));
         }
         self.undo_call();
-        self.renew_instance(collector)?;
+        // The guest forgot the call only if it saw it fail: otherwise what
+        // it keeps of its stores (the SDK keeps reads across calls) now
+        // holds writes the host undid, so it is replaced too.
+        let guest_saw_it = matches!(error, GuestError::Failed { .. });
+        self.renew_instance(!guest_saw_it, collector)?;
         let index = error
             .batch_index()
             .map(|i| i as usize)
@@ -81,10 +85,15 @@ impl StreamTask {
         ctx.dropped_records = 0;
     }
 
-    /// A trapped instance cannot be called again: a fresh one on the same
+    /// A trapped instance cannot be called again, and one that did not see
+    /// its call undone (`stale`) must not be: a fresh one on the same
     /// stores, with the same stream time, `init` called again.
-    fn renew_instance(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
-        if !self.instance.is_poisoned() {
+    fn renew_instance(
+        &mut self,
+        stale: bool,
+        collector: &mut dyn RecordSink,
+    ) -> Result<(), TaskError> {
+        if !stale && !self.instance.is_poisoned() {
             return Ok(());
         }
         let stores = std::mem::take(&mut self.instance.task_mut().stores);
