@@ -180,13 +180,21 @@ pub struct KvStore<K, V> {
 impl<K: Codec, V: Codec> KvStore<K, V> {
     /// Opens the store `name`, which `describe()` must declare.
     pub fn open(name: &str) -> Result<Self, StoreError> {
-        let handle = wit::KvStore::open(name).map_err(|e| from_wit(name, e))?;
-        let store = Rc::new(HostStore {
-            name: name.to_string(),
-            handle,
-            cache: RefCell::new(StoreCache::default()),
-        });
-        OPEN.with(|open| open.borrow_mut().push(Rc::downgrade(&store)));
+        // Handles of one store share what they keep: one handle's write is
+        // what another reads, in this call and the next.
+        let store = match open_stores().into_iter().find(|s| s.name == name) {
+            Some(store) => store,
+            None => {
+                let handle = wit::KvStore::open(name).map_err(|e| from_wit(name, e))?;
+                let store = Rc::new(HostStore {
+                    name: name.to_string(),
+                    handle,
+                    cache: RefCell::new(StoreCache::default()),
+                });
+                OPEN.with(|open| open.borrow_mut().push(Rc::downgrade(&store)));
+                store
+            }
+        };
         Ok(KvStore {
             name: name.to_string(),
             raw: Raw::Host(store),

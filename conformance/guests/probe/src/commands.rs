@@ -5,6 +5,7 @@
 // under the record's key. Store keys in commands are hex, so tests can use
 // any bytes (0x00, 0xFF). Commands:
 //   put <hexkey> <value> | get <hexkey> | delete <hexkey>
+//   twin-get <hexkey>   get through a second handle of the store `state`
 //   incr <hexkey>       adds one to a decimal count, answers the new count
 //   range <bound> <bound>   bounds: [hex (included), (hex (excluded), * (unbounded)
 //   prefix <hex> | seq <n> | multi | schedule stream|wall <ms> | version
@@ -31,6 +32,8 @@ use weir_sdk::{
 
 pub struct Probe {
     state: KvStore<Vec<u8>, Vec<u8>>,
+    /// A second handle of `state`, opened in init like the first.
+    twin: KvStore<Vec<u8>, Vec<u8>>,
     windows: WindowStore<Vec<u8>, String>,
     write_in_close: bool,
     held: Vec<String>,
@@ -85,6 +88,10 @@ impl Probe {
                 n.to_string()
             }
             "get" => match self.state.get(&unhex(arg(1)?)?)? {
+                Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
+                None => "none".into(),
+            },
+            "twin-get" => match self.twin.get(&unhex(arg(1)?)?)? {
                 Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
                 None => "none".into(),
             },
@@ -234,6 +241,7 @@ impl Processor for Probe {
     fn init(_task: &TaskInfo, _ctx: &mut Context) -> Result<Self, Error> {
         Ok(Probe {
             state: KvStore::open("state")?,
+            twin: KvStore::open("state")?,
             windows: WindowStore::open("windows")?,
             write_in_close: false,
             held: Vec::new(),
