@@ -18,16 +18,6 @@ fn driver() -> TestDriver {
     TestDriver::new(&support::guests::component("probe"), options).unwrap()
 }
 
-/// The results `key` got, in order.
-fn results_of(driver: &mut TestDriver, key: &str) -> Vec<String> {
-    driver
-        .read_output("results")
-        .iter()
-        .filter(|o| o.key_str() == Some(key))
-        .map(|o| o.value_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn a_re_run_batch_counts_its_dropped_window_writes_once() {
     let mut driver = driver();
@@ -47,7 +37,10 @@ fn a_re_run_batch_counts_its_dropped_window_writes_once() {
             ],
         )
         .unwrap();
-    assert_eq!(results_of(&mut driver, "late"), ["dropped"]);
+    assert_eq!(
+        support::guests::probe_results(&mut driver, "late"),
+        ["dropped"]
+    );
     assert_eq!(driver.task_error(0), None, "the task goes on");
     assert_eq!(driver.dropped_records(), 1);
 }
@@ -69,12 +62,15 @@ fn a_re_run_batch_reads_and_writes_its_store_once() {
             ],
         )
         .unwrap();
-    assert_eq!(results_of(&mut driver, "n"), ["1", "2", "3"]);
+    assert_eq!(
+        support::guests::probe_results(&mut driver, "n"),
+        ["1", "2", "3"]
+    );
     assert_eq!(driver.task_error(0), None, "the task goes on");
     driver
         .pipe("commands", TestRecord::new("n", "incr 6b"))
         .unwrap();
-    assert_eq!(results_of(&mut driver, "n"), ["4"]);
+    assert_eq!(support::guests::probe_results(&mut driver, "n"), ["4"]);
 }
 
 /// The SDK keeps what it read and wrote of a store across calls. A call
@@ -96,7 +92,7 @@ fn a_call_the_host_refuses_after_it_returned_leaves_no_stale_reads() {
     driver
         .pipe("commands", TestRecord::new("n", "incr 6b"))
         .unwrap();
-    assert_eq!(results_of(&mut driver, "n"), ["1"]);
+    assert_eq!(support::guests::probe_results(&mut driver, "n"), ["1"]);
     let oversized = format!("seq {}", "x".repeat(2_000));
     driver
         .pipe_all(
@@ -107,11 +103,18 @@ fn a_call_the_host_refuses_after_it_returned_leaves_no_stale_reads() {
             ],
         )
         .unwrap();
-    assert_eq!(results_of(&mut driver, "n"), ["2"], "counted once");
-    assert_eq!(results_of(&mut driver, "big"), Vec::<String>::new());
+    assert_eq!(
+        support::guests::probe_results(&mut driver, "n"),
+        ["2"],
+        "counted once"
+    );
+    assert_eq!(
+        support::guests::probe_results(&mut driver, "big"),
+        Vec::<String>::new()
+    );
     assert_eq!(driver.task_error(0), None, "the task goes on");
     driver
         .pipe("commands", TestRecord::new("n", "incr 6b"))
         .unwrap();
-    assert_eq!(results_of(&mut driver, "n"), ["3"]);
+    assert_eq!(support::guests::probe_results(&mut driver, "n"), ["3"]);
 }

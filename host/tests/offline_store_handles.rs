@@ -6,15 +6,6 @@ mod support;
 
 use weir::testing::{DriverOptions, TestDriver, TestRecord};
 
-fn results_of(driver: &mut TestDriver, key: &str) -> Vec<String> {
-    driver
-        .read_output("results")
-        .iter()
-        .filter(|o| o.key_str() == Some(key))
-        .map(|o| o.value_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn a_second_handle_of_a_store_reads_the_first_ones_writes() {
     let component = support::guests::component("probe");
@@ -23,7 +14,7 @@ fn a_second_handle_of_a_store_reads_the_first_ones_writes() {
     driver
         .pipe("commands", TestRecord::new("k", "twin-get 6b"))
         .unwrap();
-    assert_eq!(results_of(&mut driver, "k"), ["none"]);
+    assert_eq!(support::guests::probe_results(&mut driver, "k"), ["none"]);
     // ... then the first handle writes it, in a later call and in the same one.
     driver
         .pipe("commands", TestRecord::new("k", "put 6b one"))
@@ -39,7 +30,7 @@ fn a_second_handle_of_a_store_reads_the_first_ones_writes() {
         )
         .unwrap();
     assert_eq!(
-        results_of(&mut driver, "k"),
+        support::guests::probe_results(&mut driver, "k"),
         ["ok", "value:one", "ok", "value:two"]
     );
 }

@@ -42,3 +42,14 @@ pub fn component(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// The results the probe sent under `key` since the last read (the offline
+/// driver's `results` sink), in order.
+pub fn probe_results(driver: &mut weir::testing::TestDriver, key: &str) -> Vec<String> {
+    driver
+        .read_output("results")
+        .iter()
+        .filter(|o| o.key_str() == Some(key))
+        .map(|o| o.value_str().unwrap_or_default().to_string())
+        .collect()
+}
