@@ -9,7 +9,7 @@
 //! call forgets everything ([`StoreCache::clear`]). Must never grow past
 //! its budget between calls: guest memory is capped by the host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::hash::BuildHasherDefault;
 
 /// Bytes of keys and values (plus [`ENTRY_OVERHEAD`] each) kept between
@@ -44,8 +44,9 @@ pub(crate) struct StoreCache {
     kept_bytes: usize,
 }
 
+/// Bytes of a key and its value.
 fn size(key: &[u8], value: &Option<Vec<u8>>) -> usize {
-    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+    key.len() + value.as_ref().map_or(0, Vec::len)
 }
 
 impl StoreCache {
@@ -57,22 +58,17 @@ impl StoreCache {
 
     /// Remembers what the host answered for `key` (never over a write).
     pub(crate) fn remember(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        if self.entries.contains_key(&key) {
-            return;
+        if let hash_map::Entry::Vacant(vacant) = self.entries.entry(key) {
+            self.kept_bytes += size(vacant.key(), &value) + ENTRY_OVERHEAD;
+            let dirty = false;
+            vacant.insert(Entry { value, dirty });
         }
-        self.kept_bytes += size(&key, &value);
-        let entry = Entry {
-            value,
-            dirty: false,
-        };
-        self.entries.insert(key, entry);
     }
 
     /// Buffers a write (`None`: a delete); returns the bytes of writes now
     /// pending, for the caller to hand them over past its limit.
     pub(crate) fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> usize {
-        let bytes = size(&key, &value) - ENTRY_OVERHEAD;
-        self.pending_bytes += bytes;
+        self.pending_bytes += size(&key, &value);
         match self.entries.get_mut(&key) {
             Some(entry) => {
                 self.kept_bytes += value.as_ref().map_or(0, Vec::len);
@@ -83,7 +79,7 @@ impl StoreCache {
                 *entry = Entry { value, dirty: true };
             }
             None => {
-                self.kept_bytes += size(&key, &value);
+                self.kept_bytes += size(&key, &value) + ENTRY_OVERHEAD;
                 self.dirty.push(key.clone());
                 self.entries.insert(key, Entry { value, dirty: true });
             }

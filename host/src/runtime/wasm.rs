@@ -190,6 +190,7 @@ struct WasmBody {
     store: Store<HostState>,
     exports: Exports,
     deadline_ticks: u64,
+    /// It trapped, or returned from a call the host then refused.
     poisoned: bool,
 }
 
@@ -218,7 +219,10 @@ impl WasmBody {
         let limit_ms = self.limit_ms();
         let task = &mut self.store.data_mut().task;
         if let Some(limit) = task.limit_failure.take() {
-            self.poisoned = result.is_err();
+            // Unusable if it trapped, and if it returned success: the host
+            // undoes a call the guest believes done, and what the guest
+            // keeps of its stores would outlive that.
+            self.poisoned = !matches!(result, Ok(Err(_)));
             return Err(GuestError::Limit {
                 component,
                 call,
@@ -377,8 +381,7 @@ impl WasmBody {
             let forwarded =
                 output.and_then(|(sink, record)| task.forward_to(sink as usize, record));
             if let Err(message) = forwarded {
-                // The guest's call succeeded as far as it knows: what it
-                // keeps of its stores would outlive the undo of this call.
+                // As with a limit above: the guest believes the call done.
                 self.poisoned = true;
                 return Err(match task.limit_failure.take() {
                     Some(limit) => GuestError::Limit {

@@ -48,11 +48,7 @@ impl StreamTask {
             return Err(self.guest_error(at, error));
         }
         self.undo_call();
-        // The guest forgot the call only if it saw it fail: otherwise what
-        // it keeps of its stores (the SDK keeps reads across calls) now
-        // holds writes the host undid, so it is replaced too.
-        let guest_saw_it = matches!(error, GuestError::Failed { .. });
-        self.renew_instance(!guest_saw_it, collector)?;
+        self.renew_instance(collector)?;
         let index = error
             .batch_index()
             .map(|i| i as usize)
@@ -85,15 +81,12 @@ impl StreamTask {
         ctx.dropped_records = 0;
     }
 
-    /// A trapped instance cannot be called again, and one that did not see
-    /// its call undone (`stale`) must not be: a fresh one on the same
-    /// stores, with the same stream time, `init` called again.
-    fn renew_instance(
-        &mut self,
-        stale: bool,
-        collector: &mut dyn RecordSink,
-    ) -> Result<(), TaskError> {
-        if !stale && !self.instance.is_poisoned() {
+    /// A poisoned instance cannot be called again (it trapped, or it
+    /// returned from a call the host refused, so what it keeps of its
+    /// stores no longer holds): a fresh one on the same stores, with the
+    /// same stream time, `init` called again.
+    fn renew_instance(&mut self, collector: &mut dyn RecordSink) -> Result<(), TaskError> {
+        if !self.instance.is_poisoned() {
             return Ok(());
         }
         let stores = std::mem::take(&mut self.instance.task_mut().stores);
