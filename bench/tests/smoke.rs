@@ -22,7 +22,7 @@ fn binaries() -> (PathBuf, PathBuf) {
     let weir = bench.with_file_name("weir");
     assert!(
         weir.exists(),
-        "{} is not built: cargo build --release -p weir-host",
+        "{} is not built: cargo build --release -p weir",
         weir.display()
     );
     (bench, weir)

@@ -62,9 +62,21 @@
 //! # fn main() {}
 //! ```
 //!
-//! Put that in `src/lib.rs` of a crate with `crate-type = ["cdylib"]` and a
-//! dependency on this SDK, and `cargo build --release --target
-//! wasm32-wasip2` gives `target/wasm32-wasip2/release/<crate>.wasm`, ready for
+//! Put that in `src/lib.rs` of a crate whose `Cargo.toml` has
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! weir-sdk = { path = "../weir/guest-sdk" }  # or { git = "<the Weir repository>" }; "0.1" once published
+//!
+//! [dev-dependencies]
+//! weir-test-driver = { path = "../weir/host/test-driver" }
+//! ```
+//!
+//! and `cargo build --release --target wasm32-wasip2` gives
+//! `target/wasm32-wasip2/release/<crate>.wasm`, ready for
 //! `weir run --component` or `weir deploy`.
 //!
 //! ## Testing a processor without a broker

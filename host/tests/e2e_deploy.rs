@@ -220,7 +220,7 @@ fn rejected_deploys_say_why_and_leave_the_live_version_running() {
     rejected(
         "future-version",
         &[],
-        "it was built for weir:streams@0.9.0; rebuild it with a weir-guest-sdk for @0.3.0",
+        "it was built for weir:streams@0.9.0; rebuild it with a weir-sdk for @0.3.0",
     );
     rejected("describe-panics", &[], "describe is broken on purpose");
     rejected(

@@ -245,7 +245,7 @@ impl Runtime {
             name: name.clone(),
             reason: match &built_for {
                 Some(v) if !WIT_VERSIONS.contains(&v.as_str()) => format!(
-                    "it was built for weir:streams@{v}; rebuild it with a weir-guest-sdk for \
+                    "it was built for weir:streams@{v}; rebuild it with a weir-sdk for \
                      @{WIT_VERSION} ({e:#})"
                 ),
                 _ => format!("{e:#}"),
