@@ -184,6 +184,9 @@ pub mod log;
 #[doc(hidden)]
 pub mod runtime;
 mod sink;
+// Dead code where it is not the allocator, but unit-tested everywhere.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod small_alloc;
 mod store;
 mod store_cache;
 mod table;
@@ -191,6 +194,12 @@ mod topology;
 mod window;
 #[doc(hidden)]
 pub mod wire;
+
+/// The component's allocator (see `small_alloc`) unless the processor
+/// crate turns off the default feature `small-alloc` to bring its own.
+#[cfg(all(feature = "small-alloc", target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: small_alloc::SmallAlloc = small_alloc::SmallAlloc::new();
 
 pub use aggregate::Aggregation;
 pub use codec::{Codec, CodecError, Format, Json};

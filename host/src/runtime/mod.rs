@@ -136,6 +136,11 @@ impl Runtime {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // `perf` cannot name JIT code by itself; with this set, wasmtime
+        // writes /tmp/perf-<pid>.map so profiles show guest functions.
+        if std::env::var_os("WEIR_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
