@@ -79,6 +79,12 @@
 //! `target/wasm32-wasip2/release/<crate>.wasm`, ready for
 //! `weir run --component` or `weir deploy`.
 //!
+//! The SDK sets the component's global allocator: small blocks (up to
+//! 1 KiB, the keys, values and outputs of most records) come from free
+//! lists per size, larger ones from the standard allocator. A crate with
+//! its own `#[global_allocator]` depends on the SDK with
+//! `default-features = false`.
+//!
 //! ## Testing a processor without a broker
 //!
 //! The offline test driver (crate `weir-test-driver`, like Kafka Streams'
@@ -197,7 +203,11 @@ pub mod wire;
 
 /// The component's allocator (see `small_alloc`) unless the processor
 /// crate turns off the default feature `small-alloc` to bring its own.
-#[cfg(all(feature = "small-alloc", target_arch = "wasm32", not(target_feature = "atomics")))]
+#[cfg(all(
+    feature = "small-alloc",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
 #[global_allocator]
 static ALLOCATOR: small_alloc::SmallAlloc = small_alloc::SmallAlloc::new();
 
@@ -277,7 +287,7 @@ pub trait Processor: Sized + 'static {
 #[macro_export]
 macro_rules! stateless {
     ($ty:ident : $name:literal, $source:literal => $sink:literal ($topic:literal), $f:expr) => {
-        pub struct $ty;
+        pub struct $ty($crate::Sink<Vec<u8>, Vec<u8>>);
 
         impl $crate::Processor for $ty {
             fn describe() -> $crate::Topology {
@@ -286,14 +296,14 @@ macro_rules! stateless {
                     .sink($sink, $topic)
             }
             fn init(_: &$crate::TaskInfo, _: &mut $crate::Context) -> Result<Self, $crate::Error> {
-                Ok($ty)
+                Ok($ty($crate::Sink::open($sink)?))
             }
             fn process(
                 &mut self,
                 record: $crate::Record,
                 ctx: &mut $crate::Context,
             ) -> Result<(), $crate::Error> {
-                $crate::runtime::forward_all(ctx, $sink, record, $f)
+                $crate::runtime::forward_all(ctx, &self.0, record, $f)
             }
         }
 

@@ -103,10 +103,11 @@ fn uninitialised() -> wit::ProcessingError {
     }
 }
 
-/// What [`stateless!`](crate::stateless) processors run per record.
+/// What [`stateless!`](crate::stateless) processors run per record, with
+/// their sink resolved at `init`.
 pub fn forward_all<F, I>(
     ctx: &mut Context,
-    sink: &str,
+    sink: &crate::Sink<Vec<u8>, Vec<u8>>,
     record: Record,
     f: F,
 ) -> Result<(), crate::Error>
@@ -115,7 +116,7 @@ where
     I: IntoIterator<Item = crate::Output>,
 {
     for output in f(record)? {
-        ctx.forward(sink, output)?;
+        sink.send_output(ctx, output)?;
     }
     Ok(())
 }

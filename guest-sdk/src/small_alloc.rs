@@ -8,8 +8,10 @@
 //!
 //! It relies on what a `wasm32-wasip2` component is: one thread, and
 //! linear memory that never shrinks (so slabs are never given back, as
-//! dlmalloc's memory is not either). It must never be compiled for a
-//! target with threads: it is only used on `wasm32` without `atomics`.
+//! dlmalloc's memory is not either). Free blocks stay in their size's list
+//! (they are not merged), so a guest's memory is its peak of small blocks
+//! per size plus dlmalloc's own. It must never be compiled for a target
+//! with threads: it is only used on `wasm32` without `atomics`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -84,6 +86,18 @@ unsafe impl GlobalAlloc for SmallAlloc {
         block
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if class(layout).is_none() {
+            // dlmalloc knows which of its memory is fresh, so already zero.
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        let block = unsafe { self.alloc(layout) };
+        if !block.is_null() {
+            unsafe { block.write_bytes(0, layout.size()) };
+        }
+        block
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(c) = class(layout) else {
             return unsafe { System.dealloc(ptr, layout) };
@@ -148,6 +162,13 @@ mod tests {
             assert_eq!(std::slice::from_raw_parts(small, 20), &[7; 20]);
             a.dealloc(small, Layout::from_size_align(20, 8).unwrap());
             a.dealloc(q, l);
+            let z = a.alloc_zeroed(l);
+            assert_eq!(
+                std::slice::from_raw_parts(z, 24),
+                &[0; 24],
+                "a reused block is zeroed"
+            );
+            a.dealloc(z, l);
         }
     }
 }
