@@ -50,12 +50,16 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<RestoreFigure>, BenchError> {
 }
 
 /// `records` count updates over `records / 10` words, spread over the
-/// partitions as the default partitioner spreads the words.
+/// partitions as the default partitioner spreads the words. Each pass over
+/// the words visits them in a scattered order (a multiplicative
+/// permutation), as a real changelog's keys come, not sorted.
 fn load_changelog(bootstrap: &str, topic: &str, records: usize) -> Result<(), BenchError> {
     let loader = Loader::new(bootstrap)?;
     let words = (records / 10).max(1);
+    // A prime: a permutation of 0..words unless it divides `words`.
+    let step = if words.is_multiple_of(7919) { 1 } else { 7919 };
     for i in 0..records {
-        let word = format!("word-{:07}", i % words);
+        let word = format!("word-{:07}", (i % words) * step % words);
         let count = (i / words + 1) as u64;
         loader.send(topic, word.as_bytes(), &count.to_be_bytes());
     }
