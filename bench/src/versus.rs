@@ -429,7 +429,9 @@ pub(crate) fn fetch_only(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::error::KafkaError;
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
+    // Weir's restore consumer's context: the end of a partition is how
+    // this read ends, not an error to log.
+    let consumer: BaseConsumer<weir::kafka::EndOfPartitionExpected> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bench-fetch-only"))
         .set("enable.auto.commit", "false")
@@ -440,7 +442,7 @@ pub(crate) fn fetch_only(
             "fetch.queue.backoff.ms",
             weir::kafka::FETCH_QUEUE_BACKOFF_MS,
         )
-        .create()
+        .create_with_context(weir::kafka::EndOfPartitionExpected)
         .map_err(err)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
