@@ -12,6 +12,11 @@ use super::{
 use crate::store::Write;
 use crate::topology::TaskId;
 
+/// Key and value bytes after which one read stops, whatever its record
+/// count allows: what a restore holds in memory stays bounded with large
+/// values too.
+const MAX_READ_BYTES: usize = 16 << 20;
+
 /// `r` (of `partition`) reached its limit: a restore is finished; a tail
 /// is held there, caught up. Returns whether the topic must be assigned
 /// again (to stop fetching a newly held partition).
@@ -51,8 +56,8 @@ pub(super) fn read_topic(
     let mut caught_up = Vec::new();
     let mut reassign = false;
     let mut timeout = wait;
-    let mut read = 0;
-    while read < max_records {
+    let (mut read, mut bytes) = (0, 0);
+    while read < max_records && bytes < MAX_READ_BYTES {
         let Some(result) = reader.consumer.poll(timeout) else {
             break;
         };
@@ -80,6 +85,7 @@ pub(super) fn read_topic(
                 r.restored += 1;
                 read += 1;
                 if let Some(key) = key {
+                    bytes += key.len() + value.as_ref().map_or(0, Vec::len);
                     batches.entry(partition).or_default().push((key, value));
                 }
                 if r.until.is_some_and(|until| r.next >= until) {

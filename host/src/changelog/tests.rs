@@ -225,3 +225,34 @@ fn a_standby_held_at_a_limit_reads_on_only_when_it_moves() {
     r.set_until(TaskId::for_partition(0), 0, 10);
     assert_eq!(drain(&mut r).0, ["d", "e"]);
 }
+
+#[test]
+fn one_read_stops_at_its_byte_budget_and_the_next_goes_on() {
+    let log = MemoryLog::default();
+    let mut collector = MemoryCollector::into_log(ProcessingGuarantee::AtLeastOnce, log.clone());
+    let value = vec![7u8; 1 << 20];
+    for i in 0..40 {
+        let key = format!("k{i:02}");
+        collector
+            .send_changelog(TOPIC, 0, key.as_bytes(), Some(&value))
+            .unwrap();
+    }
+    collector.flush().unwrap();
+    let mut reader = reader(&log);
+    reader.register(at(0), None).unwrap();
+    let first: usize = (reader.poll(1_000, Duration::ZERO).unwrap().into_iter())
+        .map(|event| match event {
+            RestoreEvent::Records { records, .. } => records.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        first, 16,
+        "16 MiB of 1 MiB values, though 1,000 records were allowed"
+    );
+    let (keys, done, _, next) = drain(&mut reader);
+    assert_eq!(keys.len(), 24);
+    assert_eq!(keys.first().map(String::as_str), Some("k16"));
+    assert!(done);
+    assert_eq!(next, 40);
+}

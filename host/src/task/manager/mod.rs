@@ -49,8 +49,15 @@ pub(super) const RESETS_FOR: Duration = Duration::from_secs(300);
 /// Store-buffer bytes below which no commit is forced before
 /// `commit.interval.ms`, whatever `statestore.cache.max.bytes` says.
 const MIN_FORCED_COMMIT_BYTES: usize = 1 << 20;
-/// Changelog records read per restore step, so polling stays responsive.
-pub(super) const RESTORE_BATCH: usize = 10_000;
+/// Changelog records read per batch of a restore (two per step): large
+/// batches cost RocksDB less per record (a restore of 2M records ran at
+/// 567-689k records/s with 10,000, 813-857k with 40,000), and a step of
+/// two takes about 100 ms on 2 cores. `changelog::read` also stops a batch
+/// at a byte budget, so large values do not make it large.
+pub(super) const RESTORE_BATCH: usize = 40_000;
+/// Changelog records read per standby step: standbys are applied between
+/// rounds of active processing, so their steps stay short.
+pub(super) const STANDBY_BATCH: usize = 10_000;
 /// How often restore and standby progress reach status and metrics.
 pub(super) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// The least time between two reads of the committed offsets standbys of

@@ -22,7 +22,7 @@ use crate::topology::TaskId;
 
 /// Batches read per step: each but the first read while the previous one
 /// is written.
-const BATCHES_PER_STEP: usize = 4;
+const BATCHES_PER_STEP: usize = 2;
 
 impl TaskManager {
     /// Reads a step of changelog records into restoring tasks and starts

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::{PUBLISH_EVERY, RESTORE_BATCH, TaskManager};
+use super::{PUBLISH_EVERY, STANDBY_BATCH, TaskManager};
 use crate::changelog::{ChangelogReader, RestoreEvent, RestoreStart, StorePosition};
 use crate::group::{SourceConsumer, TopicPartition};
 use crate::task::state::ChangelogStart;
@@ -152,7 +152,7 @@ impl TaskManager {
         if self.standbys.is_empty() {
             return false;
         }
-        let events = match self.standby_reader.poll(RESTORE_BATCH, Duration::ZERO) {
+        let events = match self.standby_reader.poll(STANDBY_BATCH, Duration::ZERO) {
             Ok(events) => events,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the standbys' changelogs failed; retrying");
