@@ -7,15 +7,23 @@ mod support;
 use weir::task::ProcessingErrors;
 use weir::testing::{DriverOptions, TestDriver, TestRecord};
 
-fn driver() -> TestDriver {
-    let options = DriverOptions {
+/// Options with the `continue` handler (failing records skipped).
+fn skipping() -> DriverOptions {
+    DriverOptions {
         processing_errors: ProcessingErrors {
             skip_failing_records: true,
             dead_letter_queue: None,
         },
         ..Default::default()
-    };
+    }
+}
+
+fn driver_with(options: DriverOptions) -> TestDriver {
     TestDriver::new(&support::guests::component("probe"), options).unwrap()
+}
+
+fn driver() -> TestDriver {
+    driver_with(skipping())
 }
 
 #[test]
@@ -80,15 +88,9 @@ fn a_re_run_batch_reads_and_writes_its_store_once() {
 /// batch's second run reads the undone store, not what the guest kept.
 #[test]
 fn a_call_the_host_refuses_after_it_returned_leaves_no_stale_reads() {
-    let mut options = DriverOptions {
-        processing_errors: ProcessingErrors {
-            skip_failing_records: true,
-            dead_letter_queue: None,
-        },
-        ..Default::default()
-    };
+    let mut options = skipping();
     options.limits.max_record_bytes = 1_000;
-    let mut driver = TestDriver::new(&support::guests::component("probe"), options).unwrap();
+    let mut driver = driver_with(options);
     driver
         .pipe("commands", TestRecord::new("n", "incr 6b"))
         .unwrap();

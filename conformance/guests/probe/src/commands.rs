@@ -63,6 +63,14 @@ fn bound(text: &str) -> Result<std::ops::Bound<Vec<u8>>, Error> {
     })
 }
 
+/// The answer to a `get`: the value as text, or `none`.
+fn value_answer(value: Option<Vec<u8>>) -> String {
+    match value {
+        Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
+        None => "none".into(),
+    }
+}
+
 fn denied(result: Result<String, String>) -> String {
     match result {
         Ok(what) => format!("allowed: {what}"),
@@ -87,14 +95,8 @@ impl Probe {
                 self.state.put(&key, &n.to_string().into_bytes())?;
                 n.to_string()
             }
-            "get" => match self.state.get(&unhex(arg(1)?)?)? {
-                Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
-                None => "none".into(),
-            },
-            "twin-get" => match self.twin.get(&unhex(arg(1)?)?)? {
-                Some(v) => format!("value:{}", String::from_utf8_lossy(&v)),
-                None => "none".into(),
-            },
+            "get" => value_answer(self.state.get(&unhex(arg(1)?)?)?),
+            "twin-get" => value_answer(self.twin.get(&unhex(arg(1)?)?)?),
             "delete" => {
                 self.state.delete(&unhex(arg(1)?)?)?;
                 "ok".into()
