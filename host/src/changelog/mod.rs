@@ -141,6 +141,17 @@ pub enum RestoreEvent {
     CaughtUp { task: TaskId, store: usize },
 }
 
+impl RestoreEvent {
+    /// The task it is for.
+    pub fn task(&self) -> TaskId {
+        match self {
+            RestoreEvent::Records { task, .. }
+            | RestoreEvent::Done { task, .. }
+            | RestoreEvent::CaughtUp { task, .. } => *task,
+        }
+    }
+}
+
 struct Restoring {
     task: TaskId,
     store: usize,
@@ -172,6 +183,9 @@ struct TopicReader {
 pub struct ChangelogReader {
     consumers: ChangelogConsumers,
     topics: HashMap<String, TopicReader>,
+    /// Read but not handed out yet ([`ChangelogReader::keep`]): the next
+    /// [`ChangelogReader::poll`] returns these first.
+    read_ahead: Vec<RestoreEvent>,
 }
 
 impl ChangelogReader {
@@ -179,6 +193,7 @@ impl ChangelogReader {
         ChangelogReader {
             consumers,
             topics: HashMap::new(),
+            read_ahead: Vec::new(),
         }
     }
 
@@ -334,6 +349,7 @@ impl ChangelogReader {
 
     /// Stops restoring everything of `task` (it was revoked mid-restore).
     pub fn unregister(&mut self, task: TaskId) {
+        self.read_ahead.retain(|e| e.task() != task);
         for reader in self.topics.values_mut() {
             let before = reader.partitions.len();
             reader.partitions.retain(|_, r| r.task != task);
@@ -344,7 +360,7 @@ impl ChangelogReader {
     }
 
     pub fn is_idle(&self) -> bool {
-        self.topics.values().all(|r| r.partitions.is_empty())
+        self.read_ahead.is_empty() && self.topics.values().all(|r| r.partitions.is_empty())
     }
 
     /// Whether some partition has not reached its end and can be read now
@@ -381,13 +397,26 @@ impl ChangelogReader {
             .sum()
     }
 
+    /// Hands `events` (read, not yet applied) back: the next
+    /// [`ChangelogReader::poll`] returns them, less those of a task
+    /// unregistered meanwhile. A restore step reads its next batch while
+    /// it writes the last one and keeps it for the next step.
+    pub fn keep(&mut self, events: Vec<RestoreEvent>) {
+        debug_assert!(self.read_ahead.is_empty(), "kept twice");
+        self.read_ahead = events;
+    }
+
     /// Reads up to `max_records` changelog records across all restoring
-    /// partitions, waiting at most `wait` for the first.
+    /// partitions, waiting at most `wait` for the first; what was
+    /// [kept](ChangelogReader::keep) comes back first, without reading.
     pub fn poll(
         &mut self,
         max_records: usize,
         wait: Duration,
     ) -> Result<Vec<RestoreEvent>, RestoreError> {
+        if !self.read_ahead.is_empty() {
+            return Ok(std::mem::take(&mut self.read_ahead));
+        }
         let mut events = Vec::new();
         for (topic, reader) in self.topics.iter_mut() {
             if reader.partitions.is_empty() {

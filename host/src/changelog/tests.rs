@@ -2,6 +2,7 @@
 //! what it hands over (never an aborted record), standby tailing, and
 //! letting go of a revoked task. No broker.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,4 +256,37 @@ fn one_read_stops_at_its_byte_budget_and_the_next_goes_on() {
     assert_eq!(keys.first().map(String::as_str), Some("k16"));
     assert!(done);
     assert_eq!(next, 40);
+}
+
+#[test]
+fn kept_events_come_back_first_less_those_of_a_task_let_go() {
+    let log = MemoryLog::default();
+    write(&log, 0, &["a", "b"], false, true);
+    write(&log, 1, &["c"], false, true);
+    let mut reader = reader(&log);
+    reader.register(at(0), None).unwrap();
+    reader.register(at(1), None).unwrap();
+    let read = reader.poll(1_000, Duration::ZERO).unwrap();
+    let tasks = |events: &[RestoreEvent]| -> BTreeSet<TaskId> {
+        events.iter().map(RestoreEvent::task).collect()
+    };
+    assert_eq!(
+        tasks(&read),
+        BTreeSet::from([TaskId::for_partition(0), TaskId::for_partition(1)])
+    );
+    // Both partitions were read to their ends: only what was kept is left.
+    let count = read.len();
+    reader.keep(read);
+    assert!(!reader.is_idle(), "kept events still to hand out");
+    assert_eq!(reader.poll(1_000, Duration::ZERO).unwrap().len(), count);
+
+    let mut reader = self::reader(&log);
+    reader.register(at(0), None).unwrap();
+    reader.register(at(1), None).unwrap();
+    let read = reader.poll(1_000, Duration::ZERO).unwrap();
+    reader.keep(read);
+    reader.unregister(TaskId::for_partition(1));
+    let back = reader.poll(1_000, Duration::ZERO).unwrap();
+    assert_eq!(tasks(&back), BTreeSet::from([TaskId::for_partition(0)]));
+    assert!(reader.is_idle());
 }

@@ -4,10 +4,13 @@
 //!
 //! A step reads and writes at once: while one batch is written to RocksDB
 //! on scoped threads (one per task), the stream thread reads the next from
-//! the changelog consumer (each is about half of a restore's CPU). A batch's
+//! the changelog consumer (each is about half of a restore's CPU). The
+//! batch read during a step's last write is kept in the reader for the
+//! next step, so every write overlaps a read, across steps too. A batch's
 //! records are written before any event that follows them in the read
 //! (a store's end) is acted on, and no batch read is ever dropped: an
-//! error is returned only after every batch read has been written.
+//! error is returned only after every batch read has been written (or
+//! kept).
 
 use std::collections::BTreeMap;
 use std::thread::{Scope, ScopedJoinHandle};
@@ -20,8 +23,7 @@ use crate::store::Write;
 use crate::task::{StreamTask, TaskError};
 use crate::topology::TaskId;
 
-/// Batches read per step: each but the first read while the previous one
-/// is written.
+/// Batches written per step, each while the next is read.
 const BATCHES_PER_STEP: usize = 2;
 
 impl TaskManager {
@@ -64,7 +66,7 @@ impl TaskManager {
                 .partition(|e| matches!(e, RestoreEvent::Records { .. }));
             // Another batch only once this one's stores are written: a
             // store that ended in this one starts before more is read.
-            let read_next = batch < BATCHES_PER_STEP && ends.is_empty();
+            let read_next = ends.is_empty();
             let (tasks, reader) = (&mut self.tasks, &mut self.reader);
             let (written, next) = std::thread::scope(|s| {
                 let writers = spawn_writers(s, tasks, writes, None);
@@ -78,14 +80,18 @@ impl TaskManager {
                 if let Some(Ok(next)) = next {
                     let _ = write_restored(&mut self.tasks, next, e.task());
                 }
-                for end in ends.into_iter().filter(|end| end_task(end) != e.task()) {
+                for end in ends.into_iter().filter(|end| Some(end.task()) != e.task()) {
                     self.store_ended(end, consumer)?;
                 }
                 return Err(e);
             }
-            let next = next.transpose()?.unwrap_or_default();
             for end in ends {
                 changed |= self.store_ended(end, consumer)?;
+            }
+            let next = next.transpose()?.unwrap_or_default();
+            if batch == BATCHES_PER_STEP {
+                self.reader.keep(next);
+                break;
             }
             events = next;
         }
@@ -112,13 +118,6 @@ impl TaskManager {
             })?;
         }
         Ok(true)
-    }
-}
-
-fn end_task(event: &RestoreEvent) -> Option<TaskId> {
-    match event {
-        RestoreEvent::Done { task, .. } | RestoreEvent::CaughtUp { task, .. } => Some(*task),
-        RestoreEvent::Records { .. } => None,
     }
 }
 
