@@ -11,7 +11,8 @@ use support::admin::{cli, deploy, get, put, task_versions};
 use support::kafka::{create_topic, read_all};
 use support::weir::App;
 use support::wordcount::{
-    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+    assert_counts_are_sequences, count, feed_in_background, lines, send_lines, wait_for_counts,
+    word_count_app,
 };
 use support::{eventually, guests, unique};
 
@@ -58,13 +59,13 @@ fn deploy_swap_rollback_and_restart_keep_state() {
     assert_eq!(get(&format!("{admin}/health/ready")).0, 200);
 
     // v2 mid-stream: input keeps arriving while the swap happens.
-    let (producer_input, rest) = (input.clone(), text[1000..1800].to_vec());
-    let producer = std::thread::spawn(move || {
-        for (i, chunk) in rest.chunks(50).enumerate() {
-            send_lines(&producer_input, 1000 + i * 50, chunk);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
+    let producer = feed_in_background(
+        &input,
+        1000,
+        &text[1000..1800],
+        50,
+        Duration::from_millis(20),
+    );
     let (ok, out) = deploy(
         &admin,
         TOKEN,

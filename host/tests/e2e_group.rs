@@ -13,7 +13,8 @@ use std::time::Duration;
 use support::kafka::create_topic;
 use support::weir::{App, Weir};
 use support::wordcount::{
-    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+    assert_counts_are_sequences, count, feed_in_background, lines, send_lines, wait_for_counts,
+    word_count_app,
 };
 use support::{eventually, guests, unique};
 
@@ -155,14 +156,13 @@ fn a_joining_instance_takes_only_what_balance_needs_under_exactly_once() {
         .sum();
 
     // Input keeps flowing while a fourth instance joins.
-    let feeder_input = input.clone();
-    let middle = text[1000..2000].to_vec();
-    let feeder = std::thread::spawn(move || {
-        for (i, chunk) in middle.chunks(50).enumerate() {
-            send_lines(&feeder_input, 1000 + i * 50, chunk);
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
+    let feeder = feed_in_background(
+        &input,
+        1000,
+        &text[1000..2000],
+        50,
+        Duration::from_millis(200),
+    );
     let mut d = start(&app, "weir-d");
     d.wait_running();
     // The moved task is revoked first, then handed over in the follow-up.
@@ -203,14 +203,7 @@ fn a_killed_instance_s_tasks_move_after_its_session_under_exactly_once() {
     let app = exactly_once_app(&input, &output);
     let (a, b, c) = three_running(&app, &input, &output, &text[..1000]);
 
-    let feeder_input = input.clone();
-    let rest = text[1000..].to_vec();
-    let feeder = std::thread::spawn(move || {
-        for (i, chunk) in rest.chunks(100).enumerate() {
-            send_lines(&feeder_input, 1000 + i * 100, chunk);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
+    let feeder = feed_in_background(&input, 1000, &text[1000..], 100, Duration::from_millis(100));
     std::thread::sleep(Duration::from_millis(500));
     b.kill();
     feeder.join().unwrap();
@@ -270,14 +263,7 @@ fn a_sigkill_loop_with_input_flowing_counts_every_word_exactly_once() {
     send_lines(&input, 0, &text[..1000]);
     wait_for_counts(&output, &count(&text[..1000]));
 
-    let feeder_input = input.clone();
-    let rest = text[1000..].to_vec();
-    let feeder = std::thread::spawn(move || {
-        for (i, chunk) in rest.chunks(50).enumerate() {
-            send_lines(&feeder_input, 1000 + i * 50, chunk);
-            std::thread::sleep(Duration::from_millis(80));
-        }
-    });
+    let feeder = feed_in_background(&input, 1000, &text[1000..], 50, Duration::from_millis(80));
     let mut instances = [Some(a), Some(b)];
     for round in 0..6 {
         std::thread::sleep(Duration::from_millis(300 + 200 * (round % 3) as u64));

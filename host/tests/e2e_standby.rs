@@ -16,7 +16,8 @@ use support::admin::get;
 use support::kafka::create_topic;
 use support::weir::{App, Weir};
 use support::wordcount::{
-    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+    assert_counts_are_sequences, count, feed_in_background, lines, send_lines, wait_for_counts,
+    word_count_app,
 };
 use support::{eventually, guests, unique};
 
@@ -155,14 +156,7 @@ fn standbys_take_over_a_killed_instance(hosts: &[&str]) {
     let (victim, _) = instances.remove(1);
     let marks: Vec<usize> = instances.iter().map(|(w, _)| w.log().len()).collect();
 
-    let feeder_input = input.clone();
-    let rest = text[3000..].to_vec();
-    let feeder = std::thread::spawn(move || {
-        for (i, chunk) in rest.chunks(100).enumerate() {
-            send_lines(&feeder_input, 3000 + i * 100, chunk);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
+    let feeder = feed_in_background(&input, 3000, &text[3000..], 100, Duration::from_millis(100));
     std::thread::sleep(Duration::from_millis(700));
     victim.kill();
     feeder.join().unwrap();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use support::kafka::{create_topic, read_all};
 use support::wordcount::{
-    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+    assert_counts_are_sequences, count, feed_in_background, lines, send_lines, wait_for_counts,
+    word_count_app,
 };
 use support::{eventually, guests, unique};
 
@@ -59,14 +60,7 @@ fn graceful_restart_mid_stream_loses_and_repeats_nothing() {
     });
 
     // Keep producing while the host shuts down, so it stops mid-stream.
-    let input_for_producer = input.clone();
-    let second_half = second.to_vec();
-    let producer = std::thread::spawn(move || {
-        for (i, chunk) in second_half.chunks(100).enumerate() {
-            send_lines(&input_for_producer, 1000 + i * 100, chunk);
-            std::thread::sleep(Duration::from_millis(30));
-        }
-    });
+    let producer = feed_in_background(&input, 1000, second, 100, Duration::from_millis(30));
     std::thread::sleep(Duration::from_millis(150));
     let (status, log) = weir.terminate();
     assert!(status.success(), "weir failed:\n{log}");
@@ -159,14 +153,7 @@ fn exactly_once_survives_sigkill_mid_stream() {
         (!read_all(&output).is_empty()).then_some(())
     });
 
-    let input_for_producer = input.clone();
-    let second_half = second.to_vec();
-    let producer = std::thread::spawn(move || {
-        for (i, chunk) in second_half.chunks(100).enumerate() {
-            send_lines(&input_for_producer, 1000 + i * 100, chunk);
-            std::thread::sleep(Duration::from_millis(30));
-        }
-    });
+    let producer = feed_in_background(&input, 1000, second, 100, Duration::from_millis(30));
     std::thread::sleep(Duration::from_millis(200));
     weir.kill();
     producer.join().unwrap();

@@ -77,6 +77,26 @@ pub fn send_lines(topic: &str, first_index: usize, lines: &[String]) {
     produce(topic, &records);
 }
 
+/// Sends `lines` (numbered from `first_index`) to `topic` on a thread of
+/// its own, `chunk` lines at a time with `pause` between: input that keeps
+/// flowing while a test restarts, kills or redeploys. Join it to wait
+/// for the last line.
+pub fn feed_in_background(
+    topic: &str,
+    first_index: usize,
+    lines: &[String],
+    chunk: usize,
+    pause: std::time::Duration,
+) -> std::thread::JoinHandle<()> {
+    let (topic, lines) = (topic.to_string(), lines.to_vec());
+    std::thread::spawn(move || {
+        for (i, part) in lines.chunks(chunk).enumerate() {
+            send_lines(&topic, first_index + i * chunk, part);
+            std::thread::sleep(pause);
+        }
+    })
+}
+
 /// Configures the app to read `input` and write `output`.
 pub fn word_count_app(input: &str, output: &str) -> App {
     let mut app = App::new(&unique("wc"));
