@@ -5,6 +5,8 @@
 //! new version). Each stream thread logs, per swap, how long processing
 //! paused (the commit at the boundary, then every task's processor
 //! replaced) and how much of it was the commit; those are the figures.
+//! The first deploy comes after a few seconds of steady processing, as a
+//! deploy lands on an application that has been running.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +20,10 @@ const SWAPS: usize = 14;
 const TOKEN: &str = "weir-bench";
 /// Between deploys: the new version runs a while before the next.
 const SETTLE: Duration = Duration::from_millis(700);
+/// Steady processing before the first deploy: the broker's first writes
+/// to the application's new topics (changelog, repartition, output) are
+/// slow for a few seconds, and a deploy lands on a running application.
+const WARM_UP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RedeployFigure {
@@ -126,6 +132,7 @@ fn scenario(opts: &BenchOptions, state: &Path) -> Result<RedeployFigure, BenchEr
     let log_path = state.join(&app).join("bench-0").join("weir.log");
     let result = (|| {
         wait_for_every_partition(&output_reader(&opts.bootstrap, &s.output)?, &s.output)?;
+        std::thread::sleep(WARM_UP);
         let url = format!("http://127.0.0.1:{port}/v1/topologies/word-count");
         for n in 0..SWAPS {
             let seen = swaps_in(&std::fs::read_to_string(&log_path).unwrap_or_default()).len();
