@@ -82,17 +82,28 @@ fn exactly_once_app(input: &str, output: &str) -> App {
     app
 }
 
-/// Three instances running every task between them, with `first` counted.
-fn three_running(app: &App, input: &str, output: &str, first: &[String]) -> (Weir, Weir, Weir) {
-    let mut a = start(app, "weir-a");
-    let mut b = start(app, "weir-b");
-    let mut c = start(app, "weir-c");
-    for w in [&mut a, &mut b, &mut c] {
+/// Instances named `hosts` running every task between them, with `first`
+/// counted.
+fn running<const N: usize>(
+    app: &App,
+    hosts: [&str; N],
+    input: &str,
+    output: &str,
+    first: &[String],
+) -> [Weir; N] {
+    let mut instances = hosts.map(|host| start(app, host));
+    for w in &mut instances {
         w.wait_running();
     }
-    wait_all_tasks_placed(&[&a, &b, &c]);
+    wait_all_tasks_placed(&instances.each_ref());
     send_lines(input, 0, first);
     wait_for_counts(output, &count(first));
+    instances
+}
+
+/// Three instances running every task between them, with `first` counted.
+fn three_running(app: &App, input: &str, output: &str, first: &[String]) -> (Weir, Weir, Weir) {
+    let [a, b, c] = running(app, ["weir-a", "weir-b", "weir-c"], input, output, first);
     (a, b, c)
 }
 
@@ -254,14 +265,7 @@ fn a_sigkill_loop_with_input_flowing_counts_every_word_exactly_once() {
     create_topic(&input, PARTITIONS);
     let text = lines(25, 5000);
     let app = exactly_once_app(&input, &output);
-    let mut a = start(&app, "weir-a");
-    let mut b = start(&app, "weir-b");
-    for w in [&mut a, &mut b] {
-        w.wait_running();
-    }
-    wait_all_tasks_placed(&[&a, &b]);
-    send_lines(&input, 0, &text[..1000]);
-    wait_for_counts(&output, &count(&text[..1000]));
+    let [a, b] = running(&app, ["weir-a", "weir-b"], &input, &output, &text[..1000]);
 
     let feeder = feed_in_background(&input, 1000, &text[1000..], 50, Duration::from_millis(80));
     let mut instances = [Some(a), Some(b)];

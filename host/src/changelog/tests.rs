@@ -263,10 +263,15 @@ fn kept_events_come_back_first_less_those_of_a_task_let_go() {
     let log = MemoryLog::default();
     write(&log, 0, &["a", "b"], false, true);
     write(&log, 1, &["c"], false, true);
-    let mut reader = reader(&log);
-    reader.register(at(0), None).unwrap();
-    reader.register(at(1), None).unwrap();
-    let read = reader.poll(1_000, Duration::ZERO).unwrap();
+    // A reader of both partitions, everything read once.
+    let read_both = || {
+        let mut r = reader(&log);
+        r.register(at(0), None).unwrap();
+        r.register(at(1), None).unwrap();
+        let read = r.poll(1_000, Duration::ZERO).unwrap();
+        (r, read)
+    };
+    let (mut reader, read) = read_both();
     let tasks = |events: &[RestoreEvent]| -> BTreeSet<TaskId> {
         events.iter().map(RestoreEvent::task).collect()
     };
@@ -280,10 +285,7 @@ fn kept_events_come_back_first_less_those_of_a_task_let_go() {
     assert!(!reader.is_idle(), "kept events still to hand out");
     assert_eq!(reader.poll(1_000, Duration::ZERO).unwrap().len(), count);
 
-    let mut reader = self::reader(&log);
-    reader.register(at(0), None).unwrap();
-    reader.register(at(1), None).unwrap();
-    let read = reader.poll(1_000, Duration::ZERO).unwrap();
+    let (mut reader, read) = read_both();
     reader.keep(read);
     reader.unregister(TaskId::for_partition(1));
     let back = reader.poll(1_000, Duration::ZERO).unwrap();

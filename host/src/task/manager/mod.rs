@@ -52,8 +52,9 @@ const MIN_FORCED_COMMIT_BYTES: usize = 1 << 20;
 /// Changelog records read per batch of a restore (two per step): large
 /// batches cost RocksDB less per record (a restore of 2M records ran at
 /// 567-689k records/s with 10,000, four per step, and 897-912k with
-/// 40,000, two per step), and a step takes about 100 ms on 2 cores. `changelog::read` also stops a batch
-/// at a byte budget, so large values do not make it large.
+/// 40,000, two per step), and a step takes about 100 ms on 2 cores.
+/// `changelog::read` also stops a batch at a byte budget, so large values
+/// do not make it large.
 pub(super) const RESTORE_BATCH: usize = 40_000;
 /// Changelog records read per standby step: standbys are applied between
 /// rounds of active processing, so their steps stay short.

@@ -57,7 +57,7 @@ impl TaskManager {
     ) -> Result<bool, TaskError> {
         let mut changed = false;
         let mut events = self.reader.poll(RESTORE_BATCH, wait)?;
-        for batch in 1..=BATCHES_PER_STEP {
+        for _ in 0..BATCHES_PER_STEP {
             if events.is_empty() {
                 break;
             }
@@ -88,13 +88,10 @@ impl TaskManager {
             for end in ends {
                 changed |= self.store_ended(end, consumer)?;
             }
-            let next = next.transpose()?.unwrap_or_default();
-            if batch == BATCHES_PER_STEP {
-                self.reader.keep(next);
-                break;
-            }
-            events = next;
+            events = next.transpose()?.unwrap_or_default();
         }
+        // Read during the last write: the next step writes it first.
+        self.reader.keep(events);
         Ok(changed)
     }
 
