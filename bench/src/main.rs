@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+/// The allocator of the `weir` binary, so in-process runs measure what
+/// `weir run` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks on a broker: the examples through the host as Wasm and as
 /// native Rust, the Wasm boundary per record at several batch sizes, and
 /// optionally `weir run` against Kafka Streams (throughput, CPU, peak RSS,

@@ -16,6 +16,11 @@ use weir::config::Config;
 use weir::deploy::Deployer;
 use weir::lifecycle::State;
 
+/// mimalloc for the whole process: with its `override` feature it also
+/// serves librdkafka's and RocksDB's `malloc` (see `host/Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weir",

@@ -9,6 +9,7 @@
 //! behind its recorded offset. Must never talk to Kafka: the commit cycle
 //! hands it offsets.
 
+mod buffer;
 mod directory;
 mod memory;
 #[cfg(feature = "server")]

@@ -1,29 +1,25 @@
 //! One store of one task as the processor sees it: committed entries in a
-//! backend, plus this commit interval's writes in a sorted buffer that every
-//! read consults first (read-your-writes). The buffer also deduplicates the
-//! changelog: only the last write per key is sent at commit, as Kafka
-//! Streams' record cache does.
+//! backend, plus this commit interval's writes in a [`WriteBuffer`] that
+//! every read consults first (read-your-writes). The buffer also
+//! deduplicates the changelog: only the last write per key is sent at
+//! commit, as Kafka Streams' record cache does.
 //!
 //! Paired verbs: [`StateStore::pending_writes`] (what the commit cycle must
 //! send to the changelog) then [`StateStore::commit`] (apply it with the
 //! changelog offset); [`StateStore::discard_uncommitted`] on a dirty close.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use super::buffer::WriteBuffer;
 use super::window::{CLOCK_KEY, Layout, WindowCursor, WindowQuery, WindowState, Windowed};
 use super::{BackendError, Entry, KeyValueBackend, StoreError, Write, bounds_are_empty};
 use crate::topology::{StoreSpec, TaskId};
-
-/// Bytes counted per buffered entry besides key and value.
-const ENTRY_OVERHEAD: usize = 48;
 
 pub struct StateStore {
     spec: StoreSpec,
     task: TaskId,
     backend: Box<dyn KeyValueBackend>,
-    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    dirty_bytes: usize,
+    dirty: WriteBuffer,
     /// While a call is watched ([`StateStore::begin_call`]): each write's
     /// key and what the buffer held for it before, to undo the call.
     undo: Option<Vec<Undo>>,
@@ -46,8 +42,7 @@ impl StateStore {
             spec,
             task,
             backend,
-            dirty: BTreeMap::new(),
-            dirty_bytes: 0,
+            dirty: WriteBuffer::default(),
             undo: None,
             window,
         }
@@ -71,7 +66,7 @@ impl StateStore {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.dirty.get(key) {
-            Some(buffered) => Ok(buffered.clone()),
+            Some(buffered) => Ok(buffered.map(<[u8]>::to_vec)),
             None => self.backend.get(key).map_err(|e| self.err(e)),
         }
     }
@@ -85,14 +80,8 @@ impl StateStore {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let added = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-        let key_len = key.len();
         let undo_key = self.undo.is_some().then(|| key.clone());
         let previous = self.dirty.insert(key, value);
-        if let Some(old) = &previous {
-            self.dirty_bytes -= key_len + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-        }
-        self.dirty_bytes += added;
         if let (Some(undo), Some(key)) = (&mut self.undo, undo_key) {
             undo.push((key, previous));
         }
@@ -126,15 +115,12 @@ impl StateStore {
         };
         for (key, previous) in undo.into_iter().rev() {
             match previous {
-                Some(value) => self.dirty.insert(key, value),
+                Some(value) => {
+                    self.dirty.insert(key, value);
+                }
                 None => self.dirty.remove(&key),
-            };
+            }
         }
-        self.dirty_bytes = self
-            .dirty
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD)
-            .sum();
     }
 
     /// Up to `limit` entries within the bounds, in key order, buffered writes
@@ -168,13 +154,11 @@ impl StateStore {
             let mut buffered = if bounds_are_empty(lower, upper) {
                 None
             } else {
-                Some(self.dirty.range::<[u8], _>((lower, upper)).peekable())
+                Some(self.dirty.range(lower, upper).peekable())
             };
             let mut committed = page.into_iter().peekable();
             loop {
-                let next_buffered = buffered
-                    .as_mut()
-                    .and_then(|b| b.peek().map(|(k, _)| k.as_slice()));
+                let next_buffered = buffered.as_mut().and_then(|b| b.peek().map(|(k, _)| *k));
                 let next_committed = committed.peek().map(|(k, _)| k.as_slice());
                 let (take_buffered, shadows) = match (next_buffered, next_committed) {
                     (None, None) => break,
@@ -190,7 +174,7 @@ impl StateStore {
                     committed.next();
                 }
                 if let Some((k, Some(v))) = buffered.as_mut().and_then(Iterator::next) {
-                    out.push((k.clone(), v.clone()));
+                    out.push((k.to_vec(), v.to_vec()));
                 }
             }
             match last {
@@ -204,13 +188,13 @@ impl StateStore {
 
     /// Bytes of writes buffered since the last commit.
     pub fn dirty_bytes(&self) -> usize {
-        self.dirty_bytes
+        self.dirty.bytes()
     }
 
     /// The writes the next commit will apply, in key order: what must go to
     /// the changelog first.
     pub fn pending_writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        self.dirty.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+        self.dirty.sorted().into_iter()
     }
 
     pub fn has_pending_writes(&self) -> bool {
@@ -223,8 +207,7 @@ impl StateStore {
         if self.dirty.is_empty() && changelog_offset.is_none() {
             return Ok(());
         }
-        let writes: Vec<Write> = std::mem::take(&mut self.dirty).into_iter().collect();
-        self.dirty_bytes = 0;
+        let writes = self.dirty.take_sorted();
         self.backend
             .apply(writes, changelog_offset)
             .map_err(|e| self.err(e))?;
@@ -335,7 +318,6 @@ impl StateStore {
     /// Drops writes that were never committed (dirty close, failed task).
     pub fn discard_uncommitted(&mut self) {
         self.dirty.clear();
-        self.dirty_bytes = 0;
         if let Some(w) = &mut self.window {
             w.discard();
         }
@@ -374,6 +356,7 @@ fn last_per_key(mut records: Vec<Write>) -> Vec<Write> {
 mod tests {
     use super::*;
     use crate::store::MemoryBackend;
+    use crate::store::buffer::ENTRY_OVERHEAD;
     use crate::topology::StoreKind;
 
     #[test]
