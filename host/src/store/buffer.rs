@@ -29,8 +29,8 @@ pub(super) struct WriteBuffer {
     bytes: usize,
 }
 
-fn entry_bytes(key: &[u8], value: Option<&[u8]>) -> usize {
-    key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD
+fn entry_bytes(key_len: usize, value: Option<&[u8]>) -> usize {
+    key_len + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD
 }
 
 impl WriteBuffer {
@@ -42,16 +42,16 @@ impl WriteBuffer {
 
     /// Buffers a write; returns what it replaced (as [`WriteBuffer::get`]).
     pub fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Option<Vec<u8>>> {
-        self.bytes += entry_bytes(&key, value.as_deref());
+        let key_len = key.len();
+        self.bytes += entry_bytes(key_len, value.as_deref());
         if let Some(ordered) = self.ordered.get_mut()
             && !self.entries.contains_key(&key)
         {
             ordered.insert(key.clone());
         }
-        let key_len = key.len();
         let previous = self.entries.insert(key, value);
         if let Some(old) = &previous {
-            self.bytes -= key_len + old.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+            self.bytes -= entry_bytes(key_len, old.as_deref());
         }
         previous
     }
@@ -59,7 +59,7 @@ impl WriteBuffer {
     /// Forgets `key`'s write (undoing a call that made it).
     pub fn remove(&mut self, key: &[u8]) {
         if let Some(value) = self.entries.remove(key) {
-            self.bytes -= entry_bytes(key, value.as_deref());
+            self.bytes -= entry_bytes(key.len(), value.as_deref());
             if let Some(ordered) = self.ordered.get_mut() {
                 ordered.remove(key);
             }
@@ -189,7 +189,7 @@ mod tests {
                 }
                 let want: Vec<_> = model.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
                 prop_assert_eq!(buffer.sorted(), want);
-                let bytes: usize = (model.iter()).map(|(k, v)| entry_bytes(k, v.as_deref())).sum();
+                let bytes: usize = (model.iter()).map(|(k, v)| entry_bytes(k.len(), v.as_deref())).sum();
                 prop_assert_eq!(buffer.bytes(), bytes);
                 prop_assert_eq!(buffer.is_empty(), model.is_empty());
             }
