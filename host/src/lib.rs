@@ -27,8 +27,8 @@
 //! - `thread`: the stream thread poll loop over its `Fetcher` (the source
 //!   consumer) and `ThreadGroup` (its share of the assignment).
 //! - [`kafka`]: settings shared by every rdkafka client, the producer flush
-//!   (rust-rdkafka's waits 100 ms a step); Kafka's
-//!   partitioner.
+//!   (rust-rdkafka's waits 100 ms a step), consumers read a batch of
+//!   messages per librdkafka call; Kafka's partitioner.
 //! - [`partitioner`]: Kafka's default partitioner (murmur2).
 //! - `topics`: the topics a topology runs on; source checks, sink and
 //!   changelog topic creation.

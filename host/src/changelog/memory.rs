@@ -71,7 +71,10 @@ impl ChangelogConsumer for MemoryChangelog {
                         // position is.
                         *next = (*next).max(stable);
                         *end_reported = true;
-                        return Some(Ok(Fetched::End { partition }));
+                        return Some(Ok(Fetched::End {
+                            partition,
+                            next: *next,
+                        }));
                     }
                     continue;
                 }
@@ -87,10 +90,6 @@ impl ChangelogConsumer for MemoryChangelog {
             }));
         }
         None
-    }
-
-    fn position(&self, partition: i32) -> Option<i64> {
-        self.positions.get(&partition).map(|(next, _)| *next)
     }
 
     fn cached_high_watermark(&self, partition: i32) -> Option<i64> {

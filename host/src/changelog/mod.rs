@@ -59,8 +59,9 @@ pub enum Fetched {
         value: Option<Vec<u8>>,
     },
     /// The partition's end (`enable.partition.eof`): nothing more to read
-    /// now.
-    End { partition: i32 },
+    /// now. `next` is where reading goes on, past any transaction markers
+    /// and aborted records after the last record.
+    End { partition: i32, next: i64 },
 }
 
 /// One changelog topic's consumer, as the reader uses it: assign-only,
@@ -71,8 +72,6 @@ pub trait ChangelogConsumer: Send {
     /// Reads exactly these partitions from these offsets from now on.
     fn assign(&mut self, from: &[(i32, i64)]) -> Result<(), ClientError>;
     fn poll(&mut self, timeout: Duration) -> Option<Result<Fetched, ClientError>>;
-    /// Where the consumer reads `partition` next (no broker request).
-    fn position(&self, partition: i32) -> Option<i64>;
     /// The high offset as last seen in a fetch answer (no broker request).
     fn cached_high_watermark(&self, partition: i32) -> Option<i64>;
 }

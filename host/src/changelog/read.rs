@@ -92,15 +92,13 @@ pub(super) fn read_topic(
                     reassign |= at_limit(r, partition, &mut finished, &mut caught_up);
                 }
             }
-            Ok(Fetched::End { partition }) => {
+            Ok(Fetched::End { partition, next }) => {
                 // Past the last record may lie transaction markers and
                 // aborted records: the store records the end itself, so a
                 // later restore from it (a promoted standby's) has nothing
                 // left to wait for.
-                if let (Some(r), Some(end)) = (
-                    reader.partitions.get_mut(&partition),
-                    reader.consumer.position(partition),
-                ) && let end = r.until.map_or(end, |until| end.min(until))
+                if let Some(r) = reader.partitions.get_mut(&partition)
+                    && let end = r.until.map_or(next, |until| next.min(until))
                     && end > r.next
                 {
                     r.next = end;

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Batches, BatchesBuilder, Fetcher};
 use crate::client::ClientError;
@@ -22,6 +21,7 @@ use crate::group::{
     FetchWatch, GroupMetadata, GroupSource, QuietPartition, STALL_AFTER, SourceConsumer,
     SourceContext, StreamsGroup, TopicPartition, stalled,
 };
+use crate::kafka::{BatchConsumer, Message};
 use crate::member::{MembershipError, OffsetAndMetadata};
 use crate::metrics::Metrics;
 use crate::runtime::bindings::{Header, IncomingRecord};
@@ -34,7 +34,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct KafkaFetcher {
     index: usize,
     config: Arc<Config>,
-    consumer: BaseConsumer<SourceContext>,
+    consumer: BatchConsumer<SourceContext>,
     group: Arc<StreamsGroup>,
     /// When each fetched partition last delivered (see `watch`).
     watch: FetchWatch,
@@ -160,7 +160,7 @@ impl KafkaFetcher {
             .assign(&assignment)
             .map_err(|e| format!("assigning {} partition(s): {e}", assignment.count()))?;
         let stalled = std::mem::replace(&mut self.consumer, fresh);
-        close_in_background(stalled, self.index);
+        close_in_background(stalled.into_inner(), self.index);
         Ok(())
     }
 }
@@ -206,16 +206,21 @@ impl Fetcher for KafkaFetcher {
         let mut wait = wait;
         let mut batches = BatchesBuilder::new(plan);
         while batches.count() < max {
-            let Some(result) = self.consumer.poll(wait) else {
+            let read = self.consumer.read(wait, max - batches.count(), |message| {
+                match message.error() {
+                    None => batches.push(message.topic(), message.partition(), |source| {
+                        incoming(&message, source)
+                    }),
+                    Some(e) => tracing::warn!(error = %e, "consumer error"),
+                }
+            });
+            if read == 0 {
                 break;
-            };
-            wait = Duration::ZERO;
-            match result {
-                Ok(message) => batches.push(message.topic(), message.partition(), |source| {
-                    incoming(&message, source)
-                }),
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
+            wait = Duration::ZERO;
+        }
+        for error in self.consumer.client_errors() {
+            tracing::warn!(%error, "source consumer error");
         }
         let batches = batches.finish();
         let now = Instant::now();
@@ -289,7 +294,7 @@ impl Fetcher for KafkaFetcher {
     }
 
     fn close(self: Box<Self>) {
-        close_in_background(self.consumer, self.index);
+        close_in_background(self.consumer.into_inner(), self.index);
     }
 }
 
@@ -309,30 +314,26 @@ fn close_in_background(consumer: BaseConsumer<SourceContext>, thread: usize) {
 fn new_source_consumer(
     config: &Config,
     thread: usize,
-) -> Result<BaseConsumer<SourceContext>, TaskError> {
+) -> Result<BatchConsumer<SourceContext>, TaskError> {
     crate::kafka::source_consumer(config, thread)
         .create_with_context(SourceContext)
+        .and_then(BatchConsumer::new)
         .map_err(|e| TaskError::Consumer(format!("cannot create the source consumer: {e}")))
 }
 
-fn incoming(m: &BorrowedMessage<'_>, source: &str) -> IncomingRecord {
-    let headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| Header {
-                    key: h.key.to_string(),
-                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                })
-                .collect()
+fn incoming(m: &Message<'_>, source: &str) -> IncomingRecord {
+    let headers = (m.headers().into_iter())
+        .map(|(key, value)| Header {
+            key,
+            value: value.map(<[u8]>::to_vec).unwrap_or_default(),
         })
-        .unwrap_or_default();
+        .collect();
     IncomingRecord {
         source: source.to_string(),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
         headers,
-        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        timestamp: m.timestamp(),
         topic: m.topic().to_string(),
         partition: m.partition(),
         offset: m.offset(),

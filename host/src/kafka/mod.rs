@@ -1,7 +1,8 @@
 //! Kafka client settings: the one place that turns a [`Config`] into
 //! librdkafka properties for the group consumer, the restore consumer, the
 //! producer and the admin client. `kafka.*` keys from the config are applied
-//! last, so an operator can override anything here.
+//! last, so an operator can override anything here. Reading consumers a
+//! batch at a time is [`BatchConsumer`]'s (`batch`).
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,10 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::{Config, ProcessingGuarantee};
 
+mod batch;
+
 pub use crate::partitioner::{murmur2, partition_for_key};
+pub use batch::{BatchConsumer, Message};
 
 fn base(config: &Config, client_suffix: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
