@@ -8,13 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 
 use super::{Collector, CommitError, Outgoing, RecordSink};
+use crate::client::ClientError;
 use crate::config::{Config, ProcessingGuarantee};
 use crate::group::{GroupMetadata, TopicPartition, offset_list};
+use crate::kafka::{RawRecord, TopicHandles};
 use crate::member::OffsetAndMetadata;
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,6 +54,8 @@ impl ProducerContext for DeliveryTracker {
 
 /// The producer of one stream thread, and its transaction state.
 pub struct RecordCollector {
+    /// Declared before `producer`, so dropped before it.
+    topics: TopicHandles,
     producer: BaseProducer<DeliveryTracker>,
     exactly_once: bool,
     in_transaction: bool,
@@ -74,7 +77,11 @@ impl RecordCollector {
                     source: source.into(),
                 })?;
         }
+        let topics = TopicHandles::new(&producer).ok_or_else(|| {
+            CommitError::Create(ClientError::new("the producer has no librdkafka client"))
+        })?;
         Ok(RecordCollector {
+            topics,
             producer,
             exactly_once,
             in_transaction: false,
@@ -106,39 +113,23 @@ impl RecordCollector {
 
     fn send_tagged(&mut self, out: Outgoing<'_>, tag: usize) -> Result<(), CommitError> {
         self.maybe_begin_transaction()?;
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(out.topic, tag);
-        if let Some(p) = out.partition {
-            record = record.partition(p);
-        }
-        if let Some(k) = out.key {
-            record = record.key(k);
-        }
-        if let Some(v) = out.value {
-            record = record.payload(v);
-        }
-        if let Some(ts) = out.timestamp {
-            record = record.timestamp(ts);
-        }
-        if !out.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
-            for (key, value) in &out.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(*value),
-                });
-            }
-            record = record.headers(headers);
-        }
+        let record = RawRecord {
+            topic: out.topic,
+            partition: out.partition,
+            key: out.key,
+            value: out.value,
+            headers: &out.headers,
+            timestamp: out.timestamp,
+            opaque: tag,
+        };
         loop {
-            match self.producer.send(record) {
+            match self.topics.send(&record) {
                 Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     // Back-pressure: serve delivery reports until there is room.
                     crate::kafka::serve_delivery_reports(&self.producer);
-                    record = back;
                 }
-                Err((e, _)) => {
+                Err(e) => {
                     return Err(CommitError::Produce {
                         topic: out.topic.to_string(),
                         reason: e.to_string(),

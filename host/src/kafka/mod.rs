@@ -2,7 +2,8 @@
 //! librdkafka properties for the group consumer, the restore consumer, the
 //! producer and the admin client. `kafka.*` keys from the config are applied
 //! last, so an operator can override anything here. Reading consumers a
-//! batch at a time is [`BatchConsumer`]'s (`batch`).
+//! batch at a time is [`BatchConsumer`]'s (`batch`); producing through a
+//! topic handle, [`TopicHandles`]' (`produce`).
 
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,11 @@ use rdkafka::{ClientConfig, ClientContext};
 use crate::config::{Config, ProcessingGuarantee};
 
 mod batch;
+mod produce;
 
 pub use crate::partitioner::{murmur2, partition_for_key};
 pub use batch::{BatchConsumer, Message};
+pub use produce::{RawRecord, TopicHandles};
 
 fn base(config: &Config, client_suffix: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
