@@ -25,7 +25,7 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// (changelog) partition, and the first failure.
 #[derive(Default)]
 pub struct DeliveryTracker {
-    offsets: Mutex<HashMap<usize, i64>>,
+    offsets: Mutex<HashMap<usize, i64, foldhash::fast::RandomState>>,
     failure: Mutex<Option<(String, String)>>,
 }
 
@@ -59,7 +59,9 @@ pub struct RecordCollector {
     producer: BaseProducer<DeliveryTracker>,
     exactly_once: bool,
     in_transaction: bool,
-    changelog_tags: HashMap<TopicPartition, usize>,
+    /// Each changelog partition's tag, by topic: looked up per changelog
+    /// record without building a key.
+    changelog_tags: HashMap<String, Vec<(i32, usize)>, foldhash::fast::RandomState>,
     pending_since_commit: u64,
 }
 
@@ -85,7 +87,7 @@ impl RecordCollector {
             producer,
             exactly_once,
             in_transaction: false,
-            changelog_tags: HashMap::new(),
+            changelog_tags: HashMap::default(),
             pending_since_commit: 0,
         })
     }
@@ -104,11 +106,20 @@ impl RecordCollector {
     }
 
     fn tag(&mut self, topic: &str, partition: i32) -> usize {
-        let next = self.changelog_tags.len() + 1;
-        *self
-            .changelog_tags
-            .entry((topic.to_string(), partition))
-            .or_insert(next)
+        if let Some(tag) = self.known_tag(topic, partition) {
+            return tag;
+        }
+        let next = self.changelog_tags.values().map(Vec::len).sum::<usize>() + 1;
+        let tags = self.changelog_tags.entry(topic.to_string()).or_default();
+        tags.push((partition, next));
+        next
+    }
+
+    fn known_tag(&self, topic: &str, partition: i32) -> Option<usize> {
+        let tags = self.changelog_tags.get(topic)?;
+        tags.iter()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, tag)| *tag)
     }
 
     fn send_tagged(&mut self, out: Outgoing<'_>, tag: usize) -> Result<(), CommitError> {
@@ -257,7 +268,7 @@ impl Collector for RecordCollector {
     /// The offset after the last acknowledged changelog record of
     /// `(topic, partition)` since the last call; `None` if none was sent.
     fn take_changelog_offset(&mut self, topic: &str, partition: i32) -> Option<i64> {
-        let tag = *self.changelog_tags.get(&(topic.to_string(), partition))?;
+        let tag = self.known_tag(topic, partition)?;
         let mut offsets = self
             .producer
             .context()

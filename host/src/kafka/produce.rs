@@ -38,7 +38,8 @@ pub struct RawRecord<'a> {
 /// (librdkafka's client must outlive every handle of it).
 pub struct TopicHandles {
     client: NonNull<rd::rd_kafka_t>,
-    topics: HashMap<String, NonNull<rd::rd_kafka_topic_t>>,
+    /// Looked up per record: a fast hash, not std's SipHash.
+    topics: HashMap<String, NonNull<rd::rd_kafka_topic_t>, foldhash::fast::RandomState>,
 }
 
 // librdkafka's handles are thread-safe; the client pointer is only used
@@ -49,7 +50,7 @@ impl TopicHandles {
     pub fn new<C: ProducerContext>(producer: &BaseProducer<C>) -> Option<Self> {
         Some(TopicHandles {
             client: NonNull::new(producer.client().native_ptr())?,
-            topics: HashMap::new(),
+            topics: HashMap::default(),
         })
     }
 
