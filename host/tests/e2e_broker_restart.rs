@@ -132,8 +132,15 @@ fn a_broker_restart_during_a_long_restore_is_survived() {
     assert!(status.success(), "{log}");
 
     // Cold boot: the whole changelog is replayed; the broker goes away
-    // while it is.
+    // while it is. At full speed the replay is over in well under a second,
+    // before the broker is down: librdkafka's read-ahead is kept small so
+    // it takes some seconds.
     std::fs::remove_dir_all(app.state_dir()).unwrap();
+    let mut app = app;
+    app.extra
+        .insert(0, "kafka.\"queued.max.messages.kbytes\" = 64".into());
+    app.extra
+        .insert(0, "kafka.\"fetch.queue.backoff.ms\" = 100".into());
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_for_log("restoring store from changelog", Duration::from_secs(60));
     restart_broker(Duration::from_secs(4));

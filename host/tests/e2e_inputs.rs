@@ -2,14 +2,15 @@
 //! order, an input with nothing fetched being waited for up to
 //! `max.task.idle.ms` (Kafka Streams' semantics): offline with the test
 //! driver's clock, and live on the broker with the `two-sources` guest,
-//! which forwards every record to `merged` naming its source.
+//! which forwards every record to `merged` naming its source. And where a
+//! new application starts its inputs: where `auto.offset.reset` says.
 
 mod support;
 
 use std::time::Duration;
 
 use support::guests;
-use support::kafka::{create_topic, produce_at, read_all};
+use support::kafka::{create_topic, produce, produce_at, read_all};
 use support::weir::App;
 use support::{eventually, unique};
 use weir::testing::{DriverOptions, TestDriver, TestRecord};
@@ -89,6 +90,41 @@ fn live_inputs_merge_by_timestamp_after_waiting_for_an_empty_one() {
     });
     let order: Vec<&str> = out.iter().map(|(_, _, v)| v.as_str()).collect();
     assert_eq!(order, ["l1", "r2", "l3"], "{}", weir.log());
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// A new application reads its inputs from where `auto.offset.reset`
+/// says (the host resolves it to offsets before fetching): with `latest`,
+/// what was written before it started is skipped.
+#[test]
+fn a_new_application_starts_its_inputs_where_auto_offset_reset_says() {
+    let (numbers, doubled) = (unique("numbers"), unique("doubled"));
+    create_topic(&numbers, 2);
+    produce(
+        &numbers,
+        &[(Some(0), "before", b"3"), (Some(1), "before", b"6")],
+    );
+    let mut app = App::new(&unique("reset-latest"));
+    app.extra
+        .push("kafka.\"auto.offset.reset\" = \"latest\"".into());
+    app.extra.push(format!(
+        "[topics]\nnumbers = \"{numbers}\"\nnumbers-doubled = \"{doubled}\""
+    ));
+    let mut weir = app.start(&guests::component("filter-map"));
+    weir.wait_running();
+    produce(
+        &numbers,
+        &[(Some(0), "after", b"9"), (Some(1), "after", b"12")],
+    );
+    let out = eventually(Duration::from_secs(60), "two doubled records", || {
+        let out = read_all(&doubled);
+        (out.len() >= 2).then_some(out)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut values: Vec<String> = read_all(&doubled).into_iter().map(|(_, _, v)| v).collect();
+    values.sort();
+    assert_eq!(values, ["18", "24"], "{out:?}\n{}", weir.log());
     let (status, log) = weir.terminate();
     assert!(status.success(), "{log}");
 }

@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 
 use crate::member::{MembershipError, OffsetAndMetadata};
 
+/// Bounds the ListOffsets round of [`GroupSource::add`].
+const RESET_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The source consumer's context: client errors go to the log (librdkafka
 /// retries them itself); there are no rebalance callbacks to serve.
 pub struct SourceContext;
@@ -33,18 +36,52 @@ impl ConsumerContext for SourceContext {}
 pub struct GroupSource<'a, C: ConsumerContext> {
     pub consumer: &'a BaseConsumer<C>,
     pub group: &'a StreamsGroup,
+    /// Where a partition nothing was committed for starts
+    /// (`auto.offset.reset`, as a logical offset); `None` leaves it to
+    /// librdkafka (`none` then fails the partition, as Kafka's does).
+    pub reset: Option<Offset>,
 }
 
 impl<C: ConsumerContext> GroupSource<'_, C> {
     /// Starts fetching `partitions` from the group's committed offsets
     /// (`auto.offset.reset` where none is committed).
+    ///
+    /// librdkafka is handed offsets, not the logical "committed" or
+    /// "earliest": resolving those itself, a new consumer fetched nothing
+    /// for half a second to a second (measured with `weir-bench`). The
+    /// committed offsets are read through this process's membership
+    /// (stable offsets only, as exactly-once needs), the reset ones by one
+    /// ListOffsets round. Where either read fails, librdkafka resolves the
+    /// offset itself, as before.
     pub fn add(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
         if partitions.is_empty() {
             return Ok(());
         }
+        let committed = match self.group.membership().fetch_committed(partitions) {
+            Ok(committed) => Some(committed),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the committed offsets; the consumer will");
+                None
+            }
+        };
+        let unset: Vec<&TopicPartition> = partitions
+            .iter()
+            .filter(|tp| {
+                committed
+                    .as_ref()
+                    .is_some_and(|c| c.get(*tp).is_some_and(Option::is_none))
+            })
+            .collect();
+        let reset = self.reset.map(|r| reset_offsets(self.consumer, r, &unset));
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            tpl.add_partition_offset(topic, *partition, Offset::Stored)?;
+        for tp in partitions {
+            let offset = match committed.as_ref().map(|c| c.get(tp).cloned().flatten()) {
+                Some(Some(c)) => Offset::Offset(c.offset),
+                Some(None) => (reset.as_ref().and_then(|r| r.get(tp).copied()))
+                    .map_or(self.reset.unwrap_or(Offset::Stored), Offset::Offset),
+                None => Offset::Stored,
+            };
+            tpl.add_partition_offset(&tp.0, tp.1, offset)?;
         }
         self.consumer.incremental_assign(&tpl)
     }
@@ -102,4 +139,44 @@ impl<C: ConsumerContext> SourceConsumer for GroupSource<'_, C> {
             &partition_list(partitions),
         )?)
     }
+}
+
+/// Where `reset` (a logical offset) starts each of `partitions`, as
+/// offsets, by one ListOffsets round. Given the logical offset instead,
+/// librdkafka resolves it itself and a new consumer fetched nothing for
+/// half a second to a second. Partitions it cannot resolve now are left
+/// out (librdkafka then does resolve them).
+fn reset_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    reset: Offset,
+    partitions: &[&TopicPartition],
+) -> BTreeMap<TopicPartition, i64> {
+    let mut out = BTreeMap::new();
+    if partitions.is_empty() {
+        return out;
+    }
+    let mut times = TopicPartitionList::new();
+    for (topic, partition) in partitions.iter().copied() {
+        // As times, the logical offsets are ListOffsets' special times for
+        // the earliest and the latest offset.
+        if times
+            .add_partition_offset(topic, *partition, reset)
+            .is_err()
+        {
+            return out;
+        }
+    }
+    match consumer.offsets_for_times(times, RESET_LOOKUP_TIMEOUT) {
+        Ok(found) => {
+            for e in found.elements() {
+                if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
+                    out.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot look up where auto.offset.reset starts; the consumer will");
+        }
+    }
+    out
 }

@@ -63,6 +63,7 @@ impl KafkaFetcher {
         GroupSource {
             consumer: &self.consumer,
             group: &self.group,
+            reset: reset_policy(&self.config),
         }
     }
 
@@ -104,11 +105,7 @@ impl KafkaFetcher {
                 .fetch_offsets(&unstarted)
                 .map_err(|e| e.to_string())?
         };
-        let from_latest = self
-            .config
-            .kafka
-            .get("auto.offset.reset")
-            .is_some_and(|v| matches!(v.as_str(), "latest" | "largest" | "end"));
+        let from_latest = matches!(reset_policy(&self.config), Some(Offset::End));
         let mut located = Vec::new();
         for tp in quiet {
             let Some(Offset::Offset(stable_end)) =
@@ -308,6 +305,17 @@ fn close_in_background(consumer: BaseConsumer<SourceContext>, thread: usize) {
         .spawn(move || drop(ManuallyDrop::into_inner(consumer)));
     if let Err(e) = closer {
         tracing::warn!(error = %e, "cannot start a thread to close the source consumer; leaking it");
+    }
+}
+
+/// Where `auto.offset.reset` starts a partition nothing was committed
+/// for, as librdkafka spells its values (`earliest`, Weir's default, if
+/// unset); `None` for `none`/`error`, which librdkafka applies itself.
+fn reset_policy(config: &Config) -> Option<Offset> {
+    match config.kafka.get("auto.offset.reset").map(String::as_str) {
+        None | Some("earliest" | "smallest" | "beginning") => Some(Offset::Beginning),
+        Some("latest" | "largest" | "end") => Some(Offset::End),
+        Some(_) => None,
     }
 }
 
