@@ -122,9 +122,11 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
         while handed < max {
             let want = (max - handed).min(SLOTS);
             let mut got = self.fetch(0, want);
+            let mut waited = false;
             if got == 0 && handed == 0 && !wait.is_zero() {
                 let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX).max(1);
                 got = self.fetch(ms, 1);
+                waited = true;
             }
             if got == 0 {
                 break;
@@ -137,7 +139,9 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
                 each(message);
             }
             handed += got;
-            if got < want {
+            // Short of what was asked: the queue is empty, unless this was
+            // the one message waited for (others may have come with it).
+            if got < want && !waited {
                 break;
             }
         }
