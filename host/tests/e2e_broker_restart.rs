@@ -119,7 +119,7 @@ fn a_broker_restart_during_a_long_restore_is_survived() {
     create_topic(&input, 2);
     let text = lines(33, 1000);
     let bulk = unique_word_lines(7500);
-    let app = word_count_app(&input, &output);
+    let mut app = word_count_app(&input, &output);
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_running();
     send_lines(&input, 0, &text[..500]);
@@ -136,7 +136,6 @@ fn a_broker_restart_during_a_long_restore_is_survived() {
     // before the broker is down: librdkafka's read-ahead is kept small so
     // it takes some seconds.
     std::fs::remove_dir_all(app.state_dir()).unwrap();
-    let mut app = app;
     app.extra
         .insert(0, "kafka.\"queued.max.messages.kbytes\" = 64".into());
     app.extra

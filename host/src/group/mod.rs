@@ -24,6 +24,8 @@ mod subscription;
 
 pub use memory::MemoryGroup;
 #[cfg(feature = "server")]
+pub(crate) use source::reset_offsets;
+#[cfg(feature = "server")]
 pub use source::{GroupSource, SourceContext};
 #[cfg(feature = "server")]
 pub use stall::{FetchWatch, QuietPartition, STALL_AFTER, stalled};

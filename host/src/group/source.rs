@@ -64,21 +64,27 @@ impl<C: ConsumerContext> GroupSource<'_, C> {
                 None
             }
         };
+        // Per partition: `None` unknown (the read failed), `Some(None)`
+        // nothing committed.
+        let committed_of =
+            |tp: &TopicPartition| committed.as_ref().map(|c| c.get(tp).cloned().flatten());
         let unset: Vec<&TopicPartition> = partitions
             .iter()
-            .filter(|tp| {
-                committed
-                    .as_ref()
-                    .is_some_and(|c| c.get(*tp).is_some_and(Option::is_none))
-            })
+            .filter(|tp| matches!(committed_of(tp), Some(None)))
             .collect();
-        let reset = self.reset.map(|r| reset_offsets(self.consumer, r, &unset));
+        let reset = match self.reset {
+            Some(policy) => reset_offsets(self.consumer, policy, &unset),
+            None => BTreeMap::new(),
+        };
         let mut tpl = TopicPartitionList::new();
         for tp in partitions {
-            let offset = match committed.as_ref().map(|c| c.get(tp).cloned().flatten()) {
+            let offset = match committed_of(tp) {
                 Some(Some(c)) => Offset::Offset(c.offset),
-                Some(None) => (reset.as_ref().and_then(|r| r.get(tp).copied()))
-                    .map_or(self.reset.unwrap_or(Offset::Stored), Offset::Offset),
+                // Not resolved above: librdkafka resolves the policy.
+                Some(None) => reset
+                    .get(tp)
+                    .map_or(self.reset.unwrap_or(Offset::Stored), |o| Offset::Offset(*o)),
+                // The committed offsets are unknown: librdkafka reads them.
                 None => Offset::Stored,
             };
             tpl.add_partition_offset(&tp.0, tp.1, offset)?;
@@ -145,8 +151,8 @@ impl<C: ConsumerContext> SourceConsumer for GroupSource<'_, C> {
 /// offsets, by one ListOffsets round. Given the logical offset instead,
 /// librdkafka resolves it itself and a new consumer fetched nothing for
 /// half a second to a second. Partitions it cannot resolve now are left
-/// out (librdkafka then does resolve them).
-fn reset_offsets<C: ConsumerContext>(
+/// out; each caller says what then.
+pub(crate) fn reset_offsets<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     reset: Offset,
     partitions: &[&TopicPartition],
@@ -175,7 +181,7 @@ fn reset_offsets<C: ConsumerContext>(
             }
         }
         Err(error) => {
-            tracing::warn!(%error, "cannot look up where auto.offset.reset starts; the consumer will");
+            tracing::warn!(%error, "cannot look up where auto.offset.reset starts");
         }
     }
     out

@@ -113,10 +113,11 @@ pub fn serve_delivery_reports<C: ProducerContext>(producer: &BaseProducer<C>) {
 }
 
 /// The source consumer of stream thread `thread`: `assign()` mode only
-/// (Weir's own group membership decides which partitions it fetches), with
-/// `group.id` set so assigned partitions start from the group's committed
-/// offsets. It never joins the group and never commits: offsets go through
-/// the membership with the generation.
+/// (Weir's own group membership decides which partitions it fetches, and
+/// from which offsets), with `group.id` set because librdkafka has a
+/// consumer queue to read in batches only then. It never joins the group
+/// and never commits: offsets go through the membership with the
+/// generation.
 pub fn source_consumer(config: &Config, thread: usize) -> ClientConfig {
     let mut c = base(config, &format!("-StreamThread-{}-consumer", thread + 1));
     c.set("group.id", &config.application_id)
@@ -138,8 +139,9 @@ pub fn instance_id(config: &Config, thread: usize) -> String {
     }
 }
 
-/// An assign-only consumer for changelog restoration: no group, reports the
-/// end of each partition.
+/// An assign-only consumer for changelog restoration, reporting the end of
+/// each partition. Its `group.id` is never joined: it gives the consumer
+/// the queue a batch read needs.
 pub fn restore_consumer(config: &Config, thread: usize) -> ClientConfig {
     let mut c = base(
         config,

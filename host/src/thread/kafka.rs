@@ -19,7 +19,7 @@ use crate::client::ClientError;
 use crate::config::Config;
 use crate::group::{
     FetchWatch, GroupMetadata, GroupSource, QuietPartition, STALL_AFTER, SourceConsumer,
-    SourceContext, StreamsGroup, TopicPartition, stalled,
+    SourceContext, StreamsGroup, TopicPartition, reset_offsets, stalled,
 };
 use crate::kafka::{BatchConsumer, Message};
 use crate::member::{MembershipError, OffsetAndMetadata};
@@ -34,6 +34,8 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct KafkaFetcher {
     index: usize,
     config: Arc<Config>,
+    /// `auto.offset.reset`, as [`reset_policy`] reads it.
+    reset: Option<Offset>,
     consumer: BatchConsumer<SourceContext>,
     group: Arc<StreamsGroup>,
     /// When each fetched partition last delivered (see `watch`).
@@ -51,6 +53,7 @@ impl KafkaFetcher {
         let consumer = new_source_consumer(&config, index)?;
         Ok(KafkaFetcher {
             index,
+            reset: reset_policy(&config),
             config,
             consumer,
             group,
@@ -63,7 +66,7 @@ impl KafkaFetcher {
         GroupSource {
             consumer: &self.consumer,
             group: &self.group,
-            reset: reset_policy(&self.config),
+            reset: self.reset,
         }
     }
 
@@ -105,7 +108,13 @@ impl KafkaFetcher {
                 .fetch_offsets(&unstarted)
                 .map_err(|e| e.to_string())?
         };
-        let from_latest = matches!(reset_policy(&self.config), Some(Offset::End));
+        let never_read: Vec<&TopicPartition> = unstarted
+            .iter()
+            .filter(|tp| committed.get(*tp).copied().flatten().is_none())
+            .collect();
+        // As `auto.offset.reset` starts them (`none` judged as `earliest`).
+        let reset = self.reset.unwrap_or(Offset::Beginning);
+        let starts = reset_offsets(&self.consumer, reset, &never_read);
         let mut located = Vec::new();
         for tp in quiet {
             let Some(Offset::Offset(stable_end)) =
@@ -115,13 +124,11 @@ impl KafkaFetcher {
             };
             let next = match (position(tp), committed.get(tp).copied().flatten()) {
                 (Some(next), _) | (None, Some(next)) => next,
-                (None, None) => {
-                    let (low, high) = self
-                        .consumer
-                        .fetch_watermarks(&tp.0, tp.1, LOOKUP_TIMEOUT)
-                        .map_err(|e| format!("watermarks of {}-{}: {e}", tp.0, tp.1))?;
-                    if from_latest { high } else { low }
-                }
+                (None, None) => match starts.get(tp) {
+                    Some(start) => *start,
+                    // Not found now: judged at the next look.
+                    None => continue,
+                },
             };
             located.push(QuietPartition {
                 partition: tp.clone(),
