@@ -15,16 +15,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::rc::{Rc, Weak};
 
 use crate::codec::Codec;
 use crate::context::{Header, Pending, Record};
 use crate::error::Error;
 use crate::store::{KvStore, StoreError};
-
-/// Fixed keys, as the store's per-call cache (see `store::Keys`).
-type Keys = BuildHasherDefault<std::hash::DefaultHasher>;
+// A fixed seed, as the store's own cache.
+use crate::store_cache::Keys;
 
 /// Bytes an entry costs beyond its key and value (map slots, the queue).
 const ENTRY_OVERHEAD: usize = 64;

@@ -73,6 +73,10 @@
 //!
 //! [dev-dependencies]
 //! weir-test-driver = { path = "../weir/host/test-driver" }
+//!
+//! [profile.release]
+//! lto = true          # inlines the SDK into the processor: about a third
+//! codegen-units = 1   # less time per record than without
 //! ```
 //!
 //! and `cargo build --release --target wasm32-wasip2` gives
