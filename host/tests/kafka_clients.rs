@@ -2,8 +2,9 @@
 //! produced through topic handles (`weir::kafka::TopicHandles`, with a
 //! queue small enough to fill) and read back a batch at a time
 //! (`weir::kafka::BatchConsumer`), every field compared, delivery reports
-//! carrying each record's opaque, and a partition's end naming the offset
-//! reading goes on from.
+//! carrying each record's opaque, a partition's end naming the offset
+//! reading goes on from, and librdkafka's partitioner agreeing with the
+//! host's own placement of keyed records.
 
 mod support;
 
@@ -194,4 +195,56 @@ fn records_produced_through_topic_handles_read_back_in_batches_field_for_field()
     }
     let back = consumer.into_inner();
     drop(back);
+}
+
+/// The host places a repartition's keyed records itself with
+/// `partition_for_key`; librdkafka's `murmur2_random`, which its producer
+/// is configured with, must put them in the same partition (else records
+/// of one key would reach two tasks depending on the path).
+#[test]
+fn keyed_records_land_where_partition_for_key_says() {
+    const PARTITIONS: i32 = 7;
+    let topic = unique("raw-partitioner");
+    create_topic(&topic, PARTITIONS);
+    let producer: BaseProducer<Reports> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .create_with_context(Reports::default())
+        .unwrap();
+    let mut handles = TopicHandles::new(&producer).unwrap();
+    let keys: Vec<String> = (0..300)
+        .map(|i| format!("w{}", i * 7919 % 50_000))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let record = RawRecord {
+            topic: &topic,
+            partition: None,
+            key: Some(key.as_bytes()),
+            value: Some(b"1"),
+            headers: &[],
+            timestamp: None,
+            opaque: i + 1,
+        };
+        handles.send(&record).unwrap();
+    }
+    weir::kafka::flush(&producer, Duration::from_secs(30)).unwrap();
+    producer.poll(Duration::ZERO);
+    let reports = std::mem::take(&mut *producer.context().0.lock().unwrap());
+    assert_eq!(reports.len(), keys.len());
+    let mut used = std::collections::BTreeSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (partition, _) = reports[&(i + 1)];
+        assert_eq!(
+            partition,
+            weir::kafka::partition_for_key(key.as_bytes(), PARTITIONS),
+            "key {key}"
+        );
+        used.insert(partition);
+    }
+    assert_eq!(
+        used.len(),
+        PARTITIONS as usize,
+        "keys spread over every partition"
+    );
 }

@@ -441,11 +441,24 @@ impl StreamTask {
             return Ok(());
         }
         add(&self.setup.metrics.records_forwarded, outputs.len() as u64);
+        // Outputs past the sinks are repartitions, whose partition count is
+        // the plan's (checked when the topics were made): their keyed
+        // records are placed here, by the same murmur2 librdkafka would
+        // use, which spares librdkafka's partitioner (its topic lock and a
+        // clock read) on every word of a word count.
+        let first_repartition = self.setup.component.topology().sinks.len();
+        let partitions = self.setup.plan.partitions as i32;
         for f in &outputs {
             let r = &f.record;
+            let partition = match &r.key {
+                Some(key) if f.sink >= first_repartition => {
+                    Some(crate::partitioner::partition_for_key(key, partitions))
+                }
+                _ => None,
+            };
             collector.send(Outgoing {
                 topic: &self.setup.plan.sinks[f.sink],
-                partition: None,
+                partition,
                 key: r.key.as_deref(),
                 value: r.value.as_deref(),
                 headers: r
