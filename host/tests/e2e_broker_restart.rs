@@ -120,6 +120,9 @@ fn a_broker_restart_during_a_long_restore_is_survived() {
     let text = lines(33, 1000);
     let bulk = unique_word_lines(7500);
     let mut app = word_count_app(&input, &output);
+    // Small changelog batches, so that the restore below can be made to
+    // fetch a few at a time.
+    app.extra.insert(0, "kafka.\"batch.size\" = 2048".into());
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_running();
     send_lines(&input, 0, &text[..500]);
@@ -133,13 +136,16 @@ fn a_broker_restart_during_a_long_restore_is_survived() {
 
     // Cold boot: the whole changelog is replayed; the broker goes away
     // while it is. At full speed the replay is over in well under a second,
-    // before the broker is down: librdkafka's read-ahead is kept small so
-    // it takes some seconds.
+    // before the broker is down: each fetch brings one small batch per
+    // partition, and librdkafka waits 15 ms before the next (its read-ahead
+    // is full at 1 KiB), so it takes some seconds.
     std::fs::remove_dir_all(app.state_dir()).unwrap();
     app.extra
-        .insert(0, "kafka.\"queued.max.messages.kbytes\" = 64".into());
+        .insert(0, "kafka.\"queued.max.messages.kbytes\" = 1".into());
     app.extra
-        .insert(0, "kafka.\"fetch.queue.backoff.ms\" = 100".into());
+        .insert(0, "kafka.\"fetch.queue.backoff.ms\" = 15".into());
+    app.extra
+        .insert(0, "kafka.\"fetch.message.max.bytes\" = 1024".into());
     let mut weir = app.start(&guests::component("word-count"));
     weir.wait_for_log("restoring store from changelog", Duration::from_secs(60));
     restart_broker(Duration::from_secs(4));

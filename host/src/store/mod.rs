@@ -11,6 +11,7 @@
 
 mod buffer;
 mod directory;
+mod held;
 mod memory;
 #[cfg(feature = "server")]
 mod rocks;

@@ -6,11 +6,14 @@
 //!
 //! Paired verbs: [`StateStore::pending_writes`] (what the commit cycle must
 //! send to the changelog) then [`StateStore::commit`] (apply it with the
-//! changelog offset); [`StateStore::discard_uncommitted`] on a dirty close.
+//! changelog offset); [`StateStore::discard_uncommitted`] on a dirty close;
+//! [`StateStore::restore_holding`] then [`StateStore::write_held`] for a
+//! restore.
 
 use std::ops::Bound;
 
 use super::buffer::WriteBuffer;
+use super::held::Held;
 use super::window::{CLOCK_KEY, Layout, WindowCursor, WindowQuery, WindowState, Windowed};
 use super::{BackendError, Entry, KeyValueBackend, StoreError, Write, bounds_are_empty};
 use crate::topology::{StoreSpec, TaskId};
@@ -26,6 +29,11 @@ pub struct StateStore {
     /// A window store's layout and clock (the clock is also an entry of
     /// the store itself, see [`CLOCK_KEY`]).
     window: Option<WindowState>,
+    /// Changelog records a restore read but has not written yet.
+    held: Held,
+    /// Cleared when a hold wrote nearly as many keys as it read: the
+    /// rest of the restore writes each batch as it comes.
+    holding: bool,
 }
 
 /// A buffered write's key and what the buffer held for it before (`None`:
@@ -45,6 +53,8 @@ impl StateStore {
             dirty: WriteBuffer::default(),
             undo: None,
             window,
+            held: Held::default(),
+            holding: true,
         }
     }
 
@@ -217,6 +227,20 @@ impl StateStore {
     /// Applies records read from the changelog; `next_offset` is the offset
     /// after the last of them.
     pub fn restore(&mut self, records: Vec<Write>, next_offset: i64) -> Result<(), StoreError> {
+        self.restore_holding(records, next_offset, 0)
+    }
+
+    /// As [`StateStore::restore`], but the last write of each key is held
+    /// across calls (see [`super::held`]) until the hold takes
+    /// `hold_bytes`, for as long as holding saves writes;
+    /// [`StateStore::write_held`] must be called before the store is read
+    /// or written otherwise.
+    pub fn restore_holding(
+        &mut self,
+        records: Vec<Write>,
+        next_offset: i64,
+        hold_bytes: usize,
+    ) -> Result<(), StoreError> {
         debug_assert!(
             self.dirty.is_empty(),
             "restoring a store with uncommitted writes"
@@ -226,8 +250,31 @@ impl StateStore {
                 w.restored(key, value.as_deref());
             }
         }
+        let read = records.len();
+        let last = last_per_key(records);
+        if hold_bytes == 0 || !self.holding {
+            self.write_held()?;
+            return self.apply_restored(last, next_offset);
+        }
+        self.held.merge(last, read, next_offset);
+        if self.held.bytes() >= hold_bytes {
+            self.holding = self.held.paid();
+            return self.write_held();
+        }
+        Ok(())
+    }
+
+    /// Writes what a restore holds, with the offset after it.
+    pub fn write_held(&mut self) -> Result<(), StoreError> {
+        match self.held.take() {
+            Some((writes, next_offset)) => self.apply_restored(writes, next_offset),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_restored(&mut self, writes: Vec<Write>, next_offset: i64) -> Result<(), StoreError> {
         self.backend
-            .apply(last_per_key(records), Some(next_offset))
+            .apply(writes, Some(next_offset))
             .map_err(|e| self.err(e))?;
         self.expire()
     }
@@ -315,9 +362,11 @@ impl StateStore {
         self.backend.changelog_offset().map_err(|e| self.err(e))
     }
 
-    /// Drops writes that were never committed (dirty close, failed task).
+    /// Drops writes that were never committed (dirty close, failed task)
+    /// and what a restore held.
     pub fn discard_uncommitted(&mut self) {
         self.dirty.clear();
+        self.held = Held::default();
         if let Some(w) = &mut self.window {
             w.discard();
         }
@@ -383,6 +432,56 @@ mod tests {
         assert_eq!(s.get(b"a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(s.get(b"b").unwrap(), None);
         assert_eq!(s.get(b"c").unwrap(), Some(b"3".to_vec()));
+    }
+
+    /// On RocksDB: the in-memory backend keeps no changelog offset.
+    #[cfg(feature = "server")]
+    #[test]
+    fn a_restore_holds_the_last_write_of_each_key_while_that_saves_writes() {
+        let w = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+        let value = |s: &StateStore, k: &str| s.get(k.as_bytes()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let resources = crate::store::RocksResources::new(8 << 20, 8 << 20);
+        let backend = crate::store::RocksBackend::open(dir.path(), &resources).unwrap();
+        let spec = StoreSpec::key_value("s", true);
+        let mut s = StateStore::new(spec, TaskId::for_partition(0), Box::new(backend));
+        let repeated = (0..10)
+            .map(|i| w(["a", "b"][i % 2], &i.to_string()))
+            .collect();
+        s.restore_holding(repeated, 10, 1 << 20).unwrap();
+        assert_eq!(value(&s, "a"), None, "held, not written");
+        assert_eq!(s.changelog_offset().unwrap(), None);
+        // Every batch is held until the hold is full or written.
+        s.restore_holding(vec![w("a", "x"), w("c", "1")], 12, 1 << 20)
+            .unwrap();
+        assert_eq!(value(&s, "c"), None);
+        s.write_held().unwrap();
+        assert_eq!(value(&s, "a"), Some(b"x".to_vec()));
+        assert_eq!(value(&s, "b"), Some(b"9".to_vec()));
+        assert_eq!(s.changelog_offset().unwrap(), Some(12));
+        s.write_held().unwrap();
+        assert_eq!(s.changelog_offset().unwrap(), Some(12), "nothing held");
+        // A full hold is written; one that saved writes goes on holding.
+        s.restore_holding(vec![w("f", "1"), w("f", "2")], 14, 1)
+            .unwrap();
+        assert_eq!(value(&s, "f"), Some(b"2".to_vec()));
+        assert_eq!(s.changelog_offset().unwrap(), Some(14));
+        s.restore_holding(vec![w("g", "1")], 15, 1 << 20).unwrap();
+        assert_eq!(value(&s, "g"), None, "held");
+        // A dirty close drops a hold: the store keeps its own offset.
+        s.discard_uncommitted();
+        s.write_held().unwrap();
+        assert_eq!(value(&s, "g"), None);
+        assert_eq!(s.changelog_offset().unwrap(), Some(14));
+        // A full hold of unique keys is written, and so is every batch
+        // after it, as it comes.
+        s.restore_holding(vec![w("h", "1"), w("i", "1")], 17, 1)
+            .unwrap();
+        assert_eq!(s.changelog_offset().unwrap(), Some(17));
+        s.restore_holding(vec![w("j", "1"), w("j", "2")], 19, 1 << 20)
+            .unwrap();
+        assert_eq!(value(&s, "j"), Some(b"2".to_vec()));
+        assert_eq!(s.changelog_offset().unwrap(), Some(19));
     }
 
     fn store() -> StateStore {

@@ -10,7 +10,10 @@
 //! records are written before any event that follows them in the read
 //! (a store's end) is acted on, and no batch read is ever dropped: an
 //! error is returned only after every batch read has been written (or
-//! kept).
+//! kept). A store whose changelog repeats keys holds the last write of
+//! each across batches (`store::held`, within [`HOLD_BYTES`] for all of a
+//! thread's restoring stores) and writes it when the hold is full or the
+//! store has caught up, before its task starts.
 
 use std::collections::BTreeMap;
 use std::thread::{Scope, ScopedJoinHandle};
@@ -25,6 +28,10 @@ use crate::topology::TaskId;
 
 /// Batches written per step, each while the next is read.
 const BATCHES_PER_STEP: usize = 2;
+
+/// What a thread's restoring stores may hold of changelogs that repeat
+/// their keys, shared among them (see `store::held`).
+const HOLD_BYTES: usize = 32 << 20;
 
 impl TaskManager {
     /// Reads a step of changelog records into restoring tasks and starts
@@ -147,6 +154,8 @@ fn spawn_writers<'scope>(
                 .push((store, records, next_offset));
         }
     }
+    let restoring: usize = tasks.values().map(StreamTask::restoring_stores).sum();
+    let hold = HOLD_BYTES / restoring.max(1);
     tasks
         .iter_mut()
         .filter_map(|(id, task)| by_task.remove(id).map(|w| (task, w)))
@@ -154,7 +163,7 @@ fn spawn_writers<'scope>(
             s.spawn(move || {
                 writes
                     .into_iter()
-                    .try_for_each(|(store, records, next)| task.restore(store, records, next))
+                    .try_for_each(|(store, records, next)| task.restore(store, records, next, hold))
             })
         })
         .collect()

@@ -268,23 +268,39 @@ impl StreamTask {
         state::wipe_store(self.id, stores, &self.guards, &self.setup, store)
     }
 
+    /// Writes changelog records into `store`, holding up to `hold_bytes`
+    /// of a changelog that repeats keys (see `StateStore::restore_holding`;
+    /// written at the latest by [`StreamTask::store_restored`]).
     pub fn restore(
         &mut self,
         store: usize,
         records: Vec<Write>,
         next_offset: i64,
+        hold_bytes: usize,
     ) -> Result<(), TaskError> {
         add(&self.setup.metrics.restored_records, records.len() as u64);
-        let stores = &mut self.instance.task_mut().stores;
-        state::apply_changelog(self.id, stores, store, records, next_offset)
+        let id = self.id;
+        self.instance.task_mut().stores[store]
+            .restore_holding(records, next_offset, hold_bytes)
+            .map_err(|source| TaskError::Store { task: id, source })
     }
 
-    /// Marks `store` restored; returns true when the task became RUNNING.
+    /// Stores still restoring.
+    pub fn restoring_stores(&self) -> usize {
+        self.restoring.len()
+    }
+
+    /// Marks `store` restored (writing what its restore held); returns
+    /// true when the task became RUNNING.
     pub fn store_restored(
         &mut self,
         store: usize,
         collector: &mut dyn RecordSink,
     ) -> Result<bool, TaskError> {
+        let id = self.id;
+        self.instance.task_mut().stores[store]
+            .write_held()
+            .map_err(|source| TaskError::Store { task: id, source })?;
         self.restoring.remove(&store);
         if self.restoring.is_empty() && self.state == TaskState::Restoring {
             self.start(collector)?;
