@@ -73,13 +73,15 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
     // A call may add wasm.max.call.bytes on top of what forces a commit.
     let buffers = (config.statestore_cache_max_bytes + config.wasm_max_call_bytes)
         * config.num_stream_threads;
-    let total = rocks + wasm + buffers;
+    let held = crate::store::RESTORE_HOLD_BYTES * config.num_stream_threads;
+    let total = rocks + wasm + buffers + held;
     format!(
         "memory bound for {tasks} task(s) of `{}` ({} store(s) each):\n\
          \x20 RocksDB, shared by every store: rocksdb.block.cache.bytes {:.0} MiB + rocksdb.write.buffer.bytes {:.0} MiB = {:.0} MiB\n\
          \x20 Wasm: wasm.max.memory.bytes {:.0} MiB x {tasks} instance(s) = {:.0} MiB (a cap; instances use what they touch)\n\
          \x20 standby and warm-up tasks (num.standby.replicas {}, max.warmup.replicas {}): stores only, inside the RocksDB budget above; no Wasm instance\n\
          \x20 uncommitted writes and outputs: (statestore.cache.max.bytes {:.0} MiB + wasm.max.call.bytes {:.0} MiB) x {} thread(s) = {:.0} MiB\n\
+         \x20 changelog records a restore holds: {:.0} MiB x {} thread(s) = {:.0} MiB (while restoring)\n\
          \x20 total {:.0} MiB + host and Kafka client overhead (~100 MiB) + headroom for compaction spikes",
         topology.name,
         topology.stores.len(),
@@ -94,6 +96,9 @@ pub fn memory_formula(config: &Config, topology: &Topology, tasks: usize) -> Str
         mib(config.wasm_max_call_bytes),
         config.num_stream_threads,
         mib(buffers),
+        mib(crate::store::RESTORE_HOLD_BYTES),
+        config.num_stream_threads,
+        mib(held),
         mib(total),
     )
 }
@@ -129,7 +134,8 @@ mod tests {
         assert!(text.contains("x 4 instance(s) = 40 MiB"), "{text}");
         // 10 MiB statestore.cache.max.bytes + 64 MiB wasm.max.call.bytes.
         assert!(text.contains("x 1 thread(s) = 74 MiB"), "{text}");
-        assert!(text.contains("total 264 MiB"), "{text}");
+        assert!(text.contains("32 MiB x 1 thread(s) = 32 MiB"), "{text}");
+        assert!(text.contains("total 296 MiB"), "{text}");
         assert!(text.contains("num.standby.replicas 0"), "{text}");
     }
 }

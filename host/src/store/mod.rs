@@ -19,6 +19,11 @@ mod state_store;
 pub mod window;
 
 pub use directory::{StateDirectory, TaskDirGuard};
+
+/// What a stream thread's restoring stores may hold of changelog records
+/// read but not yet written (see `held`), shared among them; part of the
+/// memory bound (`limits`).
+pub const RESTORE_HOLD_BYTES: usize = 32 << 20;
 pub use memory::MemoryBackend;
 #[cfg(feature = "server")]
 pub use rocks::{RocksBackend, RocksResources};

@@ -11,8 +11,8 @@
 //! (a store's end) is acted on, and no batch read is ever dropped: an
 //! error is returned only after every batch read has been written (or
 //! kept). A store whose changelog repeats keys holds the last write of
-//! each across batches (`store::held`, within [`HOLD_BYTES`] for all of a
-//! thread's restoring stores) and writes it when the hold is full or the
+//! each across batches (`store::held`, within [`RESTORE_HOLD_BYTES`] for all
+//! of a thread's restoring stores) and writes it when the hold is full or the
 //! store has caught up, before its task starts.
 
 use std::collections::BTreeMap;
@@ -22,16 +22,12 @@ use std::time::{Duration, Instant};
 use super::{PUBLISH_EVERY, RESTORE_BATCH, TaskManager};
 use crate::changelog::RestoreEvent;
 use crate::group::SourceConsumer;
-use crate::store::Write;
+use crate::store::{RESTORE_HOLD_BYTES, Write};
 use crate::task::{StreamTask, TaskError};
 use crate::topology::TaskId;
 
 /// Batches written per step, each while the next is read.
 const BATCHES_PER_STEP: usize = 2;
-
-/// What a thread's restoring stores may hold of changelogs that repeat
-/// their keys, shared among them (see `store::held`).
-const HOLD_BYTES: usize = 32 << 20;
 
 impl TaskManager {
     /// Reads a step of changelog records into restoring tasks and starts
@@ -155,7 +151,7 @@ fn spawn_writers<'scope>(
         }
     }
     let restoring: usize = tasks.values().map(StreamTask::restoring_stores).sum();
-    let hold = HOLD_BYTES / restoring.max(1);
+    let hold = RESTORE_HOLD_BYTES / restoring.max(1);
     tasks
         .iter_mut()
         .filter_map(|(id, task)| by_task.remove(id).map(|w| (task, w)))
