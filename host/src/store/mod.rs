@@ -19,11 +19,6 @@ mod state_store;
 pub mod window;
 
 pub use directory::{StateDirectory, TaskDirGuard};
-
-/// What a stream thread's restoring stores may hold of changelog records
-/// read but not yet written (see `held`), shared among them; part of the
-/// memory bound (`limits`).
-pub const RESTORE_HOLD_BYTES: usize = 32 << 20;
 pub use memory::MemoryBackend;
 #[cfg(feature = "server")]
 pub use rocks::{RocksBackend, RocksResources};
@@ -32,6 +27,11 @@ pub use state_store::StateStore;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// What a stream thread's restoring stores may hold of changelog records
+/// read but not yet written (see `held`), shared among them; part of the
+/// memory bound (`limits`).
+pub const RESTORE_HOLD_BYTES: usize = 32 << 20;
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);

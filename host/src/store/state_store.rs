@@ -31,8 +31,8 @@ pub struct StateStore {
     window: Option<WindowState>,
     /// Changelog records a restore read but has not written yet.
     held: Held,
-    /// Cleared when a hold wrote nearly as many keys as it read: the
-    /// rest of the restore writes each batch as it comes.
+    /// Cleared when a full hold saved less than a third of its writes:
+    /// the rest of the restore writes each batch as it comes.
     holding: bool,
 }
 
