@@ -7,8 +7,7 @@
 //! Paired verbs: [`StateStore::pending_writes`] (what the commit cycle must
 //! send to the changelog) then [`StateStore::commit`] (apply it with the
 //! changelog offset); [`StateStore::discard_uncommitted`] on a dirty close;
-//! [`StateStore::restore_holding`] then [`StateStore::write_held`] for a
-//! restore.
+//! [`StateStore::restore`] then [`StateStore::write_held`] for a restore.
 
 use std::ops::Bound;
 
@@ -225,17 +224,12 @@ impl StateStore {
     }
 
     /// Applies records read from the changelog; `next_offset` is the offset
-    /// after the last of them.
-    pub fn restore(&mut self, records: Vec<Write>, next_offset: i64) -> Result<(), StoreError> {
-        self.restore_holding(records, next_offset, 0)
-    }
-
-    /// As [`StateStore::restore`], but the last write of each key is held
-    /// across calls (see [`super::held`]) until the hold takes
-    /// `hold_bytes`, for as long as holding saves writes;
-    /// [`StateStore::write_held`] must be called before the store is read
-    /// or written otherwise.
-    pub fn restore_holding(
+    /// after the last of them. With `hold_bytes` above 0, the last write of
+    /// each key is held across calls (see [`super::held`]) until the hold
+    /// takes `hold_bytes`, for as long as holding saves writes;
+    /// [`StateStore::write_held`] must then be called before the store is
+    /// read or written otherwise.
+    pub fn restore(
         &mut self,
         records: Vec<Write>,
         next_offset: i64,
@@ -428,7 +422,7 @@ mod tests {
         let mut s = store();
         s.put(b"b".to_vec(), b"0".to_vec());
         s.commit(None).unwrap();
-        s.restore(read, 7).unwrap();
+        s.restore(read, 7, 0).unwrap();
         assert_eq!(s.get(b"a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(s.get(b"b").unwrap(), None);
         assert_eq!(s.get(b"c").unwrap(), Some(b"3".to_vec()));
@@ -448,11 +442,11 @@ mod tests {
         let repeated = (0..10)
             .map(|i| w(["a", "b"][i % 2], &i.to_string()))
             .collect();
-        s.restore_holding(repeated, 10, 1 << 20).unwrap();
+        s.restore(repeated, 10, 1 << 20).unwrap();
         assert_eq!(value(&s, "a"), None, "held, not written");
         assert_eq!(s.changelog_offset().unwrap(), None);
         // Every batch is held until the hold is full or written.
-        s.restore_holding(vec![w("a", "x"), w("c", "1")], 12, 1 << 20)
+        s.restore(vec![w("a", "x"), w("c", "1")], 12, 1 << 20)
             .unwrap();
         assert_eq!(value(&s, "c"), None);
         s.write_held().unwrap();
@@ -462,11 +456,10 @@ mod tests {
         s.write_held().unwrap();
         assert_eq!(s.changelog_offset().unwrap(), Some(12), "nothing held");
         // A full hold is written; one that saved writes goes on holding.
-        s.restore_holding(vec![w("f", "1"), w("f", "2")], 14, 1)
-            .unwrap();
+        s.restore(vec![w("f", "1"), w("f", "2")], 14, 1).unwrap();
         assert_eq!(value(&s, "f"), Some(b"2".to_vec()));
         assert_eq!(s.changelog_offset().unwrap(), Some(14));
-        s.restore_holding(vec![w("g", "1")], 15, 1 << 20).unwrap();
+        s.restore(vec![w("g", "1")], 15, 1 << 20).unwrap();
         assert_eq!(value(&s, "g"), None, "held");
         // A dirty close drops a hold: the store keeps its own offset.
         s.discard_uncommitted();
@@ -475,10 +468,9 @@ mod tests {
         assert_eq!(s.changelog_offset().unwrap(), Some(14));
         // A full hold of unique keys is written, and so is every batch
         // after it, as it comes.
-        s.restore_holding(vec![w("h", "1"), w("i", "1")], 17, 1)
-            .unwrap();
+        s.restore(vec![w("h", "1"), w("i", "1")], 17, 1).unwrap();
         assert_eq!(s.changelog_offset().unwrap(), Some(17));
-        s.restore_holding(vec![w("j", "1"), w("j", "2")], 19, 1 << 20)
+        s.restore(vec![w("j", "1"), w("j", "2")], 19, 1 << 20)
             .unwrap();
         assert_eq!(value(&s, "j"), Some(b"2".to_vec()));
         assert_eq!(s.changelog_offset().unwrap(), Some(19));
@@ -582,7 +574,7 @@ mod tests {
             .collect();
         // A standby or a restore applies them.
         let mut restored = window_store(MemoryBackend::new());
-        restored.restore(changelog, 2).unwrap();
+        restored.restore(changelog, 2, 0).unwrap();
         assert_eq!(
             starts(&restored, b"k"),
             vec![300_000],

@@ -70,7 +70,8 @@ impl StandbyTask {
         next_offset: i64,
     ) -> Result<(), TaskError> {
         add(&self.setup.metrics.standby_records, records.len() as u64);
-        state::apply_changelog(self.id, &mut self.stores, store, records, next_offset)
+        // Written as it comes: a standby's stores are read on promotion.
+        state::apply_changelog(self.id, &mut self.stores, store, records, next_offset, 0)
     }
 
     /// The changelog offsets reached, summed (what the subscription reports).

@@ -156,16 +156,18 @@ pub(super) fn readers(stores: &[StateStore]) -> Vec<(String, std::sync::Arc<dyn 
 }
 
 /// Applies changelog records up to `next_offset` to store `index` (a
-/// restore or a standby's tail).
+/// restore, which may hold up to `hold_bytes` of them, see
+/// `StateStore::restore`, or a standby's tail, which holds none).
 pub(super) fn apply_changelog(
     id: TaskId,
     stores: &mut [StateStore],
     index: usize,
     records: Vec<Write>,
     next_offset: i64,
+    hold_bytes: usize,
 ) -> Result<(), TaskError> {
     stores[index]
-        .restore(records, next_offset)
+        .restore(records, next_offset, hold_bytes)
         .map_err(|source| TaskError::Store { task: id, source })
 }
 

@@ -268,9 +268,10 @@ impl StreamTask {
         state::wipe_store(self.id, stores, &self.guards, &self.setup, store)
     }
 
-    /// Writes changelog records into `store`, holding up to `hold_bytes`
-    /// of a changelog that repeats keys (see `StateStore::restore_holding`;
-    /// written at the latest by [`StreamTask::store_restored`]).
+    /// Writes changelog records into `store`, holding the last write of
+    /// each key up to `hold_bytes` while that saves writes (see
+    /// `StateStore::restore`; what is held is written at the
+    /// latest by [`StreamTask::store_restored`]).
     pub fn restore(
         &mut self,
         store: usize,
@@ -279,10 +280,8 @@ impl StreamTask {
         hold_bytes: usize,
     ) -> Result<(), TaskError> {
         add(&self.setup.metrics.restored_records, records.len() as u64);
-        let id = self.id;
-        self.instance.task_mut().stores[store]
-            .restore_holding(records, next_offset, hold_bytes)
-            .map_err(|source| TaskError::Store { task: id, source })
+        let stores = &mut self.instance.task_mut().stores;
+        state::apply_changelog(self.id, stores, store, records, next_offset, hold_bytes)
     }
 
     /// Stores still restoring.
