@@ -43,6 +43,19 @@ fn overrides(mut c: ClientConfig, config: &Config) -> ClientConfig {
 /// 1.2M records/s on the same machine.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
+/// `queued.min.messages` of the source consumers: how many fetched records
+/// librdkafka keeps ahead per partition. Its default, 100,000, is most of
+/// a stateless processor's peak memory (each record a few hundred bytes
+/// of librdkafka's own); 30,000 is still a tenth of a second's records per
+/// partition at a million records/s, and filter-map ran as fast with it.
+/// Restore consumers keep the default: a restore only reads.
+const SOURCE_READ_AHEAD: &str = "30000";
+
+/// `queue.buffering.max.messages` of the producers (librdkafka's default):
+/// a producer ahead of its broker by more waits in [`serve_delivery_reports`]
+/// instead of holding more records in memory.
+const PRODUCER_QUEUE: &str = "100000";
+
 /// How long one wait for delivery reports lasts in [`flush`] and
 /// [`serve_delivery_reports`]: a poll of rust-rdkafka's `BaseProducer`
 /// always runs its whole timeout, events or not.
@@ -125,6 +138,7 @@ pub fn source_consumer(config: &Config, thread: usize) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", isolation(config))
+        .set("queued.min.messages", SOURCE_READ_AHEAD)
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     overrides(c, config)
 }
@@ -169,7 +183,7 @@ pub fn producer(config: &Config, thread: usize) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
-        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.messages", PRODUCER_QUEUE)
         .set("message.timeout.ms", "120000");
     if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
         // Config validated both against the commit interval; librdkafka
@@ -252,4 +266,41 @@ pub fn offsets_consumer(config: &Config) -> ClientConfig {
     c.set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     overrides(c, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kafka: &str) -> Config {
+        let text = format!(
+            "application.id = \"wc\"\nbootstrap.servers = \"127.0.0.1:9092\"\n[kafka]\n{kafka}"
+        );
+        Config::from_map(crate::config::parse_toml(&text).unwrap(), Some("wc-0")).unwrap()
+    }
+
+    /// Weir's memory defaults hold unless `[kafka]` says otherwise, and
+    /// only where they are meant to: restores keep librdkafka's read-ahead.
+    #[test]
+    fn read_ahead_and_producer_queue_default_and_yield_to_kafka_overrides() {
+        let c = config("");
+        let source = source_consumer(&c, 0);
+        assert_eq!(source.get("queued.min.messages"), Some(SOURCE_READ_AHEAD));
+        assert_eq!(restore_consumer(&c, 0).get("queued.min.messages"), None);
+        assert_eq!(
+            producer(&c, 0).get("queue.buffering.max.messages"),
+            Some(PRODUCER_QUEUE)
+        );
+        let c = config(
+            "\"queued.min.messages\" = \"5000\"\n\"queue.buffering.max.messages\" = \"7\"\n",
+        );
+        assert_eq!(
+            source_consumer(&c, 0).get("queued.min.messages"),
+            Some("5000")
+        );
+        assert_eq!(
+            producer(&c, 0).get("queue.buffering.max.messages"),
+            Some("7")
+        );
+    }
 }
