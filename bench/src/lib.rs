@@ -99,6 +99,17 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Deletes the topics this process made (inputs, outputs, and the
+/// applications' changelogs and repartitions): their names are
+/// [`unique`]'s, with this process's id. Without it every run leaves
+/// gigabytes on the broker, and repeated runs fill its disk.
+pub fn delete_run_topics(bootstrap: &str) -> Result<usize, BenchError> {
+    let mark = format!("-{}-", std::process::id());
+    workloads::delete_topics_where(bootstrap, |name| {
+        (name.starts_with("weir-bench") || name.starts_with("bench-")) && name.contains(&mark)
+    })
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     match xs.len() {

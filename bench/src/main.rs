@@ -144,22 +144,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         workload,
         processing_guarantee,
     };
+    let measured = measure(json, &opts, [rebalance, redeploy, restore, failover]);
+    match weir_bench::delete_run_topics(&opts.bootstrap) {
+        Ok(n) => eprintln!("bench: deleted the {n} topics of this run"),
+        Err(e) => eprintln!("bench: deleting the topics of this run failed: {e}"),
+    }
+    measured
+}
+
+/// The one scenario the flags pick (rebalance, redeploy, restore,
+/// failover), or else every workload.
+fn measure(
+    json: bool,
+    opts: &weir_bench::BenchOptions,
+    [rebalance, redeploy, restore, failover]: [bool; 4],
+) -> anyhow::Result<ExitCode> {
     if rebalance {
         return report(
             json,
-            weir_bench::run_rebalance(&opts)?.as_slice(),
+            weir_bench::run_rebalance(opts)?.as_slice(),
             weir_bench::rebalance_table,
         );
     }
     if redeploy {
         return report(
             json,
-            &weir_bench::run_redeploy(&opts)?,
+            &weir_bench::run_redeploy(opts)?,
             weir_bench::redeploy_table,
         );
     }
     if restore {
-        let figures = weir_bench::run_restore(&opts)?;
+        let figures = weir_bench::run_restore(opts)?;
         return report(json, figures.as_slice(), |f| {
             format!(
                 "machine: {}\n{}",
@@ -171,11 +186,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if failover {
         return report(
             json,
-            weir_bench::run_failover(&opts)?.as_slice(),
+            weir_bench::run_failover(opts)?.as_slice(),
             weir_bench::failover_table,
         );
     }
-    let report = weir_bench::run(&opts)?;
+    let report = weir_bench::run(opts)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

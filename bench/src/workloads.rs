@@ -228,6 +228,35 @@ pub(crate) fn create_topic_with(
     Ok(())
 }
 
+/// Deletes every topic of the broker whose name `doomed` picks; returns
+/// how many.
+pub(crate) fn delete_topics_where(
+    bootstrap: &str,
+    doomed: impl Fn(&str) -> bool,
+) -> Result<usize, BenchError> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    let admin: AdminClient<DefaultClientContext> = client.create().map_err(err)?;
+    let metadata = (admin.inner())
+        .fetch_metadata(None, Duration::from_secs(10))
+        .map_err(err)?;
+    let names: Vec<&str> = (metadata.topics().iter())
+        .map(|t| t.name())
+        .filter(|name| doomed(name))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    for result in futures_executor::block_on(admin.delete_topics(&names, &AdminOptions::new()))
+        .map_err(err)?
+    {
+        if let Err((t, e)) = result {
+            return Err(err(format!("deleting {t}: {e}")));
+        }
+    }
+    Ok(names.len())
+}
+
 /// Creates `topic` and produces `lines` to it (record `i` keyed `key(i)`).
 pub(crate) fn load_input(
     bootstrap: &str,
