@@ -29,6 +29,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<RestoreFigure>, BenchError> {
         &changelog,
         &[("cleanup.policy", "compact")],
     )?;
+    eprintln!("bench: loading {} records into {changelog}", opts.records);
     load_changelog(&opts.bootstrap, &changelog, opts.records)?;
     let mut figures = Vec::new();
     for _ in 0..opts.rounds {

@@ -47,8 +47,29 @@ fn bench_json(args: &[&str]) -> serde_json::Value {
         .expect("running weir-bench");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed:\n{log}");
+    assert_run_topics_deleted(&log);
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{log}"))
+}
+
+/// A run leaves none of its topics behind: the inputs it loaded are gone
+/// from the broker once it has ended.
+fn assert_run_topics_deleted(log: &str) {
+    let loaded: Vec<&str> = (log.lines())
+        .filter_map(|l| l.strip_prefix("bench: loading "))
+        .filter_map(|l| l.split(" into ").nth(1))
+        .collect();
+    assert!(!loaded.is_empty(), "no input loaded:\n{log}");
+    assert!(log.contains("bench: deleted the "), "{log}");
+    // The broker's metadata follows a deletion within moments.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while loaded.iter().any(|t| kafka::topic_exists(t)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topics of the run left behind: {loaded:?}\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 #[test]
