@@ -74,8 +74,37 @@ impl KafkaFetcher {
     /// (the consumer's position; before the first record, the committed
     /// offset or where `auto.offset.reset` starts) and the log's last
     /// stable offset.
+    ///
+    /// Asked of the source consumer first, then of a fresh one: a consumer
+    /// that stopped fetching after a broker restart can also fail every
+    /// lookup of its own partitions (librdkafka answered `Unknown
+    /// partition` for minutes), and judged by itself alone it was never
+    /// found stalled.
     fn locate(
         &self,
+        quiet: &[TopicPartition],
+        positions: &TopicPartitionList,
+    ) -> Result<Vec<QuietPartition>, String> {
+        let own = match self.locate_with(&self.consumer, quiet, positions) {
+            Ok(located) => return Ok(located),
+            Err(own) => own,
+        };
+        let fresh = new_source_consumer(&self.config, self.index)
+            .map_err(|e| format!("{own}; then a fresh consumer: {e}"))?;
+        let located = (self.locate_with(&fresh, quiet, positions))
+            .map_err(|e| format!("{own}; then a fresh consumer: {e}"));
+        if located.is_ok() {
+            tracing::info!(error = %own, "the source consumer could not look up its quiet partitions; a fresh one could");
+        }
+        close_in_background(fresh.into_inner(), self.index);
+        located
+    }
+
+    /// [`KafkaFetcher::locate`], asking `consumer` for the log ends and
+    /// where `auto.offset.reset` starts.
+    fn locate_with(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
         quiet: &[TopicPartition],
         positions: &TopicPartitionList,
     ) -> Result<Vec<QuietPartition>, String> {
@@ -91,8 +120,7 @@ impl KafkaFetcher {
             ask.add_partition_offset(topic, *partition, Offset::End)
                 .map_err(|e| e.to_string())?;
         }
-        let ends = self
-            .consumer
+        let ends = consumer
             .offsets_for_times(ask, LOOKUP_TIMEOUT)
             .map_err(|e| format!("listing the last stable offsets: {e}"))?;
         let unstarted: Vec<TopicPartition> = quiet
@@ -114,7 +142,7 @@ impl KafkaFetcher {
             .collect();
         // As `auto.offset.reset` starts them (`none` judged as `earliest`).
         let reset = self.reset.unwrap_or(Offset::Beginning);
-        let starts = reset_offsets(&self.consumer, reset, &never_read);
+        let starts = reset_offsets(consumer, reset, &never_read);
         let mut located = Vec::new();
         for tp in quiet {
             let Some(Offset::Offset(stable_end)) =
