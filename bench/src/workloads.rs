@@ -203,6 +203,12 @@ pub(crate) fn create_topic(
     create_topic_with(bootstrap, partitions, topic, &[])
 }
 
+fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, BenchError> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    client.create().map_err(err)
+}
+
 /// Creates `topic` with topic configs `configs` unless it exists.
 pub(crate) fn create_topic_with(
     bootstrap: &str,
@@ -210,9 +216,7 @@ pub(crate) fn create_topic_with(
     topic: &str,
     configs: &[(&str, &str)],
 ) -> Result<(), BenchError> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
-    let admin: AdminClient<DefaultClientContext> = client.create().map_err(err)?;
+    let admin = admin(bootstrap)?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     for (key, value) in configs {
         new = new.set(key, value);
@@ -234,9 +238,7 @@ pub(crate) fn delete_topics_where(
     bootstrap: &str,
     doomed: impl Fn(&str) -> bool,
 ) -> Result<usize, BenchError> {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", bootstrap);
-    let admin: AdminClient<DefaultClientContext> = client.create().map_err(err)?;
+    let admin = admin(bootstrap)?;
     let metadata = (admin.inner())
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(err)?;
