@@ -26,11 +26,7 @@ pub struct SourceContext;
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        // A partition's end is news for the tasks (see `Batches`), not a
-        // fault.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::warn!(%error, reason, "source consumer error");
-        }
+        tracing::warn!(%error, reason, "source consumer error");
     }
 }
 

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Batches, BatchesBuilder, Fetcher};
@@ -244,9 +243,6 @@ impl Fetcher for KafkaFetcher {
                     None => batches.push(message.topic(), message.partition(), |source| {
                         incoming(&message, source)
                     }),
-                    Some(KafkaError::PartitionEOF(partition)) => {
-                        batches.reached_end(message.topic(), partition)
-                    }
                     Some(e) => tracing::warn!(error = %e, "consumer error"),
                 }
             });
@@ -260,10 +256,8 @@ impl Fetcher for KafkaFetcher {
         }
         let batches = batches.finish();
         let now = Instant::now();
-        for (topic, partition, records) in &batches {
-            if !records.is_empty() {
-                self.watch.received(topic, *partition, now);
-            }
+        for (topic, partition, _) in &batches {
+            self.watch.received(topic, *partition, now);
         }
         batches
     }
