@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -168,10 +168,16 @@ pub fn read_all(topic: &str) -> Vec<(i32, String, String)> {
     let mut out = Vec::new();
     let mut at_end = 0;
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    // A broker that has just restarted: librdkafka reports the dropped
+    // connection and reconnects by itself.
+    let reconnect_by = std::time::Instant::now() + Duration::from_secs(30);
     while at_end < partitions {
         match consumer.poll(Duration::from_secs(10)) {
             Some(Ok(m)) => out.push((m.partition(), text(m.key()), text(m.payload()))),
             Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) if std::time::Instant::now() < reconnect_by => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             None => panic!("reading {topic}: no end of partition within 10 s"),
         }
