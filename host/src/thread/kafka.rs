@@ -89,10 +89,9 @@ impl KafkaFetcher {
             Ok(located) => return Ok(located),
             Err(own) => own,
         };
-        let fresh = new_source_consumer(&self.config, self.index)
-            .map_err(|e| format!("{own}; then a fresh consumer: {e}"))?;
-        let located = (self.locate_with(&fresh, quiet, positions))
-            .map_err(|e| format!("{own}; then a fresh consumer: {e}"));
+        let both = |e: &dyn std::fmt::Display| format!("{own}; then a fresh consumer: {e}");
+        let fresh = new_source_consumer(&self.config, self.index).map_err(|e| both(&e))?;
+        let located = (self.locate_with(&fresh, quiet, positions)).map_err(|e| both(&e));
         if located.is_ok() {
             tracing::info!(error = %own, "the source consumer could not look up its quiet partitions; a fresh one could");
         }
