@@ -6,9 +6,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::guests;
-use support::kafka::{create_topic, read_all};
+use support::kafka::{create_topic, latest, read_all};
 use support::wordcount::{
-    assert_counts_are_sequences, count, lines, send_lines, wait_for_counts, word_count_app,
+    assert_counts_are_sequences, count, feed_in_background, lines, send_lines, wait_for_counts,
+    word_count_app,
 };
 
 /// Exactly-once with a commit interval longer than librdkafka's and Kafka
@@ -89,5 +90,51 @@ fn a_fenced_producer_restarts_its_tasks_instead_of_failing() {
     drop(zombie);
     let (status, log) = weir.terminate();
     assert!(status.success(), "weir failed:\n{log}");
+    assert_counts_are_sequences(&output);
+}
+
+/// The stall watch's remedy, a new source consumer in place of the old
+/// one, forced every 700 ms while input flows under exactly-once with
+/// transactions open for 2 s: every replacement lands in the middle of a
+/// transaction, with records consumed since the last commit. The new
+/// consumer must start each partition exactly where its task stands:
+/// counts are exact and no output repeats under read_committed.
+#[test]
+fn replacing_the_source_consumer_mid_transaction_repeats_and_loses_nothing() {
+    let (input, output) = (support::unique("swap-in"), support::unique("swap-out"));
+    create_topic(&input, 2);
+    let text = lines(13, 4000);
+    let mut app = word_count_app(&input, &output);
+    app.extra
+        .insert(0, "processing.guarantee = \"exactly_once_v2\"".into());
+    app.extra.insert(1, "commit.interval.ms = 2000".into());
+    let env = [("WEIR_TEST_REPLACE_SOURCE_CONSUMER_MS", "700")];
+    let mut weir =
+        app.start_instance_with_env("weir-test-0", Some(&guests::component("word-count")), &env);
+    weir.wait_running();
+    let feed = feed_in_background(&input, 0, &text, 100, Duration::from_millis(250));
+    feed.join().unwrap();
+    let expected = count(&text);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latest(&output) != expected {
+        if Instant::now() >= deadline {
+            let got = latest(&output);
+            let wrong: Vec<_> = (expected.iter())
+                .filter(|(w, n)| got.get(*w) != Some(n))
+                .map(|(w, n)| (w, n, got.get(w)))
+                .collect();
+            panic!(
+                "counts wrong, (word, want, got): {wrong:?}\nlog:\n{}",
+                weir.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = weir.log();
+    let replaced = log.matches("replacing the source consumer").count();
+    assert!(replaced >= 5, "only {replaced} replacements:\n{log}");
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "weir failed:\n{log}");
+    assert!(!log.contains("ERROR"), "{log}");
     assert_counts_are_sequences(&output);
 }

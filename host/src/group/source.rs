@@ -44,7 +44,8 @@ pub struct GroupSource<'a, C: ConsumerContext> {
 
 impl<C: ConsumerContext> GroupSource<'_, C> {
     /// Starts fetching `partitions` from the group's committed offsets
-    /// (`auto.offset.reset` where none is committed).
+    /// (`auto.offset.reset` where none is committed); returns where each
+    /// starts (a logical offset where librdkafka resolves it).
     ///
     /// librdkafka is handed offsets, not the logical "committed" or
     /// "earliest": resolving those itself, a new consumer fetched nothing
@@ -53,9 +54,12 @@ impl<C: ConsumerContext> GroupSource<'_, C> {
     /// (stable offsets only, as exactly-once needs), the reset ones by one
     /// ListOffsets round. Where either read fails, librdkafka resolves the
     /// offset itself, as before.
-    pub fn add(&self, partitions: &[TopicPartition]) -> Result<(), KafkaError> {
+    pub fn add(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Offset)>, KafkaError> {
         if partitions.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let committed = match self.group.membership().fetch_committed(partitions) {
             Ok(committed) => Some(committed),
@@ -77,6 +81,7 @@ impl<C: ConsumerContext> GroupSource<'_, C> {
             None => BTreeMap::new(),
         };
         let mut tpl = TopicPartitionList::new();
+        let mut starts = Vec::with_capacity(partitions.len());
         for tp in partitions {
             let offset = match committed_of(tp) {
                 Some(Some(c)) => Offset::Offset(c.offset),
@@ -88,8 +93,10 @@ impl<C: ConsumerContext> GroupSource<'_, C> {
                 None => Offset::Stored,
             };
             tpl.add_partition_offset(&tp.0, tp.1, offset)?;
+            starts.push((tp.clone(), offset));
         }
-        self.consumer.incremental_assign(&tpl)
+        self.consumer.incremental_assign(&tpl)?;
+        Ok(starts)
     }
 
     /// Stops fetching `partitions`; records already polled for them are

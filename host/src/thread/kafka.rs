@@ -4,6 +4,11 @@
 //! records (a known librdkafka fault after a broker restart, see
 //! `group::stall`).
 //!
+//! A replacement starts every partition where its task stands, which the
+//! fetcher itself keeps track of: under exactly-once, the records since
+//! the last commit belong to the open transaction. The test suite forces
+//! replacements mid-transaction through `WEIR_TEST_REPLACE_SOURCE_CONSUMER_MS`.
+//!
 //! Must never subscribe: the group is this process's own membership.
 
 use std::collections::BTreeMap;
@@ -31,6 +36,11 @@ use crate::topics::TopicPlan;
 /// Bounds each broker round trip made to judge a quiet partition.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Fault injection for the test suite: replace the source consumer this
+/// often (milliseconds), stalled or not, so that a replacement in the
+/// middle of a transaction can be tested without a broker restart.
+const FORCE_REPLACE_ENV: &str = "WEIR_TEST_REPLACE_SOURCE_CONSUMER_MS";
+
 pub(crate) struct KafkaFetcher {
     index: usize,
     config: Arc<Config>,
@@ -40,7 +50,16 @@ pub(crate) struct KafkaFetcher {
     group: Arc<StreamsGroup>,
     /// When each fetched partition last delivered (see `watch`).
     watch: FetchWatch,
+    /// Per assigned partition, the offset its task reads next as this
+    /// fetcher handed records over: where `add` started it, then one past
+    /// the last record polled. A replacement consumer starts there; the
+    /// old consumer's own position cannot say, as it knows nothing of
+    /// what an earlier consumer delivered.
+    next: Vec<(TopicPartition, Offset)>,
     metrics: Arc<Metrics>,
+    /// [`FORCE_REPLACE_ENV`]'s period and when the consumer was last
+    /// replaced by it.
+    forced: Option<(Duration, Instant)>,
 }
 
 impl KafkaFetcher {
@@ -58,7 +77,12 @@ impl KafkaFetcher {
             consumer,
             group,
             watch: FetchWatch::new(Instant::now()),
+            next: Vec::new(),
             metrics,
+            forced: std::env::var(FORCE_REPLACE_ENV)
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(|ms| (Duration::from_millis(ms), Instant::now())),
         })
     }
 
@@ -70,10 +94,33 @@ impl KafkaFetcher {
         }
     }
 
+    /// Every assigned partition with the offset its task reads next: what
+    /// this fetcher handed over, or past it where the consumer went on over
+    /// transaction markers (its position counts them, never records it
+    /// did not hand over); a logical offset where nothing was handed over
+    /// and the start is librdkafka's to resolve.
+    fn positions(&self) -> Result<TopicPartitionList, String> {
+        let consumer = (self.consumer.position())
+            .map_err(|e| format!("reading the source consumer's positions: {e}"))?;
+        let mut positions = TopicPartitionList::with_capacity(consumer.count());
+        for e in consumer.elements() {
+            let handed = (self.next.iter())
+                .find(|((t, p), _)| *p == e.partition() && t == e.topic())
+                .map(|(_, o)| *o);
+            (positions.add_partition_offset(
+                e.topic(),
+                e.partition(),
+                next_offset(handed, e.offset()),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(positions)
+    }
+
     /// Where each quiet partition stands: the offset its task reads next
-    /// (the consumer's position; before the first record, the committed
-    /// offset or where `auto.offset.reset` starts) and the log's last
-    /// stable offset.
+    /// (from [`KafkaFetcher::positions`]; where librdkafka resolves the
+    /// start, the committed offset or where `auto.offset.reset` starts) and
+    /// the log's last stable offset.
     ///
     /// Asked of the source consumer first, then of a fresh one: a consumer
     /// that stopped fetching after a broker restart can also fail every
@@ -167,32 +214,48 @@ impl KafkaFetcher {
     }
 
     /// A new source consumer in place of the current one, fetching the
-    /// same partitions: each from the offset its task reads next.
-    fn replace_consumer(
-        &mut self,
-        located: &[QuietPartition],
-        positions: &TopicPartitionList,
-    ) -> Result<(), String> {
-        let mut assignment = TopicPartitionList::new();
-        for e in positions.elements() {
-            let offset = match e.offset() {
-                Offset::Offset(offset) => Offset::Offset(offset),
-                _ => located
-                    .iter()
-                    .find(|q| q.partition.0 == e.topic() && q.partition.1 == e.partition())
-                    .map_or(Offset::Stored, |q| Offset::Offset(q.next)),
-            };
-            assignment
-                .add_partition_offset(e.topic(), e.partition(), offset)
-                .map_err(|e| e.to_string())?;
-        }
+    /// same partitions, each from `positions` (see
+    /// [`KafkaFetcher::positions`]): under exactly-once the records since
+    /// the last commit belong to the open transaction, so a start before
+    /// it would process records twice and one after it would lose them.
+    fn replace_consumer(&mut self, positions: &TopicPartitionList) -> Result<(), String> {
         let fresh = new_source_consumer(&self.config, self.index).map_err(|e| e.to_string())?;
         fresh
-            .assign(&assignment)
-            .map_err(|e| format!("assigning {} partition(s): {e}", assignment.count()))?;
+            .assign(positions)
+            .map_err(|e| format!("assigning {} partition(s): {e}", positions.count()))?;
         let stalled = std::mem::replace(&mut self.consumer, fresh);
         close_in_background(stalled.into_inner(), self.index);
+        self.next = (positions.elements().iter())
+            .map(|e| ((e.topic().to_string(), e.partition()), e.offset()))
+            .collect();
+        crate::metrics::add(&self.metrics.source_consumer_restarts, 1);
+        self.watch.restart_clocks(Instant::now());
         Ok(())
+    }
+
+    /// [`FORCE_REPLACE_ENV`]: replaces the consumer as a stall would.
+    fn force_replacement(&mut self) {
+        let replaced = (self.positions()).and_then(|positions| {
+            tracing::info!(
+                partitions = positions.count(),
+                "{FORCE_REPLACE_ENV}: replacing the source consumer"
+            );
+            self.replace_consumer(&positions)
+        });
+        if let Err(e) = replaced {
+            tracing::warn!(error = %e, "{FORCE_REPLACE_ENV}: replacing the source consumer failed");
+        }
+    }
+
+    /// Records `partitions` as started at the offsets given, or forgets
+    /// them (`None`).
+    fn track(
+        &mut self,
+        partitions: &[TopicPartition],
+        started: Option<Vec<(TopicPartition, Offset)>>,
+    ) {
+        self.next.retain(|(tp, _)| !partitions.contains(tp));
+        self.next.extend(started.into_iter().flatten());
     }
 }
 
@@ -226,10 +289,13 @@ impl SourceConsumer for KafkaFetcher {
 
 impl Fetcher for KafkaFetcher {
     fn add(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
-        self.source().add(partitions).map_err(|e| e.to_string())
+        let started = self.source().add(partitions).map_err(|e| e.to_string())?;
+        self.track(partitions, Some(started));
+        Ok(())
     }
 
     fn remove(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
+        self.track(partitions, None);
         self.source().remove(partitions).map_err(|e| e.to_string())
     }
 
@@ -255,8 +321,15 @@ impl Fetcher for KafkaFetcher {
         }
         let batches = batches.finish();
         let now = Instant::now();
-        for (topic, partition, _) in &batches {
+        for (topic, partition, records) in &batches {
             self.watch.received(topic, *partition, now);
+            let (Some(last), Some((_, next))) = (
+                records.last(),
+                (self.next.iter_mut()).find(|((t, p), _)| p == partition && t == topic),
+            ) else {
+                continue;
+            };
+            *next = Offset::Offset(last.offset + 1);
         }
         batches
     }
@@ -271,15 +344,18 @@ impl Fetcher for KafkaFetcher {
             self.watch.restart_clocks(now);
             return;
         }
+        if let Some((every, last)) = self.forced
+            && now.duration_since(last) >= every
+        {
+            self.forced = Some((every, now));
+            return self.force_replacement();
+        }
         if !self.watch.due(now) {
             return;
         }
-        let positions = match self.consumer.position() {
+        let positions = match self.positions() {
             Ok(positions) => positions,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the source consumer's positions failed");
-                return;
-            }
+            Err(e) => return tracing::warn!(error = %e, "checking for a stalled consumer"),
         };
         let assigned: Vec<TopicPartition> = positions
             .elements()
@@ -313,19 +389,26 @@ impl Fetcher for KafkaFetcher {
         tracing::warn!(partitions = ?named,
             "the source consumer delivered nothing for {}s from partitions that have records: replacing it",
             STALL_AFTER.as_secs());
-        match self.replace_consumer(&quiet, &positions) {
-            Ok(()) => {
-                crate::metrics::add(&self.metrics.source_consumer_restarts, 1);
-                self.watch.restart_clocks(Instant::now());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "replacing the source consumer failed; trying again later")
-            }
+        if let Err(e) = self.replace_consumer(&positions) {
+            tracing::warn!(error = %e, "replacing the source consumer failed; trying again later")
         }
     }
 
     fn close(self: Box<Self>) {
         close_in_background(self.consumer.into_inner(), self.index);
+    }
+}
+
+/// Where a partition's task reads next, from what the fetcher `handed`
+/// over (or where it started it) and the consumer's `position`, which runs
+/// ahead of the records handed over only by transaction markers.
+fn next_offset(handed: Option<Offset>, position: Offset) -> Offset {
+    match (handed, position) {
+        (Some(Offset::Offset(a)), Offset::Offset(b)) => Offset::Offset(a.max(b)),
+        (Some(Offset::Offset(a)), _) => Offset::Offset(a),
+        (_, Offset::Offset(b)) => Offset::Offset(b),
+        (Some(logical), _) => logical,
+        (None, other) => other,
     }
 }
 
@@ -379,5 +462,39 @@ fn incoming(m: &Message<'_>, source: &str) -> IncomingRecord {
         topic: m.topic().to_string(),
         partition: m.partition(),
         offset: m.offset(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_starts_again_where_its_records_were_handed_over() {
+        // A consumer that delivered nothing yet knows no position: what the
+        // earlier one handed over counts, not the group's last commit.
+        assert_eq!(
+            next_offset(Some(Offset::Offset(40)), Offset::Invalid),
+            Offset::Offset(40)
+        );
+        // Past a transaction marker the consumer read on.
+        assert_eq!(
+            next_offset(Some(Offset::Offset(40)), Offset::Offset(41)),
+            Offset::Offset(41)
+        );
+        assert_eq!(
+            next_offset(Some(Offset::Offset(40)), Offset::Offset(12)),
+            Offset::Offset(40)
+        );
+        // Started by librdkafka and nothing handed over yet: its to resolve.
+        assert_eq!(
+            next_offset(Some(Offset::Stored), Offset::Invalid),
+            Offset::Stored
+        );
+        assert_eq!(
+            next_offset(Some(Offset::Stored), Offset::Offset(7)),
+            Offset::Offset(7)
+        );
+        assert_eq!(next_offset(None, Offset::Invalid), Offset::Invalid);
     }
 }
