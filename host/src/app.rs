@@ -175,6 +175,7 @@ impl App {
                 dead_letter_queue: config.dead_letter_queue.clone(),
             },
             max_task_idle: config.max_task_idle,
+            fetch_reports_ends: true,
             record_cache: Default::default(),
         };
         let group = StreamsGroup::start(StreamsGroupSetup {

@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use support::guests;
-use support::kafka::{create_topic, latest, produce, read_all, topic_exists};
+use support::kafka::{create_topic, latest, produce, produce_at, read_all, topic_exists};
 use support::weir::App;
 use support::{eventually, unique};
 
@@ -131,4 +131,66 @@ fn orders_are_enriched_unmatched_and_totalled_per_tier_across_a_restart() {
                 && l.contains(&customers)),
         "the table restores from `{customers}`: {log}"
     );
+}
+
+/// Both topics loaded before the app starts, the table far larger than one
+/// poll: every order still finds its customer. A source partition with
+/// nothing buffered that the consumer has not yet read to its end is waited
+/// for (`max.task.idle.ms` 0, as Kafka Streams waits for data its fetches
+/// say is there), so the older customers go first however the fetches
+/// interleave. Without that, the orders went as soon as one poll's
+/// customers were used up.
+#[test]
+fn orders_loaded_with_a_large_table_before_the_start_all_find_their_customer() {
+    let (orders, customers) = (unique("orders"), unique("customers"));
+    let (enriched, unmatched) = (unique("enriched"), unique("unmatched"));
+    create_topic(&orders, 1);
+    create_topic(&customers, 1);
+    // Recent timestamps (the broker's retention goes by them), the table's
+    // older than every order's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ids: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+    let rows: Vec<Vec<u8>> = ids.iter().map(|id| customer(id, "gold")).collect();
+    let table: Vec<(i32, &str, &[u8], i64)> = (ids.iter().zip(&rows).enumerate())
+        .map(|(i, (id, row))| (0, id.as_str(), row.as_slice(), now - 200_000 + i as i64))
+        .collect();
+    produce_at(&customers, &table);
+    let bodies: Vec<Vec<u8>> = (0..100).map(|i| order(&format!("o{i}"), 1)).collect();
+    let late: Vec<(i32, &str, &[u8], i64)> = (bodies.iter().enumerate())
+        .map(|(i, body)| {
+            (
+                0,
+                ids[i * 999].as_str(),
+                body.as_slice(),
+                now - 30_000 + i as i64,
+            )
+        })
+        .collect();
+    produce_at(&orders, &late);
+
+    let mut app = App::new(&unique("orders-preloaded"));
+    app.extra.push(format!(
+        "[topics]\norders = \"{orders}\"\ncustomers = \"{customers}\"\n\
+         \"orders-enriched\" = \"{enriched}\"\n\"orders-unmatched\" = \"{unmatched}\"\n\
+         \"tier-totals\" = \"{}\"",
+        unique("totals")
+    ));
+    let mut weir = app.start(&guests::component("order-enrichment"));
+    weir.wait_running();
+    eventually(Duration::from_secs(90), "all 100 orders joined", || {
+        (read_all(&enriched).len() + read_all(&unmatched).len() >= 100).then_some(())
+    });
+    let missed = read_all(&unmatched);
+    assert!(
+        missed.is_empty(),
+        "{} orders went before their customers: {:?}",
+        missed.len(),
+        &missed[..missed.len().min(5)]
+    );
+    assert_eq!(read_all(&enriched).len(), 100);
+    let (status, log) = weir.terminate();
+    assert!(status.success(), "{log}");
 }

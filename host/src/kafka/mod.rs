@@ -137,6 +137,9 @@ pub fn source_consumer(config: &Config, thread: usize) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Each partition's end, reported as it is reached: a task with
+        // several sources waits for one still being read (`max.task.idle.ms`).
+        .set("enable.partition.eof", "true")
         .set("isolation.level", isolation(config))
         .set("queued.min.messages", SOURCE_READ_AHEAD)
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);

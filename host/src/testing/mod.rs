@@ -131,6 +131,7 @@ impl TestDriver {
                 queries: Arc::default(),
                 errors: options.processing_errors.clone(),
                 max_task_idle: options.max_task_idle,
+                fetch_reports_ends: false,
                 record_cache: Default::default(),
             },
             lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Batches, BatchesBuilder, Fetcher};
@@ -35,6 +36,10 @@ use crate::topics::TopicPlan;
 
 /// Bounds each broker round trip made to judge a quiet partition.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bounds a seek of paused partitions (a request to librdkafka's own
+/// threads, no broker round trip).
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fault injection for the test suite: replace the source consumer this
 /// often (milliseconds), stalled or not, so that a replacement in the
@@ -95,10 +100,9 @@ impl KafkaFetcher {
     }
 
     /// Every assigned partition with the offset its task reads next: what
-    /// this fetcher handed over, or past it where the consumer went on over
-    /// transaction markers (its position counts them, never records it
-    /// did not hand over); a logical offset where nothing was handed over
-    /// and the start is librdkafka's to resolve.
+    /// this fetcher handed over (records, and ends past transaction
+    /// markers); a logical offset where nothing was handed over and the
+    /// start is librdkafka's to resolve.
     fn positions(&self) -> Result<TopicPartitionList, String> {
         let consumer = (self.consumer.position())
             .map_err(|e| format!("reading the source consumer's positions: {e}"))?;
@@ -247,6 +251,17 @@ impl KafkaFetcher {
         }
     }
 
+    /// `topic`/`partition` was handed over up to `next` (exclusive).
+    fn handed_over(&mut self, topic: &str, partition: i32, next: i64) {
+        let tracked = (self.next.iter_mut()).find(|((t, p), _)| *p == partition && t == topic);
+        if let Some((_, at)) = tracked {
+            *at = match *at {
+                Offset::Offset(known) => Offset::Offset(known.max(next)),
+                _ => Offset::Offset(next),
+            };
+        }
+    }
+
     /// Records `partitions` as started at the offsets given, or forgets
     /// them (`None`).
     fn track(
@@ -278,8 +293,30 @@ impl SourceConsumer for KafkaFetcher {
         self.source().group_metadata()
     }
 
+    /// Pauses `partitions`, each to resume where its task stands: librdkafka
+    /// resumes a partition at its position, which a partition end read in a
+    /// batch puts one past the end, and the record there would be skipped.
     fn pause(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
-        self.source().pause(partitions)
+        self.source().pause(partitions)?;
+        let positions = self.consumer.position()?;
+        let mut seek = TopicPartitionList::new();
+        for (tp, next) in &self.next {
+            let Offset::Offset(next) = *next else {
+                continue;
+            };
+            let position = positions.find_partition(&tp.0, tp.1).map(|e| e.offset());
+            // A position is only known once the partition delivered.
+            if partitions.contains(tp) && matches!(position, Some(Offset::Offset(p)) if p != next) {
+                seek.add_partition_offset(&tp.0, tp.1, Offset::Offset(next))?;
+            }
+        }
+        if seek.count() > 0 {
+            let sought = self.consumer.seek_partitions(seek, SEEK_TIMEOUT)?;
+            for e in sought.elements() {
+                e.error()?;
+            }
+        }
+        Ok(())
     }
 
     fn resume(&self, partitions: &[TopicPartition]) -> Result<(), ClientError> {
@@ -302,12 +339,19 @@ impl Fetcher for KafkaFetcher {
     fn poll(&mut self, wait: Duration, max: usize, plan: &TopicPlan) -> Batches {
         let mut wait = wait;
         let mut batches = BatchesBuilder::new(plan);
+        // Where each end was reported: the records before it were handed
+        // over, and so were any transaction markers.
+        let mut ends = Vec::new();
         while batches.count() < max {
             let read = self.consumer.read(wait, max - batches.count(), |message| {
                 match message.error() {
                     None => batches.push(message.topic(), message.partition(), |source| {
                         incoming(&message, source)
                     }),
+                    Some(KafkaError::PartitionEOF(partition)) => {
+                        batches.reached_end(message.topic(), partition);
+                        ends.push((message.topic().to_string(), partition, message.offset()));
+                    }
                     Some(e) => tracing::warn!(error = %e, "consumer error"),
                 }
             });
@@ -322,14 +366,14 @@ impl Fetcher for KafkaFetcher {
         let batches = batches.finish();
         let now = Instant::now();
         for (topic, partition, records) in &batches {
-            self.watch.received(topic, *partition, now);
-            let (Some(last), Some((_, next))) = (
-                records.last(),
-                (self.next.iter_mut()).find(|((t, p), _)| p == partition && t == topic),
-            ) else {
+            let Some(last) = records.last() else {
                 continue;
             };
-            *next = Offset::Offset(last.offset + 1);
+            self.watch.received(topic, *partition, now);
+            self.handed_over(topic, *partition, last.offset + 1);
+        }
+        for (topic, partition, end) in ends {
+            self.handed_over(&topic, partition, end);
         }
         batches
     }
@@ -400,11 +444,13 @@ impl Fetcher for KafkaFetcher {
 }
 
 /// Where a partition's task reads next, from what the fetcher `handed`
-/// over (or where it started it) and the consumer's `position`, which runs
-/// ahead of the records handed over only by transaction markers.
+/// over (or where it started it) and the consumer's `position`. The
+/// position is not trusted where the fetcher knows better: a partition end
+/// read in a batch puts it one past the end (librdkafka counts the end
+/// report as a record). Only where nothing was handed over yet does it
+/// tell something: transaction markers read past a logical start.
 fn next_offset(handed: Option<Offset>, position: Offset) -> Offset {
     match (handed, position) {
-        (Some(Offset::Offset(a)), Offset::Offset(b)) => Offset::Offset(a.max(b)),
         (Some(Offset::Offset(a)), _) => Offset::Offset(a),
         (_, Offset::Offset(b)) => Offset::Offset(b),
         (Some(logical), _) => logical,
@@ -477,10 +523,10 @@ mod tests {
             next_offset(Some(Offset::Offset(40)), Offset::Invalid),
             Offset::Offset(40)
         );
-        // Past a transaction marker the consumer read on.
+        // One past the end after a partition end read in a batch.
         assert_eq!(
             next_offset(Some(Offset::Offset(40)), Offset::Offset(41)),
-            Offset::Offset(41)
+            Offset::Offset(40)
         );
         assert_eq!(
             next_offset(Some(Offset::Offset(40)), Offset::Offset(12)),

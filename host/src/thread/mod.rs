@@ -36,7 +36,11 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// nothing else to do.
 const RESTORE_POLL: Duration = Duration::from_millis(10);
 
-/// Polled records by partition: `(topic, partition, records in offset order)`.
+/// Polled records by partition: `(topic, partition, records in offset
+/// order)`. An entry with no records says the consumer has read the
+/// partition to the end of its log after the entries before it (the last
+/// stable offset under `read_committed`): a task's other inputs need not
+/// wait for more of it.
 pub(crate) type Batches = Vec<(String, i32, Vec<IncomingRecord>)>;
 
 /// Where a stream thread's records come from: a consumer that fetches the
@@ -142,6 +146,16 @@ impl<'p> BatchesBuilder<'p> {
             self.sources[slot]
         };
         self.batches[slot].2.push(make(source));
+    }
+
+    /// The consumer has read `topic`/`partition` to its end: an entry of
+    /// its own, after the records polled before, which takes the records
+    /// (if any) polled after.
+    pub(crate) fn reached_end(&mut self, topic: &str, partition: i32) {
+        self.batches
+            .push((topic.to_string(), partition, Vec::new()));
+        self.sources
+            .push(self.plan.source_name(topic).unwrap_or(""));
     }
 
     pub(crate) fn finish(self) -> Batches {

@@ -124,6 +124,7 @@ pub(crate) fn setup(config: &Arc<Config>) -> TaskManagerSetup {
             queries: Arc::default(),
             errors: ProcessingErrors::default(),
             max_task_idle: Some(Duration::ZERO),
+            fetch_reports_ends: false,
             record_cache: Default::default(),
         },
         lifecycle: Arc::new(Lifecycle::new(1, Duration::from_secs(60))),

@@ -48,6 +48,11 @@ pub struct TaskSetup {
     pub errors: ProcessingErrors,
     /// `max.task.idle.ms` (`None`: -1).
     pub max_task_idle: Option<std::time::Duration>,
+    /// Whether the fetcher reports when it has read a partition to the end
+    /// of its log (a polled batch with no records), so a task waits for a
+    /// source still being read. The offline driver's inputs are always
+    /// read to their end.
+    pub fetch_reports_ends: bool,
     /// Each task's share of the thread's `statestore.cache.max.bytes` for
     /// its processor's record cache; the thread's task manager keeps it
     /// current (so a manager needs its own, not a clone of another's).
@@ -214,7 +219,11 @@ impl StreamTask {
             setup: setup.clone(),
             state: TaskState::Restoring,
             restoring: BTreeSet::new(),
-            inputs: PartitionGroup::new(&inputs(setup), setup.max_task_idle),
+            inputs: PartitionGroup::new(
+                &inputs(setup),
+                setup.max_task_idle,
+                setup.fetch_reports_ends,
+            ),
             consumed: BTreeMap::new(),
             uncommitted: false,
             span,
@@ -330,8 +339,9 @@ impl StreamTask {
         self.process_ready(collector)
     }
 
-    /// Buffers fetched records of `topic` (this task's partition) and
-    /// processes what may go now.
+    /// Buffers fetched records of `topic` (this task's partition; none:
+    /// its consumer has read it to the end of its log) and processes what
+    /// may go now.
     pub fn process(
         &mut self,
         topic: &str,
