@@ -57,9 +57,10 @@ pub(crate) struct KafkaFetcher {
     watch: FetchWatch,
     /// Per assigned partition, the offset its task reads next as this
     /// fetcher handed records over: where `add` started it, then one past
-    /// the last record polled. A replacement consumer starts there; the
-    /// old consumer's own position cannot say, as it knows nothing of
-    /// what an earlier consumer delivered.
+    /// the last record polled or the end reported. A replacement consumer
+    /// and a resumed partition start there; the old consumer's position
+    /// cannot say (it knows nothing of what an earlier consumer delivered,
+    /// and counts a partition end as a record).
     next: Vec<(TopicPartition, Offset)>,
     metrics: Arc<Metrics>,
     /// [`FORCE_REPLACE_ENV`]'s period and when the consumer was last
@@ -532,7 +533,7 @@ mod tests {
             next_offset(Some(Offset::Offset(40)), Offset::Offset(12)),
             Offset::Offset(40)
         );
-        // Started by librdkafka and nothing handed over yet: its to resolve.
+        // Started by librdkafka and nothing handed over yet: librdkafka's to resolve.
         assert_eq!(
             next_offset(Some(Offset::Stored), Offset::Invalid),
             Offset::Stored
