@@ -20,6 +20,8 @@ pub struct MemoryGroup {
     /// Holds the committed offsets, under the group id.
     log: MemoryLog,
     refuse_next: Mutex<Option<MembershipError>>,
+    /// Whether the next resume of partitions fails.
+    refuse_resume: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryGroup {
@@ -41,6 +43,7 @@ impl MemoryGroup {
             }),
             log: log.clone(),
             refuse_next: Mutex::default(),
+            refuse_resume: Default::default(),
         }
     }
 
@@ -52,6 +55,12 @@ impl MemoryGroup {
     #[cfg(test)]
     pub fn refuse_next_commit(&self, error: MembershipError) {
         *self.refuse_next.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    /// The next resume of partitions fails (as a consumer's can).
+    #[cfg(test)]
+    pub fn refuse_next_resume(&self) {
+        (self.refuse_resume).store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every offset committed so far, the latest per partition.
@@ -97,6 +106,9 @@ impl SourceConsumer for MemoryGroup {
     }
 
     fn resume(&self, _: &[TopicPartition]) -> Result<(), ClientError> {
+        if (self.refuse_resume).swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ClientError::new("resume refused (test)"));
+        }
         Ok(())
     }
 }

@@ -37,10 +37,6 @@ use crate::topics::TopicPlan;
 /// Bounds each broker round trip made to judge a quiet partition.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bounds a seek of paused partitions (a request to librdkafka's own
-/// threads, no broker round trip).
-const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Fault injection for the test suite: replace the source consumer this
 /// often (milliseconds), stalled or not, so that a replacement in the
 /// middle of a transaction can be tested without a broker restart.
@@ -252,6 +248,20 @@ impl KafkaFetcher {
         }
     }
 
+    /// Those of `partitions` the consumer is assigned.
+    fn assigned_among(&self, partitions: &[TopicPartition]) -> Result<Vec<TopicPartition>, String> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let assignment = (self.consumer.assignment())
+            .map_err(|e| format!("reading the source consumer's assignment: {e}"))?;
+        Ok(partitions
+            .iter()
+            .filter(|(t, p)| assignment.find_partition(t, *p).is_some())
+            .cloned()
+            .collect())
+    }
+
     /// `topic`/`partition` was handed over up to `next` (exclusive).
     fn handed_over(&mut self, topic: &str, partition: i32, next: i64) {
         let tracked = (self.next.iter_mut()).find(|((t, p), _)| *p == partition && t == topic);
@@ -312,10 +322,12 @@ impl SourceConsumer for KafkaFetcher {
             }
         }
         if seek.count() > 0 {
-            let sought = self.consumer.seek_partitions(seek, SEEK_TIMEOUT)?;
-            for e in sought.elements() {
-                e.error()?;
-            }
+            // Asynchronous: queued behind the pause and ahead of the
+            // resume on each partition's own queue, never blocking this
+            // thread on a broker thread that may be stuck. It can only
+            // fail where a fetch start is under way, which starts at the
+            // tracked offset anyway (`add`).
+            self.consumer.seek_partitions(seek, Duration::ZERO)?;
         }
         Ok(())
     }
@@ -327,14 +339,24 @@ impl SourceConsumer for KafkaFetcher {
 
 impl Fetcher for KafkaFetcher {
     fn add(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
+        // Still fetched (a removal that failed): librdkafka refuses to
+        // assign them again, and they would go on from where they were, not
+        // from the commit. Removed first.
+        let fetched = self.assigned_among(partitions)?;
+        self.remove(&fetched)?;
         let started = self.source().add(partitions).map_err(|e| e.to_string())?;
         self.track(partitions, Some(started));
         Ok(())
     }
 
+    /// Only the partitions still assigned: librdkafka refuses a whole
+    /// removal that names one it does not have (a failed task's, removed
+    /// already), and the others would go on being fetched.
     fn remove(&mut self, partitions: &[TopicPartition]) -> Result<(), String> {
+        let assigned = self.assigned_among(partitions)?;
+        self.source().remove(&assigned).map_err(|e| e.to_string())?;
         self.track(partitions, None);
-        self.source().remove(partitions).map_err(|e| e.to_string())
+        Ok(())
     }
 
     fn poll(&mut self, wait: Duration, max: usize, plan: &TopicPlan) -> Batches {
@@ -444,19 +466,14 @@ impl Fetcher for KafkaFetcher {
     }
 }
 
-/// Where a partition's task reads next, from what the fetcher `handed`
-/// over (or where it started it) and the consumer's `position`. The
-/// position is not trusted where the fetcher knows better: a partition end
-/// read in a batch puts it one past the end (librdkafka counts the end
-/// report as a record). Only where nothing was handed over yet does it
-/// tell something: transaction markers read past a logical start.
+/// Where a partition's task reads next: what the fetcher `handed` over (or
+/// where it started it, a logical offset librdkafka resolves again when
+/// nothing was handed over yet), else the consumer's `position`. The
+/// position is not trusted where the fetcher knows: a batch read puts it
+/// one past any error it reports, a partition end included (librdkafka
+/// counts the report as a record).
 fn next_offset(handed: Option<Offset>, position: Offset) -> Offset {
-    match (handed, position) {
-        (Some(Offset::Offset(a)), _) => Offset::Offset(a),
-        (_, Offset::Offset(b)) => Offset::Offset(b),
-        (Some(logical), _) => logical,
-        (None, other) => other,
-    }
+    handed.unwrap_or(position)
 }
 
 /// Destroys a source consumer off the stream thread: destroying one that
@@ -540,7 +557,7 @@ mod tests {
         );
         assert_eq!(
             next_offset(Some(Offset::Stored), Offset::Offset(7)),
-            Offset::Offset(7)
+            Offset::Stored
         );
         assert_eq!(next_offset(None, Offset::Invalid), Offset::Invalid);
     }

@@ -6,7 +6,7 @@
 use super::TaskManager;
 use crate::group::{RebalanceListener, SourceConsumer, TopicPartition};
 use crate::lifecycle::ThreadStatus;
-use crate::task::StandbyTask;
+use crate::task::{StandbyTask, TaskRecovery};
 use crate::topology::TaskId;
 
 fn tasks_of(partitions: &[TopicPartition]) -> Vec<TaskId> {
@@ -30,9 +30,16 @@ impl RebalanceListener for TaskManager {
                 continue;
             }
             if let Err(e) = self.create_task(id, stream_times.get(&id).copied(), consumer) {
+                let restart = matches!(e.recovery(), TaskRecovery::RestartFromLastCommit);
                 self.handle(e);
                 if self.failure.is_some() {
                     return;
+                }
+                // Not yet among the tasks the restart closed: it starts
+                // again with them, or it would be nowhere until the next
+                // rebalance while its partitions are fetched.
+                if restart {
+                    self.reset.push(id);
                 }
             }
         }

@@ -148,6 +148,23 @@ fn a_failed_flush_starts_the_thread_s_tasks_again_from_the_last_commit() {
 }
 
 #[test]
+fn a_task_whose_partitions_cannot_be_resumed_starts_again_with_the_others() {
+    let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
+    let mut a = instance(&log, "exactly_once_v2");
+    a.assign(&[0], &group);
+    group.refuse_next_resume();
+    a.assign(&[0, 1], &group);
+    assert!(!a.manager.has_failed(), "recoverable: the thread goes on");
+    let mut reset = a.manager.take_reset();
+    reset.sort();
+    assert_eq!(
+        reset,
+        vec![TaskId::for_partition(0), TaskId::for_partition(1)],
+        "the task that failed to start is restarted with the one the restart closed"
+    );
+}
+
+#[test]
 fn a_failing_task_costs_only_itself_under_at_least_once_and_the_whole_thread_under_exactly_once() {
     for (guarantee, neighbour_reset) in [("at_least_once", false), ("exactly_once_v2", true)] {
         let (log, group) = (MemoryLog::default(), MemoryGroup::joined("app"));
