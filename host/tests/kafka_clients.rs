@@ -264,3 +264,37 @@ fn keyed_records_land_where_partition_for_key_says() {
         "keys spread over every partition"
     );
 }
+
+/// librdkafka refuses a whole incremental unassign that names one partition
+/// the consumer does not have, and the others stay assigned: why the
+/// source fetcher removes only partitions still assigned (`thread::kafka`).
+#[test]
+fn an_unassign_naming_one_unassigned_partition_is_refused_whole() {
+    let topic = unique("unassign");
+    create_topic(&topic, 3);
+    let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("unassign-group"))
+        .create()
+        .unwrap();
+    let mut two = TopicPartitionList::new();
+    for p in [0, 1] {
+        two.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.incremental_assign(&two).unwrap();
+    let mut stale = TopicPartitionList::new();
+    stale.add_partition(&topic, 1);
+    stale.add_partition(&topic, 2);
+    assert!(consumer.incremental_unassign(&stale).is_err());
+    let still: Vec<i32> = {
+        // (Dropped before the consumer: see the test above.)
+        let assignment = consumer.assignment().unwrap();
+        assignment
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect()
+    };
+    assert_eq!(still, vec![0, 1], "nothing was unassigned");
+}
