@@ -26,11 +26,8 @@ pub struct SourceContext;
 
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        // A partition's end is news for the tasks (see `Batches`), not a
-        // fault; a consumer being closed reports it in its `Global` form.
-        let end = rdkafka::types::RDKafkaErrorCode::PartitionEOF;
-        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != Some(end)
-        {
+        // A partition's end is news for the tasks (see `Batches`).
+        if !crate::kafka::is_partition_end(&error) {
             tracing::warn!(%error, reason, "source consumer error");
         }
     }

@@ -226,9 +226,17 @@ fn isolation(config: &Config) -> &'static str {
 /// as an error.
 pub struct EndOfPartitionExpected;
 
+/// Whether `error` is librdkafka's report of a partition's end (as a
+/// message's error, or in its `Global` form through a client's error
+/// callback), which is news for a reader, not a fault.
+pub fn is_partition_end(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+}
+
 impl ClientContext for EndOfPartitionExpected {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+        if !is_partition_end(&error) {
             tracing::warn!(%error, reason, "kafka client error");
         }
     }

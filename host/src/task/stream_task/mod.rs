@@ -2,14 +2,14 @@
 //! the source offsets it has processed, and the fetched records waiting to
 //! be processed (while it restores, and in timestamp order across its
 //! inputs: `partition_group.rs`). Processes batches, forwards outputs to
-//! the collector, fires punctuations, and takes part in the commit cycle.
+//! the collector, fires punctuations, and takes part in the commit cycle
+//! (`commit.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::commit::{Collector, CommitError, CommitParticipant, Outgoing, RecordSink};
+use crate::commit::{Outgoing, RecordSink};
 use crate::group::TopicPartition;
-use crate::member::OffsetAndMetadata;
 use crate::metrics::{Metrics, add};
 use crate::runtime::bindings::{IncomingRecord, PunctuationType, TaskInfo};
 use crate::runtime::{Clock, GuestError, LoadedComponent, ProcessorInstance, TaskContext};
@@ -19,13 +19,13 @@ use crate::store::{StateDirectory, StateStore, Write};
 use crate::topics::TopicPlan;
 use crate::topology::TaskId;
 
+mod commit;
 mod partition_group;
 mod skip;
 
 use partition_group::PartitionGroup;
 
 use super::state::{self, ChangelogStart, Guards};
-use super::stream_time;
 use super::{TaskError, TaskRegistry, TaskStatus};
 
 /// What every task of a stream thread is built from.
@@ -641,66 +641,5 @@ impl StreamTask {
             store.discard_uncommitted();
         }
         tracing::info!("task closed dirty (uncommitted work discarded)");
-    }
-}
-
-impl CommitParticipant for StreamTask {
-    fn send_changelog(&mut self, collector: &mut dyn Collector) -> Result<u64, CommitError> {
-        let mut sent = 0;
-        let partition = self.id.partition;
-        for (i, store) in self.instance.task().stores.iter().enumerate() {
-            let Some(topic) = self.written_changelog(i) else {
-                continue;
-            };
-            for (key, value) in store.pending_writes() {
-                collector.send_changelog(topic, partition, key, value)?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
-    }
-
-    fn consumed_offsets(&self) -> Vec<(TopicPartition, OffsetAndMetadata)> {
-        if !self.uncommitted {
-            return Vec::new();
-        }
-        let metadata = stream_time::encode(self.instance.task().stream_time);
-        self.consumed
-            .iter()
-            .map(|(topic, offset)| {
-                let committed = OffsetAndMetadata {
-                    offset: *offset,
-                    metadata: metadata.clone(),
-                };
-                ((topic.clone(), self.id.partition), committed)
-            })
-            .collect()
-    }
-
-    fn apply_store_writes(&mut self, collector: &mut dyn Collector) -> Result<(), CommitError> {
-        let partition = self.id.partition;
-        for i in 0..self.instance.task().stores.len() {
-            let offset = match (self.written_changelog(i), self.changelog(i)) {
-                // Restored from its source: it holds what was consumed.
-                (None, Some(source)) => self.consumed.get(source).copied(),
-                (Some(topic), _) => {
-                    let offset = collector.take_changelog_offset(topic, partition);
-                    if offset.is_none() && self.instance.task().stores[i].has_pending_writes() {
-                        return Err(CommitError::MissingChangelogOffset {
-                            topic: topic.to_string(),
-                            partition,
-                        });
-                    }
-                    offset
-                }
-                (None, None) => None,
-            };
-            self.instance.task_mut().stores[i].commit(offset)?;
-        }
-        Ok(())
-    }
-
-    fn offsets_committed(&mut self) {
-        self.uncommitted = false;
     }
 }
