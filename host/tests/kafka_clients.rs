@@ -265,6 +265,46 @@ fn keyed_records_land_where_partition_for_key_says() {
     );
 }
 
+/// A commit's flush (`weir::kafka::flush`) makes the producer send what
+/// would otherwise linger for a minute, longer than the flush may take, and returns with every delivery
+/// report served, none left for a later poll: it sleeps on librdkafka's
+/// wake-up for the report queue rather than polling in a loop.
+#[test]
+fn a_flush_sends_what_lingers_and_returns_with_every_report_served() {
+    let topic = unique("raw-flush");
+    create_topic(&topic, 2);
+    let producer: BaseProducer<Reports> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "60000")
+        .create_with_context(Reports::default())
+        .unwrap();
+    let mut handles = TopicHandles::new(&producer).unwrap();
+    for round in 0..3 {
+        for i in 0..200 {
+            let opaque = round * 200 + i + 1;
+            let record = RawRecord {
+                topic: &topic,
+                partition: Some((i % 2) as i32),
+                key: Some(b"k"),
+                value: Some(b"v"),
+                headers: &[],
+                timestamp: None,
+                opaque,
+            };
+            handles.send(&record).unwrap();
+        }
+        weir::kafka::flush(&producer, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("flush {round}: {e}"));
+        assert_eq!(producer.in_flight_count(), 0, "flush {round}");
+        let reports = producer.context().0.lock().unwrap();
+        assert_eq!(
+            reports.len(),
+            (round + 1) * 200,
+            "flush {round}: every report served by the flush itself"
+        );
+    }
+}
+
 /// librdkafka refuses a whole incremental unassign that names one partition
 /// the consumer does not have, and the others stay assigned: why the
 /// source fetcher removes only partitions still assigned (`thread::kafka`).

@@ -1,7 +1,12 @@
-//! The Kafka side of [`Collector`]: one rdkafka producer per stream thread,
-//! its delivery reports (acknowledged changelog offsets, the first failure)
-//! and, under exactly-once, its transaction. Knows nothing of tasks or
-//! stores; the commit order is [`super::CommitProtocol`]'s.
+//! The Kafka side of [`Collector`]: a stream thread's rdkafka producers,
+//! their delivery reports (acknowledged changelog offsets, the first
+//! failure) and, under exactly-once, the transaction. Knows nothing of
+//! tasks or stores; the commit order is [`super::CommitProtocol`]'s.
+//!
+//! Exactly-once: one transactional producer sends everything. At-least-once:
+//! outputs and repartition records go through a producer that reports only
+//! failures, changelog records through one that reports every delivery,
+//! since only their offsets are needed (see [`crate::kafka::producer`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,11 +57,64 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
-/// The producer of one stream thread, and its transaction state.
-pub struct RecordCollector {
+/// One producer and its topic handles.
+struct Producing {
     /// Declared before `producer`, so dropped before it.
     topics: TopicHandles,
     producer: BaseProducer<DeliveryTracker>,
+}
+
+impl Producing {
+    fn new(config: rdkafka::ClientConfig) -> Result<Self, CommitError> {
+        let producer: BaseProducer<DeliveryTracker> = config
+            .create_with_context(DeliveryTracker::default())
+            .map_err(|e| CommitError::Create(e.into()))?;
+        let topics = TopicHandles::new(&producer).ok_or_else(|| {
+            CommitError::Create(ClientError::new("the producer has no librdkafka client"))
+        })?;
+        Ok(Producing { topics, producer })
+    }
+
+    fn send(&mut self, record: &RawRecord<'_>) -> Result<(), CommitError> {
+        loop {
+            match self.topics.send(record) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    // Back-pressure: serve delivery reports until there is room.
+                    crate::kafka::serve_delivery_reports(&self.producer);
+                }
+                Err(e) => {
+                    return Err(CommitError::Produce {
+                        topic: record.topic.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_failures(&self) -> Result<(), CommitError> {
+        let failure = self
+            .producer
+            .context()
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match failure {
+            Some((topic, reason)) => Err(CommitError::Produce { topic, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The producers of one stream thread, and its transaction state.
+pub struct RecordCollector {
+    /// Everything under exactly-once; under at-least-once all but changelog
+    /// records, reporting only failures.
+    records: Producing,
+    /// At-least-once: changelog records, every delivery reported.
+    changelog: Option<Producing>,
     exactly_once: bool,
     in_transaction: bool,
     /// Each changelog partition's tag, by topic: looked up per changelog
@@ -67,24 +125,26 @@ pub struct RecordCollector {
 
 impl RecordCollector {
     pub fn new(config: &Config, thread: usize) -> Result<Self, CommitError> {
-        let producer: BaseProducer<DeliveryTracker> = crate::kafka::producer(config, thread)
-            .create_with_context(DeliveryTracker::default())
-            .map_err(|e| CommitError::Create(e.into()))?;
         let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let records = Producing::new(crate::kafka::producer(config, thread))?;
         if exactly_once {
-            producer
+            records
+                .producer
                 .init_transactions(TXN_TIMEOUT)
                 .map_err(|source| CommitError::Transaction {
                     step: "init_transactions",
                     source: source.into(),
                 })?;
         }
-        let topics = TopicHandles::new(&producer).ok_or_else(|| {
-            CommitError::Create(ClientError::new("the producer has no librdkafka client"))
-        })?;
+        let changelog = match exactly_once {
+            true => None,
+            false => Some(Producing::new(crate::kafka::changelog_producer(
+                config, thread,
+            ))?),
+        };
         Ok(RecordCollector {
-            topics,
-            producer,
+            records,
+            changelog,
             exactly_once,
             in_transaction: false,
             changelog_tags: HashMap::default(),
@@ -92,9 +152,19 @@ impl RecordCollector {
         })
     }
 
+    /// Where changelog records go and their offsets are reported.
+    fn changelog(&self) -> &Producing {
+        self.changelog.as_ref().unwrap_or(&self.records)
+    }
+
+    fn producers(&self) -> impl Iterator<Item = &Producing> {
+        std::iter::once(&self.records).chain(self.changelog.as_ref())
+    }
+
     fn maybe_begin_transaction(&mut self) -> Result<(), CommitError> {
         if self.exactly_once && !self.in_transaction {
-            self.producer
+            self.records
+                .producer
                 .begin_transaction()
                 .map_err(|source| CommitError::Transaction {
                     step: "begin_transaction",
@@ -133,37 +203,17 @@ impl RecordCollector {
             timestamp: out.timestamp,
             opaque: tag,
         };
-        loop {
-            match self.topics.send(&record) {
-                Ok(()) => break,
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                    // Back-pressure: serve delivery reports until there is room.
-                    crate::kafka::serve_delivery_reports(&self.producer);
-                }
-                Err(e) => {
-                    return Err(CommitError::Produce {
-                        topic: out.topic.to_string(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
+        let producing = match (&mut self.changelog, tag) {
+            (Some(changelog), 1..) => changelog,
+            _ => &mut self.records,
+        };
+        producing.send(&record)?;
         self.pending_since_commit += 1;
         Ok(())
     }
 
     fn check_failures(&self) -> Result<(), CommitError> {
-        let failure = self
-            .producer
-            .context()
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match failure {
-            Some((topic, reason)) => Err(CommitError::Produce { topic, reason }),
-            None => Ok(()),
-        }
+        self.producers().try_for_each(Producing::check_failures)
     }
 
     /// `send_offsets_to_transaction` with the group's generation and member
@@ -207,7 +257,7 @@ impl RecordCollector {
                 return Err(failed("librdkafka refused the group metadata".into()));
             }
             let error = rd::rd_kafka_send_offsets_to_transaction(
-                self.producer.client().native_ptr(),
+                self.records.producer.client().native_ptr(),
                 offsets.ptr(),
                 metadata,
                 TXN_TIMEOUT.as_millis() as i32,
@@ -254,14 +304,18 @@ impl Collector for RecordCollector {
 
     /// Serves delivery reports without blocking; call once per loop.
     fn poll(&self) -> Result<(), CommitError> {
-        self.producer.poll(Duration::ZERO);
+        for producing in self.producers() {
+            producing.producer.poll(Duration::ZERO);
+        }
         self.check_failures()
     }
 
     /// Waits for every sent record to be acknowledged.
     fn flush(&mut self) -> Result<(), CommitError> {
-        crate::kafka::flush(&self.producer, FLUSH_TIMEOUT)
-            .map_err(|e| CommitError::Flush(e.into()))?;
+        for producing in self.producers() {
+            crate::kafka::flush(&producing.producer, FLUSH_TIMEOUT)
+                .map_err(|e| CommitError::Flush(e.into()))?;
+        }
         self.check_failures()
     }
 
@@ -270,6 +324,7 @@ impl Collector for RecordCollector {
     fn take_changelog_offset(&mut self, topic: &str, partition: i32) -> Option<i64> {
         let tag = self.known_tag(topic, partition)?;
         let mut offsets = self
+            .changelog()
             .producer
             .context()
             .offsets
@@ -293,7 +348,8 @@ impl Collector for RecordCollector {
             let tpl = offset_list(offsets).map_err(|e| CommitError::OffsetList(e.into()))?;
             self.send_offsets(&tpl, &group)?;
         }
-        self.producer
+        self.records
+            .producer
             .commit_transaction(TXN_TIMEOUT)
             .map_err(|source| CommitError::Transaction {
                 step: "commit_transaction",
@@ -306,7 +362,7 @@ impl Collector for RecordCollector {
     /// Exactly-once: abandons the open transaction (dirty close).
     fn abort_transaction(&mut self) {
         if self.in_transaction {
-            if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
+            if let Err(e) = self.records.producer.abort_transaction(TXN_TIMEOUT) {
                 tracing::warn!(error = %e, "aborting the transaction failed");
             }
             self.in_transaction = false;

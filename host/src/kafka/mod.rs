@@ -5,21 +5,20 @@
 //! batch at a time is [`BatchConsumer`]'s (`batch`); producing through a
 //! topic handle, [`TopicHandles`]' (`produce`).
 
-use std::time::{Duration, Instant};
-
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::{Config, ProcessingGuarantee};
 
 mod batch;
+mod flush;
 mod produce;
 
 pub use crate::partitioner::{murmur2, partition_for_key};
 pub use batch::{BatchConsumer, Message};
+pub use flush::{flush, serve_delivery_reports};
 pub use produce::{RawRecord, TopicHandles};
 
 fn base(config: &Config, client_suffix: &str) -> ClientConfig {
@@ -55,75 +54,6 @@ const SOURCE_READ_AHEAD: &str = "30000";
 /// a producer ahead of its broker by more waits in [`serve_delivery_reports`]
 /// instead of holding more records in memory.
 const PRODUCER_QUEUE: &str = "100000";
-
-/// How long one wait for delivery reports lasts in [`flush`] and
-/// [`serve_delivery_reports`]: a poll of rust-rdkafka's `BaseProducer`
-/// always runs its whole timeout, events or not.
-const SERVE_STEP: Duration = Duration::from_millis(1);
-
-/// Waits until every record `producer` sent is acknowledged and its
-/// delivery report served, or `timeout` passes. Not rust-rdkafka's own
-/// `flush`: that serves reports in 100 ms polls which always run their
-/// full length, so every flush, and with it every commit, took at least
-/// 100 ms (a processor swap paused processing ~104 ms, ~100 of them here).
-///
-/// librdkafka sends lingering records at once only while a call of its
-/// `rd_kafka_flush` is under way, and with delivery reports as events (as
-/// rust-rdkafka has them) that call only waits; serving the reports is
-/// this thread's. So a helper thread holds one such call open for the
-/// whole wait while this one serves the reports. With a zero-length call
-/// per step instead, brokers woken after it returned waited out
-/// `linger.ms` first: a commit's flush took 5–28 ms against 2–10 ms now
-/// (a local broker under a steady input), most of a processor swap's
-/// pause. The helper is a thread per flush, so once per commit.
-pub fn flush<C: ProducerContext>(
-    producer: &BaseProducer<C>,
-    timeout: Duration,
-) -> Result<(), KafkaError> {
-    if producer.in_flight_count() == 0 {
-        return Ok(());
-    }
-    let deadline = Instant::now() + timeout;
-    let native = NativeProducer(producer.client().native_ptr());
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    std::thread::scope(|s| {
-        s.spawn(move || native.hold_flush(timeout_ms));
-        while producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
-                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
-            }
-            producer.poll(SERVE_STEP);
-        }
-        // The helper's call returns as the count of records reaches zero.
-        Ok(())
-    })
-}
-
-/// A producer's librdkafka handle, for the helper thread of [`flush`].
-struct NativeProducer(*mut rdkafka::bindings::rd_kafka_t);
-
-// SAFETY: librdkafka handles are thread-safe; `flush` keeps the producer
-// alive until the helper thread using this has been joined.
-unsafe impl Send for NativeProducer {}
-
-impl NativeProducer {
-    /// One `rd_kafka_flush` call: brokers send what lingers while it
-    /// lasts; it returns when no record is left unreported, or at
-    /// `timeout_ms`.
-    fn hold_flush(self, timeout_ms: i32) {
-        // SAFETY: a live producer handle (see the `Send` impl); the call
-        // only waits on the record count and wakes the broker threads.
-        unsafe {
-            rdkafka::bindings::rd_kafka_flush(self.0, timeout_ms);
-        }
-    }
-}
-
-/// Serves delivery reports for a moment: what a producer whose queue is
-/// full waits on before sending again.
-pub fn serve_delivery_reports<C: ProducerContext>(producer: &BaseProducer<C>) {
-    producer.poll(SERVE_STEP);
-}
 
 /// The source consumer of stream thread `thread`: `assign()` mode only
 /// (Weir's own group membership decides which partitions it fetches, and
@@ -179,24 +109,47 @@ pub fn restore_consumer(config: &Config, thread: usize) -> ClientConfig {
 
 /// The producer of stream thread `thread`: idempotent, partitioning keys as
 /// Kafka's Java clients do (murmur2) so co-partitioning holds across
-/// languages; transactional under exactly-once.
+/// languages; transactional under exactly-once, where it sends everything
+/// and reports every delivery. Under at-least-once it sends outputs and
+/// repartition records and reports only failures: serving a report per
+/// record (each a cache miss on a record the broker thread last touched)
+/// was a tenth of word count's stream thread. Changelog records, whose
+/// acknowledged offsets the commit needs, then go through
+/// [`changelog_producer`].
 pub fn producer(config: &Config, thread: usize) -> ClientConfig {
-    let mut c = base(config, &format!("-StreamThread-{}-producer", thread + 1));
+    let mut c = producer_named(config, &format!("-StreamThread-{}-producer", thread + 1));
+    match config.processing_guarantee {
+        ProcessingGuarantee::AtLeastOnce => {
+            c.set("delivery.report.only.error", "true");
+        }
+        ProcessingGuarantee::ExactlyOnceV2 => {
+            // Config validated both against the commit interval; librdkafka
+            // requires message.timeout.ms <= transaction.timeout.ms.
+            let timeout = config.transaction_timeout.as_millis().to_string();
+            c.set("transactional.id", transactional_id(config, thread))
+                .set("transaction.timeout.ms", &timeout)
+                .set("message.timeout.ms", &timeout);
+        }
+    }
+    overrides(c, config)
+}
+
+/// At-least-once only: the changelog producer of stream thread `thread`,
+/// reporting every delivery (see [`producer`]).
+pub fn changelog_producer(config: &Config, thread: usize) -> ClientConfig {
+    let suffix = format!("-StreamThread-{}-changelog-producer", thread + 1);
+    overrides(producer_named(config, &suffix), config)
+}
+
+fn producer_named(config: &Config, client_suffix: &str) -> ClientConfig {
+    let mut c = base(config, client_suffix);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", PRODUCER_QUEUE)
         .set("message.timeout.ms", "120000");
-    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        // Config validated both against the commit interval; librdkafka
-        // requires message.timeout.ms <= transaction.timeout.ms.
-        let timeout = config.transaction_timeout.as_millis().to_string();
-        c.set("transactional.id", transactional_id(config, thread))
-            .set("transaction.timeout.ms", &timeout)
-            .set("message.timeout.ms", &timeout);
-    }
-    overrides(c, config)
+    c
 }
 
 /// Stable per thread, so a restarted instance fences its own zombie.
@@ -312,6 +265,29 @@ mod tests {
         assert_eq!(
             producer(&c, 0).get("queue.buffering.max.messages"),
             Some("7")
+        );
+    }
+
+    /// At-least-once: outputs report only failures, changelog records every
+    /// delivery (their offsets are the commit's); exactly-once: one
+    /// transactional producer reporting everything.
+    #[test]
+    fn only_the_changelog_reports_every_delivery_under_at_least_once() {
+        let c = config("");
+        let (records, changelog) = (producer(&c, 0), changelog_producer(&c, 0));
+        assert_eq!(records.get("delivery.report.only.error"), Some("true"));
+        assert_eq!(changelog.get("delivery.report.only.error"), None);
+        assert_eq!(changelog.get("enable.idempotence"), Some("true"));
+        assert_ne!(records.get("client.id"), changelog.get("client.id"));
+        assert_eq!(records.get("transactional.id"), None);
+
+        let mut c = config("");
+        c.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+        let records = producer(&c, 0);
+        assert_eq!(records.get("delivery.report.only.error"), None);
+        assert_eq!(
+            records.get("transactional.id"),
+            Some(transactional_id(&c, 0).as_str())
         );
     }
 }

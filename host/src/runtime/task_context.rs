@@ -104,7 +104,8 @@ impl Default for BufferLimits {
 }
 
 /// What `close` is told when it tries to write.
-pub(crate) const CLOSE_CANNOT_WRITE: &str = "close() cannot write: the task's last commit is done,      so store writes, outputs and schedules made in close would be lost";
+pub(crate) const CLOSE_CANNOT_WRITE: &str = "close() cannot write: the task's last commit is done, \
+     so store writes, outputs and schedules made in close would be lost";
 
 impl TaskContext {
     pub fn new(
